@@ -1,0 +1,122 @@
+"""``videosweep``: run, validate, models.
+
+Exit codes: 0 all good; 1 some jobs failed (the others finished); 2 nothing was done because
+the input was wrong (the message says where and how to fix it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import flows  # noqa: F401  (quiet, offline defaults before Prefect or diffusers load)
+
+app = typer.Typer(
+    help="Declarative batch rendering for video diffusion models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+ManifestArg = Annotated[Path, typer.Argument(help="a YAML, CSV or Parquet manifest")]
+DeviceOpt = Annotated[
+    Optional[str], typer.Option("--device", help="cpu, cuda or cuda:N (default: cuda if a GPU is visible, else cpu)")
+]
+
+
+def _load(manifest: Path, device: str | None):
+    """The validated manifest, or a plain message and exit code 2."""
+    from tasks.devices import resolve_device
+    from tasks.manifest import ManifestError, load_manifest
+
+    try:
+        return load_manifest(manifest, resolve_device(device))
+    except (ManifestError, ValueError) as exc:
+        err.print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def run(
+    manifest: ManifestArg,
+    out_dir: Annotated[
+        Optional[Path], typer.Option("--out", help="output root (default: outputs/<manifest name>)")
+    ] = None,
+    device: DeviceOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="render again jobs that already have a video")] = False,
+) -> None:
+    """Render every job of MANIFEST; jobs already rendered into the output root are skipped."""
+    table = _load(manifest, device)  # fail fast, before Prefect starts
+    from flows.render import render_manifest
+
+    summary = render_manifest(str(manifest), str(out_dir) if out_dir else None, table.device, force)
+    out.print(summary.format(), markup=False, highlight=False)
+    raise typer.Exit(1 if summary.failed else 0)
+
+
+@app.command()
+def validate(
+    manifest: ManifestArg,
+    device: DeviceOpt = None,
+    show_all: Annotated[bool, typer.Option("--all", help="print every job, not the first 20")] = False,
+) -> None:
+    """Expand and check MANIFEST without rendering: print the job table, or every problem."""
+    table = _load(manifest, device)
+    shown = table.jobs if show_all else table.jobs[:20]
+    swept = list(dict.fromkeys(key for job in table.jobs for key in job.coords))
+    grid = Table(title=f"{table.name}: {len(table.jobs)} jobs on {table.device}", title_justify="left")
+    grid.add_column("job_id", no_wrap=True, min_width=16)
+    for column in ["origin", "model", *swept, "dtype"]:
+        grid.add_column(column)
+    for job in shown:
+        grid.add_row(job.job_id, job.origin, job.model, *(str(job.coords.get(key, "")) for key in swept), job.dtype)
+    out.print(grid)
+    if len(shown) < len(table.jobs):
+        out.print(f"... and {len(table.jobs) - len(shown)} more (--all prints them)")
+    for spec in table.grids:
+        out.print("grid: " + ", ".join(f"{axis}={key}" for axis, key in spec.items()))
+
+
+@app.command()
+def models() -> None:
+    """List the model keys, families and each family's parameters (type, default, range)."""
+    from tasks.manifest import JobOptions
+    from tasks.models import FAMILIES, known_models
+
+    listing = Table(title="models", title_justify="left")
+    for column in ("key", "family", "weights"):
+        listing.add_column(column)
+    for key, ref in sorted(known_models().items()):
+        listing.add_row(key, ref.family, ref.source)
+    out.print(listing)
+    out.print("or any hub repo id / local pipeline folder (add `family:` where it cannot be read from the files)\n")
+    _print_params("keys of every row", JobOptions)
+    for family, module in FAMILIES.items():
+        _print_params(f"{family}: {module.DESCRIPTION}", module.Params)
+
+
+def _print_params(title: str, model) -> None:
+    listing = Table(title=title, title_justify="left")
+    for column in ("key", "type", "default", "allowed", "meaning"):
+        listing.add_column(column)
+    for name, field in model.model_fields.items():
+        bounds = [
+            f"{label} {getattr(rule, attr)}"
+            for rule in field.metadata
+            for attr, label in (("ge", ">="), ("le", "<="), ("multiple_of", "multiple of"))
+            if getattr(rule, attr, None) is not None
+        ]
+        annotation = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
+        default = "required" if field.is_required() else repr(field.default)
+        listing.add_row(name, annotation, default, ", ".join(bounds), field.description or "")
+    out.print(listing)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,91 @@
+"""A job: one video to render, fully resolved, with a content-addressed ``job_id``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from .models import FAMILIES
+from .models.base import LoadOptions
+
+#: Part of every job id: bump it when the meaning of a field that feeds the hash changes.
+JOB_ID_SCHEME = 1
+
+
+class Job(BaseModel):
+    """One row of the expanded job table."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    index: int  # position in the expanded table
+    origin: str  # where the manifest declared it: "rows[1]", "line 5"
+    coords: dict[str, Any]  # the swept values (sweep, zip, seeds) that made this job
+    model: str  # as written in the manifest
+    family: str
+    model_id: str  # hub repo id or absolute local folder
+    requested_revision: str | None
+    model_revision: str  # hub commit, or "sha256:..." of a local folder
+    dtype: str
+    variant: str | None
+    generator_device: str
+    seed: int
+    params: dict[str, Any]  # the family's validated parameters, JSON-able (paths as strings)
+    input_sha256: dict[str, str]  # input field -> sha256 of the file's bytes
+
+    @property
+    def load_options(self) -> LoadOptions:
+        return LoadOptions(self.model_id, self.requested_revision, self.dtype, self.variant)
+
+    @property
+    def pipeline_key(self) -> tuple:
+        """Jobs with equal keys share one loaded pipeline."""
+        return (self.family, self.model_revision, self.load_options)
+
+    def typed_params(self):
+        return FAMILIES[self.family].Params(**self.params)
+
+    def label(self) -> str:
+        return describe(self.index, self.origin, self.coords)
+
+
+def describe(index: int, origin: str, coords: dict[str, Any]) -> str:
+    """How messages and the progress bar name a job: its place in the manifest and its sweep values."""
+    values = "".join(f", {key}={value}" for key, value in coords.items())
+    return f"job {index} ({origin}{values})"
+
+
+def compute_job_id(
+    *,
+    family: str,
+    model_id: str,
+    model_revision: str,
+    is_local: bool,
+    dtype: str,
+    variant: str | None,
+    generator_device: str,
+    seed: int,
+    params: dict[str, Any],
+    input_sha256: dict[str, str],
+) -> str:
+    """A stable hash of everything that decides a video's pixels.
+
+    Input files count by content, not path, and a local checkpoint by its content hash, so a
+    moved folder keeps its ids; the compute device counts only through the dtype it implies.
+    """
+    identity = {
+        "scheme": JOB_ID_SCHEME,
+        "family": family,
+        "model": None if is_local else model_id,
+        "revision": model_revision,
+        "dtype": dtype,
+        "variant": variant,
+        "generator_device": generator_device,
+        "seed": seed,
+        "params": {key: input_sha256.get(key, value) for key, value in params.items()},
+    }
+    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

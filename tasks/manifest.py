@@ -1,0 +1,464 @@
+"""Manifest -> validated job table.
+
+A YAML manifest holds ``defaults``, explicit ``rows``, a cartesian ``sweep``, element-wise
+``zip`` lists, ``seeds`` and ``grid`` axes; a CSV or Parquet manifest is one job per row.
+Every row is checked (keys, types, ranges, input files, model) before anything renders, and
+every problem is reported at once, naming the file, the row with its sweep values, the key,
+what was received and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .devices import auto_dtype
+from .jobs import Job, compute_job_id, describe
+from .models import ModelError, ModelRef, file_sha256, resolve, resolve_revision
+from .models.base import image_fields
+
+MANIFEST_KEYS = ("name", "description", "defaults", "rows", "sweep", "zip", "seeds", "grid")
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+class JobOptions(BaseModel):
+    """The keys every row may carry, whatever its model: which weights, how loaded, which seed."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    model: str = Field(description="a short key (see `videosweep models`), a hub repo id or a local pipeline folder")
+    family: str | None = Field(None, description="the model family, where the model's own files cannot tell")
+    revision: str | None = Field(None, description="hub branch, tag or commit of the weights")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="weights and compute precision; auto: float16 on a GPU, float32 on a CPU"
+    )
+    variant: str = Field("auto", description="weight files to read: auto (fp16 with float16), none, or a variant name")
+    seed: int = Field(
+        ge=0, le=2**63 - 1, description="seed of the job's torch.Generator: `seed:` in a row, or `seeds: [...]`"
+    )
+    generator_device: Literal["cpu", "cuda"] = Field(
+        "cpu", description="where the initial noise is drawn; cpu makes a seed mean the same video on any device"
+    )
+
+
+@dataclass
+class Problem:
+    where: str
+    key: str | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+class ManifestError(ValueError):
+    """Everything wrong with a manifest, one line per problem (identical problems grouped)."""
+
+    def __init__(self, path: Path, problems: list[Problem]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        grouped: dict[tuple[str | None, str], list[str]] = {}
+        for problem in self.problems:
+            grouped.setdefault((problem.key, problem.message), []).append(problem.where)
+        lines = [f"{self.path}: {len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}, nothing rendered"]
+        for (_, message), places in grouped.items():
+            shown = "; ".join(places[:3]) + (f"; and {len(places) - 3} more" if len(places) > 3 else "")
+            lines.append(f"  - {shown}: {message}")
+        return "\n".join(lines)
+
+
+@dataclass
+class Manifest:
+    path: Path
+    name: str
+    sha256: str
+    device: str
+    jobs: list[Job]
+    grids: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Entry:
+    """One job's raw values before validation, with where it came from."""
+
+    values: dict[str, Any]
+    origin: str
+    coords: dict[str, Any]
+
+    def label(self, index: int) -> str:
+        return describe(index, self.origin, self.coords)
+
+
+def load_manifest(path: str | Path, device: str) -> Manifest:
+    """Read, expand and validate a manifest for rendering on ``device``; raise ManifestError on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(path, [Problem(str(path), None, "no such manifest file")])
+    suffix = path.suffix.lower()
+    if suffix in YAML_SUFFIXES:
+        name, entries, grids, problems = _expand_yaml(path)
+    elif suffix in TABLE_SUFFIXES:
+        name, entries, grids, problems = _read_table(path)
+    else:
+        raise ManifestError(path, [Problem(str(path), None, f"unknown manifest type {suffix!r}; use .yaml, .csv or .parquet")])
+    if problems:
+        raise ManifestError(path, problems)
+
+    checker = _RowChecker(base_dir=path.parent.resolve(), device=device)
+    jobs: list[Job] = []
+    seen: dict[str, str] = {}
+    for index, entry in enumerate(entries):
+        job = checker.check(index, entry)
+        if job is None:
+            continue
+        if job.job_id in seen:
+            checker.problems.append(
+                Problem(entry.label(index), None, f"renders the same video as {seen[job.job_id]}; change a value or drop one")
+            )
+        seen.setdefault(job.job_id, entry.label(index))
+        jobs.append(job)
+    grids, grid_problems = _check_grids(grids, entries)
+    if checker.problems or grid_problems:
+        raise ManifestError(path, checker.problems + grid_problems)
+    return Manifest(path=path, name=name, sha256=file_sha256(path), device=device, jobs=jobs, grids=grids)
+
+
+# -- YAML: defaults x rows x sweep x zip x seeds -------------------------------------------------
+
+
+def _expand_yaml(path: Path) -> tuple[str, list[_Entry], list, list[Problem]]:
+    import yaml
+
+    where = str(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        return path.stem, [], [], [Problem(where, None, f"not valid YAML: {exc}")]
+    if not isinstance(doc, dict):
+        return path.stem, [], [], [Problem(where, None, "a YAML manifest is a mapping with keys " + ", ".join(MANIFEST_KEYS))]
+
+    problems = [
+        Problem(where, key, f"unknown top-level key {key!r}{_suggest(key, MANIFEST_KEYS)}; allowed: {', '.join(MANIFEST_KEYS)}")
+        for key in doc
+        if key not in MANIFEST_KEYS
+    ]
+    name = doc.get("name", path.stem)
+    if not isinstance(name, str) or not re.fullmatch(r"[\w.-]+", name):
+        problems.append(Problem("name", "name", f"name={name!r} must be a folder name (letters, digits, '_', '-', '.')"))
+
+    defaults = doc.get("defaults") or {}
+    rows = doc.get("rows") or [{}]
+    if not isinstance(defaults, dict):
+        problems.append(Problem("defaults", "defaults", "defaults must be a mapping of key: value"))
+        defaults = {}
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        problems.append(Problem("rows", "rows", "rows must be a list of mappings (use `- {}` for a row of defaults only)"))
+        rows = []
+
+    sweep = _axis_lists(doc.get("sweep"), "sweep", problems)
+    zipped = _axis_lists(doc.get("zip"), "zip", problems)
+    lengths = {key: len(values) for key, values in zipped.items()}
+    if len(set(lengths.values())) > 1:
+        problems.append(Problem("zip", "zip", f"zip lists must have one length; got {lengths}"))
+    for key in set(sweep) & set(zipped):
+        problems.append(Problem(f"sweep.{key}", key, f"{key!r} is in both sweep and zip; keep it in one"))
+
+    seeds: list[Any] = [None]
+    if "seeds" in doc:
+        seeds = _values(doc["seeds"], "seeds", problems, allow_count=True)
+        for key in ("sweep", "zip"):
+            if "seed" in (doc.get(key) or {}):
+                problems.append(Problem(f"{key}.seed", "seed", f"seed is swept both by `seeds:` and by `{key}:`; keep one"))
+
+    swept = set(sweep) | set(zipped) | ({"seed"} if "seeds" in doc else set())
+    for index, row in enumerate(rows):
+        for key in sorted(swept & set(row)):
+            problems.append(Problem(f"rows[{index}]", key, f"{key!r} is set in this row and also swept; keep one"))
+    if problems:
+        return name, [], [], problems
+
+    entries = []
+    zip_length = next(iter(lengths.values()), 1)
+    for index, row in enumerate(rows):
+        origin = f"rows[{index}]" if "rows" in doc else "defaults"
+        for combo in itertools.product(*sweep.values()):
+            for position in range(zip_length):
+                for seed in seeds:
+                    coords = dict(zip(sweep, combo))
+                    coords.update({key: values[position] for key, values in zipped.items()})
+                    if seed is not None:
+                        coords["seed"] = seed
+                    entries.append(_Entry({**defaults, **row, **coords}, origin, coords))
+    return name, entries, _as_grid_list(doc.get("grid")), problems
+
+
+def _axis_lists(spec: Any, where: str, problems: list[Problem]) -> dict[str, list[Any]]:
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict):
+        problems.append(Problem(where, where, f"{where} must be a mapping of key: [values]"))
+        return {}
+    return {key: _values(values, f"{where}.{key}", problems) for key, values in spec.items()}
+
+
+def _values(spec: Any, where: str, problems: list[Problem], allow_count: bool = False) -> list[Any]:
+    """A list as given, or a range: ``{from, to, step}`` or ``{from, to, num}`` (both ends included), or ``{from, count}``."""
+    if isinstance(spec, list) and spec:
+        return spec
+    if isinstance(spec, dict):
+        keys = set(spec)
+        numbers = all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in spec.values())
+        if numbers and keys == {"from", "to", "step"} and spec["step"] > 0 and spec["to"] >= spec["from"]:
+            count = int(math.floor((spec["to"] - spec["from"]) / spec["step"] + 1e-9)) + 1
+            return [_tidy(spec["from"] + i * spec["step"]) for i in range(count)]
+        if numbers and keys == {"from", "to", "num"} and isinstance(spec["num"], int) and spec["num"] >= 2:
+            step = (spec["to"] - spec["from"]) / (spec["num"] - 1)
+            integral = all(isinstance(spec[key], int) for key in ("from", "to")) and float(step).is_integer()
+            return [int(spec["from"] + i * step) if integral else _tidy(spec["from"] + i * step) for i in range(spec["num"])]
+        if allow_count and numbers and keys == {"from", "count"} and isinstance(spec["count"], int) and spec["count"] >= 1:
+            return list(range(spec["from"], spec["from"] + spec["count"]))
+    forms = "a non-empty list, {from: A, to: B, step: S} or {from: A, to: B, num: N}"
+    if allow_count:
+        forms += " or {from: A, count: N}"
+    problems.append(Problem(where, where.split(".")[-1], f"{where}={spec!r} must be {forms}"))
+    return []
+
+
+def _tidy(value: float | int) -> float | int:
+    """Round away float noise from range arithmetic (0.1 + 2 * 0.04 -> 0.18)."""
+    return value if isinstance(value, int) else round(value, 10)
+
+
+def _as_grid_list(spec: Any) -> list:
+    if spec is None:
+        return []
+    return spec if isinstance(spec, list) else [spec]
+
+
+def _check_grids(grids: list, entries: list[_Entry]) -> tuple[list[dict[str, str]], list[Problem]]:
+    """Grid axes must be parameters that vary; the grids themselves are drawn by the grid step."""
+    varying = {key for entry in entries for key in entry.coords}
+    problems, checked = [], []
+    for index, grid in enumerate(grids):
+        where = f"grid[{index}]" if len(grids) > 1 else "grid"
+        if not isinstance(grid, dict) or "x" not in grid or set(grid) - {"x", "y", "z"}:
+            problems.append(Problem(where, "grid", f"{where}={grid!r} must be a mapping with x and optional y, z"))
+            continue
+        for axis, key in grid.items():
+            if key not in varying:
+                problems.append(
+                    Problem(
+                        where, axis, f"{axis}={key!r} is not a swept key; swept: {', '.join(sorted(varying)) or 'none'}"
+                    )
+                )
+        checked.append(dict(grid))
+    return checked, problems
+
+
+# -- CSV / Parquet: one job per row --------------------------------------------------------------
+
+
+def _read_table(path: Path) -> tuple[str, list[_Entry], list, list[Problem]]:
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+    except Exception as exc:  # pandas raises many types for an unreadable table
+        return path.stem, [], [], [Problem(str(path), None, f"cannot read the table: {exc}")]
+    line = 2 if path.suffix.lower() == ".csv" else 0
+    entries = []
+    for index, record in enumerate(frame.to_dict(orient="records")):
+        values = {key: _plain(value) for key, value in record.items() if not _is_missing(value)}
+        origin = f"line {index + line}" if line else f"row {index}"
+        entries.append(_Entry(values, origin, {}))
+    if not entries:
+        return path.stem, [], [], [Problem(str(path), None, "the table has no rows")]
+    return path.stem, entries, [], []
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars to Python values; integral floats (an int column with gaps) back to int."""
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# -- one row -> one Job --------------------------------------------------------------------------
+
+
+class _RowChecker:
+    """Validates rows one by one, caching what many rows share (models, revisions, image files)."""
+
+    def __init__(self, base_dir: Path, device: str) -> None:
+        self.base_dir = base_dir
+        self.device = device
+        self.problems: list[Problem] = []
+        self._models: dict[tuple[str, str | None], ModelRef | ModelError] = {}
+        self._revisions: dict[tuple[ModelRef, str | None], str] = {}
+        self._images: dict[Path, str | Exception] = {}
+
+    def check(self, index: int, entry: _Entry) -> Job | None:
+        where = entry.label(index)
+        found: list[Problem] = []
+
+        # 1. the keys every row has
+        try:
+            options = JobOptions(**entry.values)
+        except ValidationError as exc:
+            found += [self._pydantic_problem(where, error, JobOptions) for error in exc.errors()]
+            options = None
+        model_name = entry.values.get("model")
+        if not isinstance(model_name, str):
+            self.problems += found
+            return None
+
+        # 2. the model, and with it the family's parameters
+        ref = self._model(model_name, entry.values.get("family"))
+        if isinstance(ref, ModelError):
+            self.problems += found + [Problem(where, "model", str(ref))]
+            return None
+        params_cls = ref.module.Params
+        allowed = list(JobOptions.model_fields) + list(params_cls.model_fields)
+        for key in entry.values:
+            if key not in allowed:
+                found.append(
+                    Problem(
+                        where,
+                        key,
+                        f"unknown key {key!r} for {model_name} (family {ref.family}){_suggest(key, allowed)}; "
+                        f"allowed: {', '.join(allowed)}",
+                    )
+                )
+
+        # 3. input files, resolved against the manifest's folder and hashed
+        raw = {key: value for key, value in entry.values.items() if key in params_cls.model_fields}
+        hashes: dict[str, str] = {}
+        for key in image_fields(params_cls):
+            if key in raw:
+                resolved, outcome = self._image(raw[key])
+                if isinstance(outcome, Exception):
+                    found.append(Problem(where, key, f"{key}={raw[key]!r}: {outcome}"))
+                else:
+                    raw[key], hashes[key] = str(resolved), outcome
+
+        # 4. the family's parameters: types, ranges, required inputs
+        try:
+            params = params_cls(**raw)
+        except ValidationError as exc:
+            found += [
+                self._pydantic_problem(where, error, params_cls, ref)
+                for error in exc.errors()
+                if error["loc"] and error["loc"][0] not in {p.key for p in found}
+            ]
+            params = None
+        if found or options is None or params is None:
+            self.problems += found
+            return None
+
+        # 5. resolve precision and weights, then the content-addressed id
+        dtype = auto_dtype(self.device) if options.dtype == "auto" else options.dtype
+        variant = {"auto": "fp16" if dtype == "float16" else None, "none": None}.get(options.variant, options.variant)
+        revision = self._revision(ref, options.revision)
+        values = params.model_dump(mode="json")
+        job_id = compute_job_id(
+            family=ref.family,
+            model_id=ref.source,
+            model_revision=revision,
+            is_local=ref.is_local,
+            dtype=dtype,
+            variant=variant,
+            generator_device=options.generator_device,
+            seed=options.seed,
+            params=values,
+            input_sha256=hashes,
+        )
+        return Job(
+            job_id=job_id,
+            index=index,
+            origin=entry.origin,
+            coords=entry.coords,
+            model=model_name,
+            family=ref.family,
+            model_id=ref.source,
+            requested_revision=options.revision,
+            model_revision=revision,
+            dtype=dtype,
+            variant=variant,
+            generator_device=options.generator_device,
+            seed=options.seed,
+            params=values,
+            input_sha256=hashes,
+        )
+
+    def _model(self, name: str, family: Any) -> ModelRef | ModelError:
+        key = (name, family if isinstance(family, str) else None)
+        if key not in self._models:
+            try:
+                self._models[key] = resolve(name, key[1], self.base_dir)
+            except ModelError as exc:
+                self._models[key] = exc
+        return self._models[key]
+
+    def _revision(self, ref: ModelRef, revision: str | None) -> str:
+        key = (ref, revision)
+        if key not in self._revisions:
+            self._revisions[key] = resolve_revision(ref, revision)
+        return self._revisions[key]
+
+    def _image(self, value: Any) -> tuple[Path | None, str | Exception]:
+        if not isinstance(value, str) or not value:
+            return None, ValueError("must be a path to an image file")
+        path = Path(value).expanduser()
+        path = (path if path.is_absolute() else self.base_dir / path).resolve()
+        if path not in self._images:
+            self._images[path] = _check_image(path)
+        return path, self._images[path]
+
+    @staticmethod
+    def _pydantic_problem(where: str, error: dict, model: type[BaseModel], ref: ModelRef | None = None) -> Problem:
+        key = str(error["loc"][0]) if error["loc"] else None
+        field_info = model.model_fields.get(key) if key else None
+        hint = f" ({field_info.description})" if field_info is not None and field_info.description else ""
+        if error["type"] == "missing":
+            if ref is not None and key in image_fields(model):
+                return Problem(where, key, f"missing {key!r}: {ref.name} is an image-to-video model; add `{key}: path/to/image.png`")
+            return Problem(where, key, f"missing {key!r}{hint}")
+        if error["type"] == "extra_forbidden":  # reported as an unknown key already
+            return Problem(where, key, f"unknown key {key!r}")
+        return Problem(where, key, f"{key}={error.get('input')!r}: {error['msg']}{hint}")
+
+
+def _check_image(path: Path) -> str | Exception:
+    """The file's sha256 if it is a readable image, else the reason it is not."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        return FileNotFoundError(f"no such file {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        return ValueError(f"not a readable image ({exc.__class__.__name__}: {exc})")
+    return file_sha256(path)
+
+
+def _suggest(key: str, allowed: Any) -> str:
+    close = difflib.get_close_matches(key, list(allowed), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+

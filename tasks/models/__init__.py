@@ -1,0 +1,188 @@
+"""The model registry: short names -> (family, hub id or local folder), and family -> module.
+
+A manifest's ``model`` is one of
+- a short key (``svd-xt``) from a family's ``MODELS`` table,
+- ``tiny-<family>``: a random-weight checkpoint this project builds and caches on first use,
+- a hub repo id (``org/name``) or a local folder holding a diffusers pipeline; the family is
+  read from ``model_index.json`` where it is on disk, else given as ``family:``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from . import svd
+
+FAMILIES: dict[str, ModuleType] = {module.FAMILY: module for module in (svd,)}
+FAMILY_OF_PIPELINE = {module.PIPELINE_CLASS: family for family, module in FAMILIES.items()}
+
+#: Bump when a family's ``build_tiny`` changes, so cached tiny checkpoints are rebuilt.
+TINY_VERSION = 1
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class ModelError(ValueError):
+    """A model name that cannot be resolved; the message says what would work."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str  # as the manifest wrote it
+    family: str
+    source: str  # hub repo id, or an absolute local folder
+    tiny: bool = False
+
+    @property
+    def is_local(self) -> bool:
+        return self.tiny or Path(self.source).is_absolute()
+
+    @property
+    def module(self) -> ModuleType:
+        return FAMILIES[self.family]
+
+
+def videosweep_home() -> Path:
+    """Where built tiny checkpoints and file hashes are cached (``$VIDEOSWEEP_HOME``)."""
+    return Path(os.environ.get("VIDEOSWEEP_HOME") or Path.home() / ".cache" / "videosweep")
+
+
+def known_models() -> dict[str, ModelRef]:
+    models = {
+        key: ModelRef(key, family, repo_id) for family, module in FAMILIES.items() for key, repo_id in module.MODELS.items()
+    }
+    for family in FAMILIES:
+        key = f"tiny-{family}"
+        models[key] = ModelRef(key, family, str(videosweep_home() / "tiny" / f"{family}-v{TINY_VERSION}"), tiny=True)
+    return models
+
+
+def resolve(name: str, family: str | None = None, base_dir: Path | None = None) -> ModelRef:
+    """Turn a manifest's ``model`` (and optional ``family``) into a :class:`ModelRef`."""
+    if family is not None and family not in FAMILIES:
+        raise ModelError(f"unknown family {family!r}; known families: {', '.join(sorted(FAMILIES))}")
+    models = known_models()
+    if name in models:
+        ref = models[name]
+        if family is not None and family != ref.family:
+            raise ModelError(f"model {name!r} is of family {ref.family!r}, not {family!r}; drop `family:`")
+        return ref
+
+    folder = Path(name).expanduser()
+    if base_dir is not None and not folder.is_absolute():
+        folder = base_dir / folder
+    if folder.is_dir():
+        return ModelRef(name, family or _family_from_index(folder / "model_index.json", name), str(folder.resolve()))
+
+    if HUB_ID.match(name):
+        if family is None:
+            index = _cached_hub_file(name, "model_index.json")
+            if index is None:
+                raise ModelError(
+                    f"cannot tell the family of {name!r} (its model_index.json is not in the local hub cache); "
+                    f"add `family:` ({', '.join(sorted(FAMILIES))})"
+                )
+            family = _family_from_index(index, name)
+        return ModelRef(name, family, name)
+
+    raise ModelError(
+        f"unknown model {name!r}; known models: {', '.join(sorted(models))}; "
+        "or give a hub repo id (org/name) or a folder holding a diffusers pipeline"
+    )
+
+
+def _family_from_index(index: Path, name: str) -> str:
+    try:
+        pipeline_class = json.loads(index.read_text())["_class_name"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"{name!r} has no readable model_index.json ({exc}); is it a diffusers pipeline folder?") from exc
+    if pipeline_class not in FAMILY_OF_PIPELINE:
+        raise ModelError(
+            f"{name!r} holds a {pipeline_class}, which no family renders; "
+            f"supported pipelines: {', '.join(sorted(FAMILY_OF_PIPELINE))}"
+        )
+    return FAMILY_OF_PIPELINE[pipeline_class]
+
+
+def _cached_hub_file(repo_id: str, filename: str, revision: str | None = None) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, filename, revision=revision)
+    return Path(found) if isinstance(found, str) else None
+
+
+def ensure_built(ref: ModelRef) -> None:
+    """Build a tiny checkpoint on first use; concurrent builders race safely (build aside, then rename)."""
+    target = Path(ref.source)
+    if not ref.tiny or (target / "model_index.json").exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        ref.module.build_tiny(scratch)
+        try:
+            scratch.rename(target)
+        except OSError:
+            if not (target / "model_index.json").exists():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def resolve_revision(ref: ModelRef, revision: str | None) -> str:
+    """What pins the weights: a content hash of a local folder, else the hub commit.
+
+    A hub id whose commit is not in the local cache keeps the requested ref (``main``), marked
+    ``unresolved:`` so a reader knows the weights behind it could change.
+    """
+    if ref.is_local:
+        ensure_built(ref)
+        return "sha256:" + folder_sha256(Path(ref.source))
+    if revision and re.fullmatch(r"[0-9a-f]{40}", revision):
+        return revision
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    ref_file = Path(HF_HUB_CACHE) / f"models--{ref.source.replace('/', '--')}" / "refs" / (revision or "main")
+    try:
+        return ref_file.read_text().strip()
+    except OSError:
+        return f"unresolved:{revision or 'main'}"
+
+
+def folder_sha256(folder: Path) -> str:
+    """A content hash of every file under ``folder`` (paths and bytes), cached by size and mtime."""
+    cache_file = videosweep_home() / "file-hashes.json"
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    digest = hashlib.sha256()
+    changed = False
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = path.stat()
+        key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        if key not in cache:
+            cache[key] = file_sha256(path)
+            changed = True
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{cache[key]}\n".encode())
+    if changed:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        scratch = cache_file.with_name(f".{cache_file.name}.{os.getpid()}")
+        scratch.write_text(json.dumps(cache))
+        os.replace(scratch, cache_file)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,109 @@
+"""What every model family shares: the params base class, the render output, and the load path.
+
+A family module (``svd.py``, ...) declares its pipeline, its hub ids, a pydantic ``Params``
+model, ``load``, ``render`` and ``build_tiny``. The helpers here keep those modules short
+without hiding the diffusers calls a reader wants to see.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+
+class VideoParams(BaseModel):
+    """Base of each family's ``Params``: unknown keys are errors, and a validated row is frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def image_field(description: str) -> Any:
+    """A required input image: resolved against the manifest's folder and hashed into the job id."""
+    return Field(description=description, json_schema_extra={"input_image": True})
+
+
+def image_fields(params_cls: type[VideoParams]) -> tuple[str, ...]:
+    """The names of the fields of ``params_cls`` that hold input images."""
+    return tuple(
+        name
+        for name, field in params_cls.model_fields.items()
+        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("input_image")
+    )
+
+
+@dataclass
+class Rendered:
+    """One rendered video, in memory: uint8 frames shaped (frames, height, width, 3)."""
+
+    frames: np.ndarray
+    fps: int
+    denoise_s: float
+    decode_s: float
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a pipeline is loaded: together with the model id, the key of the pipeline cache."""
+
+    source: str  # hub repo id or local folder
+    revision: str | None
+    dtype: str  # "float32" | "float16" | "bfloat16"
+    variant: str | None  # e.g. "fp16": which weight files to read
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    import torch
+
+    return getattr(torch, name)
+
+
+def from_pretrained(pipeline_cls: Any, options: LoadOptions, **components: Any) -> Any:
+    """``pipeline_cls.from_pretrained`` as the diffusers docs call it (dtype, fp16 variant, revision)."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()  # a batch log wants no per-component bars
+    transformers_logging.disable_progress_bar()
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(options.dtype), **components}
+    if options.variant:
+        kwargs["variant"] = options.variant
+    if options.revision and not Path(options.source).is_dir():
+        kwargs["revision"] = options.revision
+    return pipeline_cls.from_pretrained(options.source, **kwargs)
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued GPU work, so that a wall-clock split between two steps is honest."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+class Stopwatch:
+    """Wall-clock laps that wait for the device first: ``lap()`` returns seconds since the last lap."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self._last = time.perf_counter()
+
+    def lap(self) -> float:
+        synchronize(self.device)
+        now = time.perf_counter()
+        elapsed, self._last = now - self._last, now
+        return elapsed
+
+
+def to_uint8_frames(frames: np.ndarray) -> np.ndarray:
+    """Float frames in [0, 1] to uint8, rounded the way diffusers' ``numpy_to_pil`` rounds."""
+    import numpy as np
+
+    return (np.clip(frames, 0.0, 1.0) * 255).round().astype(np.uint8)

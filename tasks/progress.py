@@ -1,0 +1,41 @@
+"""A progress bar for a run: jobs done of all, the job in flight, elapsed time and ETA."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from .jobs import Job
+
+
+class JobProgress:
+    def __init__(self, progress: Progress, total: int) -> None:
+        self._progress = progress
+        self._task = progress.add_task("rendering", total=total, job="")
+
+    def start(self, job: Job) -> None:
+        self._progress.update(self._task, job=f"{job.job_id} {job.label()}")
+
+    def finish(self, record: dict) -> None:
+        if record["status"] != "ok":
+            self._progress.console.print(f"[red]failed[/red] {record['job_id']}: {record['error_type']}: {record['error']}")
+        self._progress.advance(self._task)
+
+
+@contextmanager
+def job_progress(total: int, console: Console | None = None) -> Iterator[JobProgress]:
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[job]}"),
+        console=console or Console(stderr=True),
+    )
+    with progress:
+        yield JobProgress(progress, total)

@@ -1,0 +1,199 @@
+"""Render jobs: a per-process pipeline cache, and one job -> mp4 + results record.
+
+The cache is reached through :func:`pipeline_cache`, a function of an importable module, so
+that a task shipped to another process by value still finds that process's one cache.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import socket
+import time
+import traceback
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .jobs import Job
+from .models import FAMILIES, ensure_built, file_sha256, known_models
+from .provenance import environment, gpu_name
+from .results import write_record
+from .video import write_mp4
+
+VIDEOS_DIR = "videos"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every job of one run shares; small and picklable, it travels with each task."""
+
+    run_id: str
+    out_root: Path
+    device: str
+    manifest_name: str
+    manifest_path: str
+    manifest_sha256: str
+
+    @classmethod
+    def new(cls, out_root: Path, device: str, manifest) -> RunContext:
+        run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        return cls(run_id, out_root, device, manifest.name, str(manifest.path.resolve()), manifest.sha256)
+
+
+class PipelineCache:
+    """Loaded pipelines by (pipeline key, device), least recently used evicted beyond ``capacity``."""
+
+    def __init__(self, capacity: int = 1) -> None:
+        self.capacity = capacity
+        self._pipes: OrderedDict[tuple, Any] = OrderedDict()
+        self.loads = 0
+
+    def get(self, job: Job, device: str) -> tuple[Any, float, bool]:
+        """The pipeline for ``job``, the seconds spent loading it, and whether it was already loaded."""
+        key = (job.pipeline_key, device)
+        if key in self._pipes:
+            self._pipes.move_to_end(key)
+            return self._pipes[key], 0.0, True
+        while len(self._pipes) >= self.capacity:
+            self._pipes.popitem(last=False)
+            _free_memory(device)
+        started = time.perf_counter()
+        if job.model in known_models():  # a tiny checkpoint is built where it is first needed
+            ensure_built(known_models()[job.model])
+        pipe = FAMILIES[job.family].load(job.load_options, device)
+        self._pipes[key] = pipe
+        self.loads += 1
+        return pipe, time.perf_counter() - started, False
+
+    def clear(self) -> None:
+        self._pipes.clear()
+
+
+def _free_memory(device: str) -> None:
+    gc.collect()
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+_CACHE = PipelineCache()
+
+
+def pipeline_cache() -> PipelineCache:
+    """This process's pipeline cache."""
+    return _CACHE
+
+
+def plan(jobs: list[Job]) -> list[Job]:
+    """Jobs in manifest order within each pipeline, pipelines in order of first use: one load each."""
+    groups: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(job.pipeline_key, []).append(job)
+    return [job for group in groups.values() for job in group]
+
+
+def video_path(job: Job) -> str:
+    """Where a job's video lives, relative to the output root."""
+    return f"{VIDEOS_DIR}/{job.job_id}.mp4"
+
+
+def render_job(job: Job, run: RunContext, attempt: int = 1) -> dict[str, Any]:
+    """Render ``job``, write its video and its record, and return the record.
+
+    Any exception of the job is caught and recorded as ``failed``: one bad job never ends a run.
+    """
+    import torch
+
+    started_at = datetime.now(timezone.utc)
+    started = time.perf_counter()
+    module = FAMILIES[job.family]
+    record = _base_record(job, run, attempt, started_at)
+    cuda = run.device.startswith("cuda")
+    try:
+        # 1. the pipeline, loaded once per process
+        pipe, load_s, hit = pipeline_cache().get(job, run.device)
+        record.update(
+            load_s=load_s,
+            cache_hit=hit,
+            pipeline_class=type(pipe).__name__,
+            scheduler_class=type(pipe.scheduler).__name__,
+            scheduler_config_json=json.dumps(dict(pipe.scheduler.config), sort_keys=True, default=str),
+        )
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(run.device)
+
+        # 2. denoise and decode, seeded on the generator device
+        generator_device = run.device if job.generator_device == "cuda" else "cpu"
+        generator = torch.Generator(generator_device).manual_seed(job.seed)
+        rendered = module.render(pipe, job.typed_params(), generator, run.device)
+        if cuda:
+            record["peak_gpu_mem_bytes"] = torch.cuda.max_memory_allocated(run.device)
+
+        # 3. export, then account for it
+        exporting = time.perf_counter()
+        relative = video_path(job)
+        height, width = write_mp4(rendered.frames, rendered.fps, run.out_root / relative)
+        record.update(
+            status="ok",
+            video_path=relative,
+            video_sha256=file_sha256(run.out_root / relative),
+            video_frames=len(rendered.frames),
+            video_width=width,
+            video_height=height,
+            video_fps=float(rendered.fps),
+            denoise_s=rendered.denoise_s,
+            decode_s=rendered.decode_s,
+            export_s=time.perf_counter() - exporting,
+        )
+    except Exception as exc:  # noqa: BLE001 - the record is where the failure goes
+        record.update(status="failed", error_type=type(exc).__name__, error=_describe(exc))
+    record.update(total_s=time.perf_counter() - started, finished_at=datetime.now(timezone.utc))
+    write_record(run.out_root, record)
+    return record
+
+
+def _base_record(job: Job, run: RunContext, attempt: int, started_at: datetime) -> dict[str, Any]:
+    params = job.params
+    record: dict[str, Any] = {
+        "job_id": job.job_id,
+        "run_id": run.run_id,
+        "attempt": attempt,
+        "manifest_name": run.manifest_name,
+        "manifest_path": run.manifest_path,
+        "manifest_sha256": run.manifest_sha256,
+        "job_index": job.index,
+        "origin": job.origin,
+        "sweep_json": json.dumps(job.coords, sort_keys=True),
+        "model": job.model,
+        "family": job.family,
+        "model_id": job.model_id,
+        "model_revision": job.model_revision,
+        "pipeline_class": FAMILIES[job.family].PIPELINE_CLASS,
+        "dtype": job.dtype,
+        "variant": job.variant,
+        "device": run.device,
+        "gpu_name": gpu_name(run.device),
+        "seed": job.seed,
+        "generator_device": job.generator_device,
+        "params_json": json.dumps(params, sort_keys=True),
+        **params,
+        **{f"{name}_sha256": digest for name, digest in job.input_sha256.items()},
+        **environment(),
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
+        "started_at": started_at,
+    }
+    return record
+
+
+def _describe(exc: BaseException) -> str:
+    """The message and the innermost frames, enough to find the line without the whole trace."""
+    frames = traceback.extract_tb(exc.__traceback__)[-3:]
+    where = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames))
+    return f"{exc}"[:4000] + (f" [at {where}]" if where else "")
+

@@ -1,0 +1,47 @@
+"""What a run did, for the person who started it: counts, time per video, where things are."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .render import RunContext
+from .results import RESULTS_DIR
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    out_root: Path
+    total: int
+    ok: int
+    failed: int
+    skipped: int
+    seconds_per_video: float | None  # mean total_s of the videos rendered in this run
+    failures: list[str] = field(default_factory=list)  # "job_id: ErrorType: message"
+
+    @classmethod
+    def of(cls, run: RunContext, total: int, records: list[dict]) -> RunSummary:
+        ok = [record for record in records if record["status"] == "ok"]
+        failed = [record for record in records if record["status"] != "ok"]
+        return cls(
+            run_id=run.run_id,
+            out_root=run.out_root,
+            total=total,
+            ok=len(ok),
+            failed=len(failed),
+            skipped=total - len(records),
+            seconds_per_video=sum(record["total_s"] for record in ok) / len(ok) if ok else None,
+            failures=[f"{record['job_id']}: {record['error_type']}: {record['error']}" for record in failed],
+        )
+
+    def format(self) -> str:
+        lines = [f"run {self.run_id}: {self.total} jobs: {self.ok} ok, {self.failed} failed, {self.skipped} skipped"]
+        if self.skipped == self.total:
+            lines.append("nothing to render: every job already has a video (use --force to render again)")
+        if self.seconds_per_video is not None:
+            lines.append(f"{self.seconds_per_video:.2f} s per video (load included)")
+        lines += [f"  failed {failure}" for failure in self.failures]
+        lines.append(f"videos:  {self.out_root / 'videos'}")
+        lines.append(f"results: {self.out_root / RESULTS_DIR}  (pandas.read_parquet)")
+        return "\n".join(lines)

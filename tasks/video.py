@@ -1,0 +1,58 @@
+"""mp4 files: H.264, yuv420p, written aside and renamed so no half-written video is ever left."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def write_mp4(frames: np.ndarray, fps: int, path: Path, crf: int = 17) -> tuple[int, int]:
+    """Encode uint8 frames (frames, height, width, 3) to ``path`` atomically; return the encoded (height, width).
+
+    Odd sizes are padded by one edge pixel (yuv420p needs even sides); nothing is rescaled.
+    """
+    import imageio_ffmpeg
+
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"expected uint8 frames shaped (frames, height, width, 3), got {frames.dtype} {frames.shape}")
+    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+    if pad_h or pad_w:
+        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    height, width = frames.shape[1:3]
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{path.stem}.{os.getpid()}.tmp.mp4")
+    writer = imageio_ffmpeg.write_frames(
+        str(scratch),
+        (width, height),
+        fps=fps,
+        codec="libx264",
+        pix_fmt_out="yuv420p",
+        macro_block_size=1,
+        quality=None,
+        output_params=["-crf", str(crf), "-movflags", "+faststart"],
+        ffmpeg_log_level="error",
+    )
+    try:
+        writer.send(None)
+        for frame in frames:
+            writer.send(np.ascontiguousarray(frame))
+        writer.close()
+        os.replace(scratch, path)
+        return height, width
+    finally:
+        writer.close()
+        scratch.unlink(missing_ok=True)
+
+
+def read_mp4(path: Path) -> tuple[np.ndarray, float]:
+    """All frames of a video as uint8 (frames, height, width, 3), and its fps."""
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = reader.__next__()
+    width, height = meta["size"]
+    frames = [np.frombuffer(buffer, dtype=np.uint8).reshape(height, width, 3) for buffer in reader]
+    return np.stack(frames), float(meta["fps"])
