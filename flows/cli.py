@@ -22,7 +22,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console()
-err = Console(stderr=True)
 
 ManifestArg = Annotated[Path, typer.Argument(help="a YAML, CSV or Parquet manifest")]
 DeviceOpt = Annotated[
@@ -38,7 +37,7 @@ def _load(manifest: Path, device: str | None):
     try:
         return load_manifest(manifest, resolve_device(device))
     except (ManifestError, ValueError) as exc:
-        err.print(str(exc), markup=False, highlight=False)
+        typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
 
 
@@ -56,7 +55,7 @@ def run(
     from flows.render import render_manifest
 
     summary = render_manifest(str(manifest), str(out_dir) if out_dir else None, table.device, force)
-    out.print(summary.format(), markup=False, highlight=False)
+    typer.echo(summary.format())
     raise typer.Exit(1 if summary.failed else 0)
 
 

@@ -1,0 +1,99 @@
+"""The SVD family on its tiny checkpoint: real layout, real from_pretrained, honest defaults, determinism."""
+
+import inspect
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tasks.models import folder_sha256, svd
+from tasks.models.base import LoadOptions
+
+from .conftest import ROCKET
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_svd):
+    return svd.load(LoadOptions(str(tiny_svd), None, "float32", None), "cpu")
+
+
+def small(**overrides) -> svd.Params:
+    values = dict(image=ROCKET, height=48, width=64, num_frames=4, num_inference_steps=2)
+    return svd.Params(**{**values, **overrides})
+
+
+def test_tiny_checkpoint_has_the_layout_of_the_real_repo(tiny_svd: Path):
+    index = json.loads((tiny_svd / "model_index.json").read_text())
+    assert index["_class_name"] == "StableVideoDiffusionPipeline"
+    assert set(index) >= {"feature_extractor", "image_encoder", "scheduler", "unet", "vae"}
+    for weights in ("unet/diffusion_pytorch_model", "vae/diffusion_pytorch_model", "image_encoder/model"):
+        assert (tiny_svd / f"{weights}.safetensors").is_file()
+        assert (tiny_svd / f"{weights}.fp16.safetensors").is_file()
+    scheduler = json.loads((tiny_svd / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler["_class_name"] == "EulerDiscreteScheduler"
+    assert scheduler["prediction_type"] == "v_prediction"
+
+
+def test_tiny_build_is_reproducible(tiny_svd: Path, tmp_path: Path):
+    """Same bytes on every machine, so job ids of tiny-model rows agree everywhere."""
+    svd.build_tiny(tmp_path / "again")
+    assert folder_sha256(tmp_path / "again") == folder_sha256(tiny_svd)
+
+
+def test_fp16_variant_loads_through_from_pretrained(tiny_svd: Path):
+    half = svd.load(LoadOptions(str(tiny_svd), None, "float16", "fp16"), "cpu")
+    assert half.unet.dtype == torch.float16
+    assert half.vae.dtype == torch.float16
+
+
+def test_params_defaults_are_the_pipelines_own():
+    from diffusers import StableVideoDiffusionPipeline
+
+    signature = inspect.signature(StableVideoDiffusionPipeline.__call__).parameters
+    for name, field in svd.Params.model_fields.items():
+        if name != "image":
+            assert field.default == signature[name].default, name
+
+
+def test_render_shape_fps_and_timings(pipe):
+    rendered = svd.render(pipe, small(fps=9), torch.Generator().manual_seed(0), "cpu")
+    assert rendered.frames.shape == (4, 48, 64, 3)
+    assert rendered.frames.dtype == np.uint8
+    assert rendered.fps == 9
+    assert rendered.denoise_s > 0 and rendered.decode_s > 0
+
+
+def test_num_frames_defaults_to_the_unets(pipe):
+    rendered = svd.render(pipe, small(num_frames=None), torch.Generator().manual_seed(0), "cpu")
+    assert len(rendered.frames) == pipe.unet.config.num_frames == 8
+
+
+def test_same_seed_same_frames_other_seed_other_frames(pipe):
+    def frames(seed: int, **overrides) -> np.ndarray:
+        return svd.render(pipe, small(**overrides), torch.Generator().manual_seed(seed), "cpu").frames
+
+    first = frames(7)
+    assert np.array_equal(first, frames(7))
+    assert not np.array_equal(first, frames(8))
+    assert not np.array_equal(first, frames(7, motion_bucket_id=200))
+
+
+def test_decode_split_matches_the_pipelines_own_decode(pipe):
+    """Stopping at the latents and decoding ourselves gives the frames the pipeline would return."""
+    from PIL import Image
+
+    params = small()
+    ours = svd.render(pipe, params, torch.Generator().manual_seed(3), "cpu").frames
+    image = Image.open(ROCKET).convert("RGB").resize((params.width, params.height))
+    theirs = pipe(
+        image,
+        height=params.height,
+        width=params.width,
+        num_frames=params.num_frames,
+        num_inference_steps=params.num_inference_steps,
+        generator=torch.Generator().manual_seed(3),
+        output_type="np",
+    ).frames[0]
+    assert np.array_equal(ours, (theirs * 255).round().astype(np.uint8))
