@@ -226,7 +226,7 @@ def _values(spec: Any, where: str, problems: list[Problem], allow_count: bool = 
             step = (spec["to"] - spec["from"]) / (spec["num"] - 1)
             integral = all(isinstance(spec[key], int) for key in ("from", "to")) and float(step).is_integer()
             return [int(spec["from"] + i * step) if integral else _tidy(spec["from"] + i * step) for i in range(spec["num"])]
-        if allow_count and numbers and keys == {"from", "count"} and isinstance(spec["count"], int) and spec["count"] >= 1:
+        if allow_count and numbers and keys == {"from", "count"} and all(isinstance(spec[k], int) for k in keys) and spec["count"] >= 1:
             return list(range(spec["from"], spec["from"] + spec["count"]))
     forms = "a non-empty list, {from: A, to: B, step: S} or {from: A, to: B, num: N}"
     if allow_count:
@@ -256,7 +256,7 @@ def _check_grids(grids: list, entries: list[_Entry]) -> tuple[list[dict[str, str
             problems.append(Problem(where, "grid", f"{where}={grid!r} must be a mapping with x and optional y, z"))
             continue
         for axis, key in grid.items():
-            if key not in varying:
+            if not isinstance(key, str) or key not in varying:
                 problems.append(
                     Problem(
                         where, axis, f"{axis}={key!r} is not a swept key; swept: {', '.join(sorted(varying)) or 'none'}"

@@ -51,27 +51,39 @@ class PipelineCache:
     def __init__(self, capacity: int = 1) -> None:
         self.capacity = capacity
         self._pipes: OrderedDict[tuple, Any] = OrderedDict()
-        self.loads = 0
+        self._failed: dict[tuple, tuple[str, Exception]] = {}  # key -> (run_id, why it failed)
 
-    def get(self, job: Job, device: str) -> tuple[Any, float, bool]:
-        """The pipeline for ``job``, the seconds spent loading it, and whether it was already loaded."""
+    def get(self, job: Job, device: str, run_id: str) -> tuple[Any, float, bool]:
+        """The pipeline for ``job``, the seconds spent loading it, and whether it was already loaded.
+
+        A load that failed is not tried again by later jobs of the same run: they fail at once
+        with the same reason (a missing checkpoint would otherwise cost every job its timeout).
+        """
         key = (job.pipeline_key, device)
         if key in self._pipes:
             self._pipes.move_to_end(key)
             return self._pipes[key], 0.0, True
+        failed_run, reason = self._failed.get(key, (None, None))
+        if failed_run == run_id:
+            raise PipelineLoadError(f"loading {job.model_id} failed earlier in this run: {reason}") from reason
         while len(self._pipes) >= self.capacity:
             self._pipes.popitem(last=False)
             _free_memory(device)
         started = time.perf_counter()
-        if job.model in known_models():  # a tiny checkpoint is built where it is first needed
-            ensure_built(known_models()[job.model])
-        pipe = FAMILIES[job.family].load(job.load_options, device)
+        try:
+            if job.model in known_models():  # a tiny checkpoint is built where it is first needed
+                ensure_built(known_models()[job.model])
+            pipe = FAMILIES[job.family].load(job.load_options, device)
+        except Exception as exc:
+            self._failed[key] = (run_id, exc)
+            raise
+        self._failed.pop(key, None)
         self._pipes[key] = pipe
-        self.loads += 1
         return pipe, time.perf_counter() - started, False
 
-    def clear(self) -> None:
-        self._pipes.clear()
+
+class PipelineLoadError(RuntimeError):
+    """A pipeline that could not be loaded, reported again for each job that needed it."""
 
 
 def _free_memory(device: str) -> None:
@@ -117,7 +129,7 @@ def render_job(job: Job, run: RunContext, attempt: int = 1) -> dict[str, Any]:
     cuda = run.device.startswith("cuda")
     try:
         # 1. the pipeline, loaded once per process
-        pipe, load_s, hit = pipeline_cache().get(job, run.device)
+        pipe, load_s, hit = pipeline_cache().get(job, run.device, run.run_id)
         record.update(
             load_s=load_s,
             cache_hit=hit,

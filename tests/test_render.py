@@ -1,0 +1,73 @@
+"""Rendering without Prefect: plan order, the pipeline cache, and failures that stay per job."""
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from tasks.manifest import load_manifest
+from tasks.render import PipelineCache, RunContext, pipeline_cache, plan, render_job
+
+from .conftest import ROCKET
+
+
+def write_manifest(folder: Path, models: list[str]) -> Path:
+    rows = "\n".join(f"  - {{model: {model}}}" for model in models)
+    text = f"""
+name: t
+defaults: {{image: {ROCKET}, height: 32, width: 48, num_frames: 2, num_inference_steps: 1}}
+rows:
+{rows}
+seeds: [1, 2]
+"""
+    (folder / "m.yaml").write_text(text)
+    return folder / "m.yaml"
+
+
+def test_plan_groups_jobs_by_pipeline_in_order_of_first_use(tiny_svd, tmp_path):
+    copy = shutil.copytree(tiny_svd, tmp_path / "other-svd")
+    (copy / "scheduler" / "scheduler_config.json").write_text(
+        (copy / "scheduler" / "scheduler_config.json").read_text().replace('"steps_offset": 1', '"steps_offset": 0')
+    )
+    jobs = load_manifest(write_manifest(tmp_path, ["tiny-svd", str(copy), "tiny-svd, fps: 9"]), "cpu").jobs
+    ordered = plan(jobs)
+    assert sorted(job.job_id for job in ordered) == sorted(job.job_id for job in jobs)
+    assert [job.origin for job in ordered] == ["rows[0]"] * 2 + ["rows[2]"] * 2 + ["rows[1]"] * 2
+
+
+def test_cache_loads_once_and_evicts_beyond_capacity(tiny_svd, tmp_path):
+    copy = shutil.copytree(tiny_svd, tmp_path / "svd-copy")
+    (copy / "unet" / "config.json").write_text((copy / "unet" / "config.json").read_text() + "\n")
+    first, second = (
+        load_manifest(write_manifest(tmp_path, [model]), "cpu").jobs[0] for model in ("tiny-svd", str(copy))
+    )
+    assert first.pipeline_key != second.pipeline_key
+    cache = PipelineCache(capacity=1)
+    pipe, load_s, hit = cache.get(first, "cpu", "run")
+    assert not hit and load_s > 0
+    assert cache.get(first, "cpu", "run") == (pipe, 0.0, True)
+    assert not cache.get(second, "cpu", "run")[2]
+    assert not cache.get(first, "cpu", "run")[2], "capacity 1: the first pipeline was evicted"
+
+
+def test_a_broken_checkpoint_fails_its_jobs_once_each_and_quickly(tiny_svd, tmp_path):
+    broken = shutil.copytree(tiny_svd, tmp_path / "broken-svd")
+    for weights in (broken / "unet").glob("*.safetensors"):
+        weights.unlink()
+    manifest = load_manifest(write_manifest(tmp_path, [str(broken), "tiny-svd"]), "cpu")
+    run = RunContext.new(tmp_path / "out", "cpu", manifest)
+    records = [render_job(job, run) for job in plan(manifest.jobs)]
+
+    assert [record["status"] for record in records] == ["failed", "failed", "ok", "ok"]
+    assert "earlier in this run" not in records[0]["error"]
+    assert records[1]["error_type"] == "PipelineLoadError" and "earlier in this run" in records[1]["error"]
+    table = pd.read_parquet(tmp_path / "out" / "results")
+    assert sorted(table["status"]) == ["failed", "failed", "ok", "ok"]
+
+    # a new run tries the load again rather than trusting an old failure
+    retry = RunContext.new(tmp_path / "out", "cpu", manifest)
+    assert "earlier in this run" not in render_job(manifest.jobs[0], retry, attempt=2)["error"]
+
+
+def test_pipeline_cache_is_one_per_process():
+    assert pipeline_cache() is pipeline_cache()
