@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from .models import FAMILIES
+from .models import COMMIT, FAMILIES
 from .models.base import LoadOptions
 
 #: Part of every job id: bump it when the meaning of a field that feeds the hash changes.
@@ -38,7 +38,9 @@ class Job(BaseModel):
 
     @property
     def load_options(self) -> LoadOptions:
-        return LoadOptions(self.model_id, self.requested_revision, self.dtype, self.variant)
+        """Loads the commit the job id was computed with, where one was resolved."""
+        pinned = self.model_revision if COMMIT.fullmatch(self.model_revision) else self.requested_revision
+        return LoadOptions(self.model_id, pinned, self.dtype, self.variant)
 
     @property
     def pipeline_key(self) -> tuple:

@@ -158,11 +158,11 @@ def _expand_yaml(path: Path) -> tuple[str, list[_Entry], list, list[Problem]]:
         problems.append(Problem("name", "name", f"name={name!r} must be a folder name (letters, digits, '_', '-', '.')"))
 
     defaults = doc.get("defaults") or {}
-    rows = doc.get("rows") or [{}]
+    rows = doc.get("rows", [{}])
     if not isinstance(defaults, dict):
         problems.append(Problem("defaults", "defaults", "defaults must be a mapping of key: value"))
         defaults = {}
-    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+    if not isinstance(rows, list) or not rows or not all(isinstance(row, dict) for row in rows):
         problems.append(Problem("rows", "rows", "rows must be a list of mappings (use `- {}` for a row of defaults only)"))
         rows = []
 
@@ -255,6 +255,8 @@ def _check_grids(grids: list, entries: list[_Entry]) -> tuple[list[dict[str, str
         if not isinstance(grid, dict) or "x" not in grid or set(grid) - {"x", "y", "z"}:
             problems.append(Problem(where, "grid", f"{where}={grid!r} must be a mapping with x and optional y, z"))
             continue
+        if len(set(map(str, grid.values()))) < len(grid):
+            problems.append(Problem(where, "grid", f"{where}={grid!r} uses one key on two axes; give each axis its own"))
         for axis, key in grid.items():
             if not isinstance(key, str) or key not in varying:
                 problems.append(
@@ -367,6 +369,10 @@ class _RowChecker:
                 if error["loc"] and error["loc"][0] not in {p.key for p in found}
             ]
             params = None
+        if options is not None and options.generator_device == "cuda" and not self.device.startswith("cuda"):
+            found.append(
+                Problem(where, "generator_device", f"generator_device='cuda' needs a CUDA device, not {self.device!r}; use cpu")
+            )
         if found or options is None or params is None:
             self.problems += found
             return None

@@ -11,6 +11,7 @@ import pytest
 _SESSION = Path(tempfile.mkdtemp(prefix="videosweep-tests-"))
 os.environ["VIDEOSWEEP_HOME"] = str(_SESSION / "home")
 os.environ["PREFECT_HOME"] = str(_SESSION / "prefect")
+os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach for the hub
 import flows  # noqa: E402,F401  (the CLI's quiet, offline Prefect and Hugging Face defaults)
 
 REPO = Path(__file__).resolve().parent.parent

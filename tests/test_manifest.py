@@ -5,26 +5,21 @@ downloading weights. One test uses ``tiny-svd``, which builds a random-weight ch
 ``$VIDEOSWEEP_HOME`` the first time.
 """
 
-import os
-import tempfile
+import itertools
+import re
+import shutil
+import textwrap
+from pathlib import Path
 
-os.environ.setdefault("VIDEOSWEEP_HOME", tempfile.mkdtemp(prefix="vsh-"))
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
 
-import itertools  # noqa: E402
-import re  # noqa: E402
-import shutil  # noqa: E402
-import textwrap  # noqa: E402
-from pathlib import Path  # noqa: E402
+from tasks.manifest import ManifestError, load_manifest
 
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-import yaml  # noqa: E402
-from PIL import Image  # noqa: E402
+from .conftest import ROCKET
 
-from tasks.manifest import ManifestError, load_manifest  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
-ROCKET = REPO / "manifests" / "inputs" / "rocket.png"
 IMAGE = "inputs/rocket.png"  # relative to the manifest's folder
 FAKE_IMAGE = "inputs/fake.png"  # a .png holding text
 
@@ -224,7 +219,10 @@ def test_malformed_value_lists_are_reported(folder, section, spec, where):
 # -- 2. CSV and Parquet: one job per row -----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("suffix", "origins"), [(".csv", ["line 2", "line 3", "line 4"]), (".parquet", ["row 0", "row 1", "row 2"])])
+@pytest.mark.parametrize(
+    ("suffix", "origins"),
+    [(".csv", ["line 2", "line 3", "line 4"]), (".parquet", ["row 0", "row 1", "row 2"])],
+)
 def test_table_is_one_job_per_row_with_model_defaults_for_gaps(folder, monkeypatch, suffix, origins):
     elsewhere = folder / "elsewhere"
     elsewhere.mkdir()
@@ -543,7 +541,6 @@ def test_job_ids_do_not_depend_on_key_order(folder):
         {"dtype": "float16"},
         {"dtype": "bfloat16"},
         {"variant": "fp16"},
-        {"generator_device": "cuda"},
         {"model": "svd"},
         {"revision": "0123456789abcdef0123456789abcdef01234567"},
     ],
@@ -554,6 +551,32 @@ def test_job_id_changes_with_each_pixel_deciding_value(folder, change):
     changed = single_job_id(folder, single_job_doc(**change), "changed.yaml")
 
     assert changed != base
+
+
+def test_job_id_changes_with_the_generator_device():
+    """Checked on the hash itself: a manifest refuses generator_device=cuda without a GPU."""
+    from tasks.jobs import compute_job_id
+
+    values = dict(family="svd", model_id="m/x", model_revision="r", is_local=False, dtype="float16", variant=None)
+    values.update(seed=1, params={"a": 1}, input_sha256={})
+    assert compute_job_id(generator_device="cpu", **values) != compute_job_id(generator_device="cuda", **values)
+
+
+def test_cuda_generator_without_a_gpu_is_refused(folder):
+    error = load_error(write_yaml(folder, single_job_doc(generator_device="cuda")))
+    assert "generator_device='cuda' needs a CUDA device, not 'cpu'" in line_of(error, "generator_device")
+
+
+def test_empty_rows_are_refused(folder):
+    doc = single_job_doc()
+    doc["rows"] = []
+    assert line_of(load_error(write_yaml(folder, doc)), "must be a list").startswith("  - rows: rows must be")
+
+
+def test_one_key_on_two_grid_axes_is_refused(folder):
+    doc = single_job_doc()
+    doc.update(sweep={"fps": [6, 7]}, grid={"x": "fps", "y": "fps"})
+    assert line_of(load_error(write_yaml(folder, doc)), "uses one key on two axes").startswith("  - grid: grid=")
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ FAMILY_OF_PIPELINE = {module.PIPELINE_CLASS: family for family, module in FAMILI
 #: Bump when a family's ``build_tiny`` changes, so cached tiny checkpoints are rebuilt.
 TINY_VERSION = 1
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 class ModelError(ValueError):
@@ -139,21 +140,38 @@ def ensure_built(ref: ModelRef) -> None:
 def resolve_revision(ref: ModelRef, revision: str | None) -> str:
     """What pins the weights: a content hash of a local folder, else the hub commit.
 
-    A hub id whose commit is not in the local cache keeps the requested ref (``main``), marked
-    ``unresolved:`` so a reader knows the weights behind it could change.
+    The commit is what ``from_pretrained`` would fetch now: the hub's answer when it can be
+    asked (not ``HF_HUB_OFFLINE``), else the local cache's. Jobs load that exact commit, so the
+    job id and the pixels agree. Neither known (offline, not cached: the load will fail too)
+    keeps the requested ref, marked ``unresolved:``.
     """
     if ref.is_local:
         ensure_built(ref)
         return "sha256:" + folder_sha256(Path(ref.source))
-    if revision and re.fullmatch(r"[0-9a-f]{40}", revision):
+    if revision and COMMIT.fullmatch(revision):
         return revision
+    return _hub_commit(ref.source, revision) or _cached_commit(ref.source, revision) or f"unresolved:{revision or 'main'}"
+
+
+def _hub_commit(repo_id: str, revision: str | None) -> str | None:
+    from huggingface_hub import HfApi, constants
+
+    if constants.HF_HUB_OFFLINE:
+        return None
+    try:
+        return HfApi().model_info(repo_id, revision=revision, timeout=10).sha
+    except Exception:  # noqa: BLE001 - no network, no such repo, gated: fall back to the cache
+        return None
+
+
+def _cached_commit(repo_id: str, revision: str | None) -> str | None:
     from huggingface_hub.constants import HF_HUB_CACHE
 
-    ref_file = Path(HF_HUB_CACHE) / f"models--{ref.source.replace('/', '--')}" / "refs" / (revision or "main")
+    ref_file = Path(HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "refs" / (revision or "main")
     try:
         return ref_file.read_text().strip()
     except OSError:
-        return f"unresolved:{revision or 'main'}"
+        return None
 
 
 def folder_sha256(folder: Path) -> str:
