@@ -35,12 +35,18 @@ class Job(BaseModel):
     seed: int
     params: dict[str, Any]  # the family's validated parameters, JSON-able (paths as strings)
     input_sha256: dict[str, str]  # input field -> sha256 of the file's bytes
+    components: dict[str, str] = {}  # separately stored parts: name -> hub id or folder
+    component_revisions: dict[str, str] = {}  # name -> hub commit or "sha256:" of the folder
 
     @property
     def load_options(self) -> LoadOptions:
-        """Loads the commit the job id was computed with, where one was resolved."""
-        pinned = self.model_revision if COMMIT.fullmatch(self.model_revision) else self.requested_revision
-        return LoadOptions(self.model_id, pinned, self.dtype, self.variant)
+        """Loads the commits the job id was computed with, where they were resolved."""
+        components = tuple(
+            (name, source, _pinned(self.component_revisions[name], None)) for name, source in sorted(self.components.items())
+        )
+        return LoadOptions(
+            self.model_id, _pinned(self.model_revision, self.requested_revision), self.dtype, self.variant, components
+        )
 
     @property
     def pipeline_key(self) -> tuple:
@@ -52,6 +58,10 @@ class Job(BaseModel):
 
     def label(self) -> str:
         return describe(self.index, self.origin, self.coords)
+
+
+def _pinned(resolved: str, requested: str | None) -> str | None:
+    return resolved if COMMIT.fullmatch(resolved) else requested
 
 
 def describe(index: int, origin: str, coords: dict[str, Any]) -> str:
@@ -72,11 +82,13 @@ def compute_job_id(
     seed: int,
     params: dict[str, Any],
     input_sha256: dict[str, str],
+    components: dict[str, tuple[str | None, str]] | None = None,
 ) -> str:
     """A stable hash of everything that decides a video's pixels.
 
     Input files count by content, not path, and a local checkpoint by its content hash, so a
     moved folder keeps its ids; the compute device counts only through the dtype it implies.
+    ``components`` maps a part's name to (hub id or None for a folder, revision).
     """
     identity = {
         "scheme": JOB_ID_SCHEME,
@@ -89,5 +101,7 @@ def compute_job_id(
         "seed": seed,
         "params": {key: input_sha256.get(key, value) for key, value in params.items()},
     }
+    if components:  # absent for single-repo families, so their ids stay as they were
+        identity["components"] = components
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]

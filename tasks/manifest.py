@@ -21,8 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .devices import auto_dtype
 from .jobs import Job, compute_job_id, describe
-from .models import ModelError, ModelRef, file_sha256, resolve, resolve_revision
-from .models.base import image_fields
+from .models import HUB_ID, ModelError, ModelRef, file_sha256, is_local, resolve, resolve_revision, source_revision
+from .models.base import input_fields
 
 MANIFEST_KEYS = ("name", "description", "defaults", "rows", "sweep", "zip", "seeds", "grid")
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -312,8 +312,8 @@ class _RowChecker:
         self.device = device
         self.problems: list[Problem] = []
         self._models: dict[tuple[str, str | None], ModelRef | ModelError] = {}
-        self._revisions: dict[tuple[ModelRef, str | None], str] = {}
-        self._images: dict[Path, str | Exception] = {}
+        self._revisions: dict[tuple[ModelRef | str, str | None], str] = {}
+        self._inputs: dict[Path, str | Exception] = {}
 
     def check(self, index: int, entry: _Entry) -> Job | None:
         where = entry.label(index)
@@ -336,7 +336,8 @@ class _RowChecker:
             self.problems += found + [Problem(where, "model", str(ref))]
             return None
         params_cls = ref.module.Params
-        allowed = list(JobOptions.model_fields) + list(params_cls.model_fields)
+        component_keys = list(getattr(ref.module, "COMPONENTS", {}))
+        allowed = list(JobOptions.model_fields) + component_keys + list(params_cls.model_fields)
         for key in entry.values:
             if key not in allowed:
                 found.append(
@@ -348,18 +349,30 @@ class _RowChecker:
                     )
                 )
 
-        # 3. input files, resolved against the manifest's folder and hashed
+        # 3. separately stored parts (a motion adapter, a ControlNet): the row's, else the key's
+        components: dict[str, str] = {}
+        defaults = dict(ref.components)
+        for key in component_keys:
+            value = entry.values.get(key, defaults.get(key))
+            source = self._source(value) if isinstance(value, str) else None
+            if source is None:
+                described = ref.module.COMPONENTS[key]
+                found.append(Problem(where, key, f"{key}={value!r}: give a hub repo id or a folder holding the {described}"))
+            else:
+                components[key] = source
+
+        # 4. input files, resolved against the manifest's folder, checked and hashed
         raw = {key: value for key, value in entry.values.items() if key in params_cls.model_fields}
         hashes: dict[str, str] = {}
-        for key in image_fields(params_cls):
+        for key, kind in input_fields(params_cls).items():
             if key in raw:
-                resolved, outcome = self._image(raw[key])
+                resolved, outcome = self._input(raw[key], kind)
                 if isinstance(outcome, Exception):
                     found.append(Problem(where, key, f"{key}={raw[key]!r}: {outcome}"))
                 else:
                     raw[key], hashes[key] = str(resolved), outcome
 
-        # 4. the family's parameters: types, ranges, required inputs
+        # 5. the family's parameters: types, ranges, required inputs
         try:
             params = params_cls(**raw)
         except ValidationError as exc:
@@ -377,10 +390,11 @@ class _RowChecker:
             self.problems += found
             return None
 
-        # 5. resolve precision and weights, then the content-addressed id
+        # 6. resolve precision and weights, then the content-addressed id
         dtype = auto_dtype(self.device) if options.dtype == "auto" else options.dtype
         variant = {"auto": "fp16" if dtype == "float16" else None, "none": None}.get(options.variant, options.variant)
         revision = self._revision(ref, options.revision)
+        component_revisions = {key: self._revision(source, None) for key, source in components.items()}
         values = params.model_dump(mode="json")
         job_id = compute_job_id(
             family=ref.family,
@@ -393,6 +407,9 @@ class _RowChecker:
             seed=options.seed,
             params=values,
             input_sha256=hashes,
+            components={
+                key: (None if is_local(source) else source, component_revisions[key]) for key, source in components.items()
+            },
         )
         return Job(
             job_id=job_id,
@@ -410,6 +427,8 @@ class _RowChecker:
             seed=options.seed,
             params=values,
             input_sha256=hashes,
+            components=components,
+            component_revisions=component_revisions,
         )
 
     def _model(self, name: str, family: Any) -> ModelRef | ModelError:
@@ -421,20 +440,31 @@ class _RowChecker:
                 self._models[key] = exc
         return self._models[key]
 
-    def _revision(self, ref: ModelRef, revision: str | None) -> str:
+    def _revision(self, ref: ModelRef | str, revision: str | None) -> str:
+        """The pinned revision of a model (tiny ones built first) or of a component's source."""
         key = (ref, revision)
         if key not in self._revisions:
-            self._revisions[key] = resolve_revision(ref, revision)
+            self._revisions[key] = (
+                resolve_revision(ref, revision) if isinstance(ref, ModelRef) else source_revision(ref, revision)
+            )
         return self._revisions[key]
 
-    def _image(self, value: Any) -> tuple[Path | None, str | Exception]:
+    def _source(self, value: str) -> str | None:
+        """A component's folder (absolute) or hub repo id; None if it is neither."""
+        folder = Path(value).expanduser()
+        folder = folder if folder.is_absolute() else self.base_dir / folder
+        if folder.is_dir():
+            return str(folder.resolve())
+        return value if HUB_ID.match(value) else None
+
+    def _input(self, value: Any, kind: str) -> tuple[Path | None, str | Exception]:
         if not isinstance(value, str) or not value:
-            return None, ValueError("must be a path to an image file")
+            return None, ValueError(f"must be a path to {'an image' if kind == 'image' else 'a video'} file")
         path = Path(value).expanduser()
         path = (path if path.is_absolute() else self.base_dir / path).resolve()
-        if path not in self._images:
-            self._images[path] = _check_image(path)
-        return path, self._images[path]
+        if path not in self._inputs:
+            self._inputs[path] = _check_image(path) if kind == "image" else _check_video(path)
+        return path, self._inputs[path]
 
     @staticmethod
     def _pydantic_problem(where: str, error: dict, model: type[BaseModel], ref: ModelRef | None = None) -> Problem:
@@ -442,8 +472,11 @@ class _RowChecker:
         field_info = model.model_fields.get(key) if key else None
         hint = f" ({field_info.description})" if field_info is not None and field_info.description else ""
         if error["type"] == "missing":
-            if ref is not None and key in image_fields(model):
+            kind = input_fields(model).get(key) if ref is not None else None
+            if kind == "image":
                 return Problem(where, key, f"missing {key!r}: {ref.name} is an image-to-video model; add `{key}: path/to/image.png`")
+            if kind == "video":
+                return Problem(where, key, f"missing {key!r}: {ref.name} is a video-to-video model; add `{key}: path/to/video.mp4`")
             return Problem(where, key, f"missing {key!r}{hint}")
         if error["type"] == "extra_forbidden":  # reported as an unknown key already
             return Problem(where, key, f"unknown key {key!r}")
@@ -461,6 +494,19 @@ def _check_image(path: Path) -> str | Exception:
             image.load()
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         return ValueError(f"not a readable image ({exc.__class__.__name__}: {exc})")
+    return file_sha256(path)
+
+
+def _check_video(path: Path) -> str | Exception:
+    """The file's sha256 if ffmpeg reads a first frame from it, else the reason it does not."""
+    from .video import read_video_info
+
+    if not path.is_file():
+        return FileNotFoundError(f"no such file {path}")
+    try:
+        read_video_info(path)
+    except (OSError, RuntimeError, ValueError, StopIteration) as exc:
+        return ValueError(f"not a readable video ({exc.__class__.__name__}: {exc})")
     return file_sha256(path)
 
 

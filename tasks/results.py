@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from .models import FAMILIES
-from .models.base import image_fields
+from .models.base import input_fields
 
 RESULTS_DIR = "results"
 
@@ -96,7 +96,7 @@ def param_columns() -> list[tuple[str, pa.DataType]]:
     fixed = {name for name, _ in _FIXED + _OUTPUT}
     for family, module in FAMILIES.items():
         wanted = [(name, _arrow_type(field.annotation)) for name, field in module.Params.model_fields.items()]
-        wanted += [(f"{name}_sha256", pa.string()) for name in image_fields(module.Params)]
+        wanted += [(f"{name}_sha256", pa.string()) for name in input_fields(module.Params)]
         for name, arrow_type in wanted:
             if name in fixed or columns.setdefault(name, arrow_type) != arrow_type:
                 raise TypeError(f"parameter {name!r} of family {family!r} clashes with another column of that name")

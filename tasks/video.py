@@ -56,3 +56,24 @@ def read_mp4(path: Path) -> tuple[np.ndarray, float]:
     width, height = meta["size"]
     frames = [np.frombuffer(buffer, dtype=np.uint8).reshape(height, width, 3) for buffer in reader]
     return np.stack(frames), float(meta["fps"])
+
+
+def read_video_info(path: Path) -> dict:
+    """ffmpeg's metadata of a video (size, fps, ...) after decoding its first frame; raises if unreadable."""
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    try:
+        meta = next(reader)
+        next(reader)
+        return meta
+    finally:
+        reader.close()
+
+
+def read_video(path: Path) -> list:
+    """A video's frames as RGB PIL images: what diffusers' video pipelines take as ``video=``."""
+    from PIL import Image
+
+    frames, _ = read_mp4(path)
+    return [Image.fromarray(frame) for frame in frames]

@@ -38,3 +38,18 @@ def demo_copy(tmp_path: Path) -> Path:
     shutil.copytree(REPO / "manifests" / "inputs", tmp_path / "inputs")
     shutil.copy(REPO / "manifests" / "demo.yaml", tmp_path / "demo.yaml")
     return tmp_path / "demo.yaml"
+
+
+def make_video(path: Path, frames: int = 8, height: int = 64, width: int = 96, fps: int = 8) -> Path:
+    """A small input clip: the rocket image panning left to right."""
+    import numpy as np
+    from PIL import Image
+
+    from tasks.video import write_mp4
+
+    with Image.open(ROCKET) as image:
+        wide = np.asarray(image.convert("RGB").resize((width * 2, height)))
+    step = width // max(frames - 1, 1)
+    clip = np.stack([wide[:, i * step : i * step + width] for i in range(frames)])
+    write_mp4(clip, fps, path)
+    return path

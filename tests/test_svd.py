@@ -12,6 +12,33 @@ from tasks.models import folder_sha256, svd
 from tasks.models.base import LoadOptions
 
 from .conftest import ROCKET
+from .family_contract import FamilyContract
+
+
+class TestSVDContract(FamilyContract):
+    family = "svd"
+
+    def row(self, inputs):
+        return dict(image=str(inputs / "rocket.png"), height=48, width=64, num_frames=4, num_inference_steps=2)
+
+    def docs_recipe(self, folder, components, row, seed):
+        # using-diffusers/svd: load, resize the image to the output size, call, frames out
+        from diffusers import StableVideoDiffusionPipeline
+        from diffusers.utils import load_image
+
+        pipe = StableVideoDiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32)
+        image = load_image(row["image"]).resize((row["width"], row["height"]))
+        frames = pipe(
+            image,
+            height=row["height"],
+            width=row["width"],
+            num_frames=row["num_frames"],
+            num_inference_steps=row["num_inference_steps"],
+            decode_chunk_size=8,
+            generator=torch.manual_seed(seed),
+            output_type="np",
+        ).frames[0]
+        return (frames * 255).round().astype(np.uint8)
 
 
 @pytest.fixture(scope="module")

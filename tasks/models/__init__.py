@@ -1,17 +1,23 @@
 """The model registry: short names -> (family, hub id or local folder), and family -> module.
 
-A manifest's ``model`` is one of
+Every module of this package but ``base`` is a family (found at import, so adding a family
+touches its own module only). A manifest's ``model`` is one of
 - a short key (``svd-xt``) from a family's ``MODELS`` table,
 - ``tiny-<family>``: a random-weight checkpoint this project builds and caches on first use,
 - a hub repo id (``org/name``) or a local folder holding a diffusers pipeline; the family is
   read from ``model_index.json`` where it is on disk, else given as ``family:``.
+
+A family whose pipeline is assembled from separate repos (a motion adapter, a ControlNet)
+names them in ``COMPONENTS``; a model key gives their defaults and a row may override them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
+import pkgutil
 import re
 import shutil
 import tempfile
@@ -19,10 +25,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from . import svd
 
-FAMILIES: dict[str, ModuleType] = {module.FAMILY: module for module in (svd,)}
-FAMILY_OF_PIPELINE = {module.PIPELINE_CLASS: family for family, module in FAMILIES.items()}
+def _discover() -> dict[str, ModuleType]:
+    modules = (
+        importlib.import_module(f"{__name__}.{info.name}")
+        for info in pkgutil.iter_modules(__path__)
+        if info.name != "base" and not info.name.startswith("_")
+    )
+    return {module.FAMILY: module for module in sorted(modules, key=lambda module: module.FAMILY)}
+
+
+FAMILIES: dict[str, ModuleType] = _discover()
+#: For telling a folder's family from its model_index.json; a family may prefer another
+#: family's pipeline (an image-to-video variant of the same repo) only by an explicit ``family:``.
+FAMILY_OF_PIPELINE = {module.PIPELINE_CLASS: family for family, module in reversed(FAMILIES.items())}
 
 #: Bump when a family's ``build_tiny`` changes, so cached tiny checkpoints are rebuilt.
 TINY_VERSION = 1
@@ -40,14 +56,28 @@ class ModelRef:
     family: str
     source: str  # hub repo id, or an absolute local folder
     tiny: bool = False
+    components: tuple[tuple[str, str], ...] = ()  # (name, hub id or folder): a key's defaults
 
     @property
     def is_local(self) -> bool:
-        return self.tiny or Path(self.source).is_absolute()
+        return is_local(self.source)
 
     @property
     def module(self) -> ModuleType:
         return FAMILIES[self.family]
+
+
+def is_local(source: str) -> bool:
+    """Sources are hub repo ids or absolute folders (relative ones are resolved on reading)."""
+    return Path(source).is_absolute()
+
+
+def _model_ref(key: str, family: str, entry: str | dict[str, str]) -> ModelRef:
+    """A ``MODELS`` entry: a hub id, or ``{"source": id, "<component>": id, ...}``."""
+    if isinstance(entry, str):
+        return ModelRef(key, family, entry)
+    components = tuple((name, value) for name, value in entry.items() if name != "source")
+    return ModelRef(key, family, entry["source"], components=components)
 
 
 def videosweep_home() -> Path:
@@ -57,12 +87,20 @@ def videosweep_home() -> Path:
 
 def known_models() -> dict[str, ModelRef]:
     models = {
-        key: ModelRef(key, family, repo_id) for family, module in FAMILIES.items() for key, repo_id in module.MODELS.items()
+        key: _model_ref(key, family, entry) for family, module in FAMILIES.items() for key, entry in module.MODELS.items()
     }
-    for family in FAMILIES:
-        key = f"tiny-{family}"
-        models[key] = ModelRef(key, family, str(videosweep_home() / "tiny" / f"{family}-v{TINY_VERSION}"), tiny=True)
+    for family, module in FAMILIES.items():
+        # A family may share another's tiny checkpoint (an image-to-video pipeline of the same repo).
+        tiny = getattr(module, "TINY_NAME", family)
+        components = tuple((name, str(tiny_folder(f"{tiny}-{name}"))) for name in getattr(module, "COMPONENTS", {}))
+        models[f"tiny-{family}"] = ModelRef(
+            f"tiny-{family}", family, str(tiny_folder(tiny)), tiny=True, components=components
+        )
     return models
+
+
+def tiny_folder(name: str) -> Path:
+    return videosweep_home() / "tiny" / f"{name}-v{TINY_VERSION}"
 
 
 def resolve(name: str, family: str | None = None, base_dir: Path | None = None) -> ModelRef:
@@ -120,18 +158,26 @@ def _cached_hub_file(repo_id: str, filename: str, revision: str | None = None) -
 
 
 def ensure_built(ref: ModelRef) -> None:
-    """Build a tiny checkpoint on first use; concurrent builders race safely (build aside, then rename)."""
-    target = Path(ref.source)
-    if not ref.tiny or (target / "model_index.json").exists():
+    """Build a tiny checkpoint (and its component repos) on first use."""
+    if not ref.tiny:
+        return
+    _build_once(Path(ref.source), ref.module.build_tiny)
+    for name, folder in ref.components:
+        _build_once(Path(folder), getattr(ref.module, f"build_tiny_{name}"))
+
+
+def _build_once(target: Path, build) -> None:
+    """Concurrent builders race safely: each builds aside, the first rename wins."""
+    if target.is_dir() and any(target.iterdir()):
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        ref.module.build_tiny(scratch)
+        build(scratch)
         try:
             scratch.rename(target)
         except OSError:
-            if not (target / "model_index.json").exists():
+            if not (target.is_dir() and any(target.iterdir())):
                 raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -145,12 +191,17 @@ def resolve_revision(ref: ModelRef, revision: str | None) -> str:
     job id and the pixels agree. Neither known (offline, not cached: the load will fail too)
     keeps the requested ref, marked ``unresolved:``.
     """
-    if ref.is_local:
-        ensure_built(ref)
-        return "sha256:" + folder_sha256(Path(ref.source))
+    ensure_built(ref)
+    return source_revision(ref.source, revision)
+
+
+def source_revision(source: str, revision: str | None = None) -> str:
+    """:func:`resolve_revision` for one repo or folder (a pipeline, or a component of one)."""
+    if is_local(source):
+        return "sha256:" + folder_sha256(Path(source))
     if revision and COMMIT.fullmatch(revision):
         return revision
-    return _hub_commit(ref.source, revision) or _cached_commit(ref.source, revision) or f"unresolved:{revision or 'main'}"
+    return _hub_commit(source, revision) or _cached_commit(source, revision) or f"unresolved:{revision or 'main'}"
 
 
 def _hub_commit(repo_id: str, revision: str | None) -> str | None:

@@ -25,18 +25,23 @@ class VideoParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def image_field(description: str) -> Any:
-    """A required input image: resolved against the manifest's folder and hashed into the job id."""
-    return Field(description=description, json_schema_extra={"input_image": True})
+def image_field(description: str, **kwargs: Any) -> Any:
+    """An input image file: resolved against the manifest's folder, checked, and hashed into the job id."""
+    return Field(description=description, json_schema_extra={"input": "image"}, **kwargs)
 
 
-def image_fields(params_cls: type[VideoParams]) -> tuple[str, ...]:
-    """The names of the fields of ``params_cls`` that hold input images."""
-    return tuple(
-        name
+def video_field(description: str, **kwargs: Any) -> Any:
+    """An input video file (or another row's output), handled like an image field."""
+    return Field(description=description, json_schema_extra={"input": "video"}, **kwargs)
+
+
+def input_fields(params_cls: type[VideoParams]) -> dict[str, str]:
+    """The fields of ``params_cls`` that name input files, and their kind ("image" or "video")."""
+    return {
+        name: field.json_schema_extra["input"]
         for name, field in params_cls.model_fields.items()
-        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("input_image")
-    )
+        if isinstance(field.json_schema_extra, dict) and "input" in field.json_schema_extra
+    }
 
 
 @dataclass
@@ -57,6 +62,14 @@ class LoadOptions:
     revision: str | None
     dtype: str  # "float32" | "float16" | "bfloat16"
     variant: str | None  # e.g. "fp16": which weight files to read
+    components: tuple[tuple[str, str, str | None], ...] = ()  # (name, hub id or folder, revision)
+
+    def component(self, name: str) -> tuple[str, str | None]:
+        """The source and revision of a separately stored part (``adapter``, ``controlnet``)."""
+        for component, source, revision in self.components:
+            if component == name:
+                return source, revision
+        raise KeyError(f"no component {name!r} in these load options")
 
 
 def torch_dtype(name: str) -> torch.dtype:

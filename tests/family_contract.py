@@ -1,0 +1,133 @@
+"""The contract every model family meets, checked on its tiny checkpoint.
+
+A family's test module subclasses :class:`FamilyContract` and supplies only what differs:
+the family name, a small, fast row of parameters, and the documented diffusers recipe written
+out by hand. The contract then checks the registry entry, the saved layout, defaults against
+the pipeline's own signature, the fp16 variant, shapes, seed determinism, and that a manifest
+row renders exactly the frames of the hand-written recipe.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from tasks.jobs import Job
+from tasks.manifest import load_manifest
+from tasks.models import FAMILIES, ensure_built, known_models
+from tasks.render import RunContext, pipeline_cache, render_job
+from tasks.video import read_mp4
+
+
+class FamilyContract:
+    family: ClassVar[str]
+    #: Params fields whose default deliberately differs from the pipeline's __call__ default
+    #: (say why in the family module), or that the pipeline does not take by that name.
+    defaults_differ: ClassVar[set[str]] = set()
+
+    # -- what a family's test supplies ------------------------------------------------------------
+
+    def row(self, inputs: Path) -> dict[str, Any]:
+        """A small, fast row of the family's parameters (no model, no seed); files under ``inputs``."""
+        raise NotImplementedError("return the family's parameters for a 2-step render of a few small frames")
+
+    def docs_recipe(self, folder: Path, components: dict[str, Path], row: dict[str, Any], seed: int) -> np.ndarray:
+        """The diffusers documentation's recipe, written out by hand, on the tiny checkpoint at ``folder``.
+
+        Returns uint8 frames (frames, height, width, 3), from a CPU generator seeded with ``seed``.
+        """
+        raise NotImplementedError("load with from_pretrained as the docs do, call the pipeline, return uint8 frames")
+
+    # -- fixtures ---------------------------------------------------------------------------------
+
+    @pytest.fixture(scope="class")
+    def ref(self):
+        ref = known_models()[f"tiny-{self.family}"]
+        ensure_built(ref)
+        return ref
+
+    @pytest.fixture
+    def inputs(self, tmp_path: Path) -> Path:
+        from .conftest import ROCKET, make_video
+
+        folder = tmp_path / "inputs"
+        folder.mkdir()
+        (folder / "rocket.png").write_bytes(ROCKET.read_bytes())
+        make_video(folder / "clip.mp4")
+        return folder
+
+    def jobs(self, tmp_path: Path, rows: list[dict[str, Any]], seeds: list[int]) -> list[Job]:
+        manifest = {"name": "contract", "defaults": {"model": f"tiny-{self.family}"}, "rows": rows, "seeds": seeds}
+        path = tmp_path / "manifest.yaml"
+        path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+        return load_manifest(path, "cpu").jobs
+
+    def render(self, tmp_path: Path, rows: list[dict[str, Any]], seeds: list[int]) -> list[np.ndarray]:
+        """Render rows through the manifest and the render step (no Prefect); frames decoded from the mp4s."""
+        jobs = self.jobs(tmp_path, rows, seeds)
+        run = RunContext("contract", tmp_path / "out", "cpu", "contract", str(tmp_path / "manifest.yaml"), "-")
+        records = [render_job(job, run) for job in jobs]
+        assert [record["status"] for record in records] == ["ok"] * len(jobs), [r["error"] for r in records]
+        return [read_mp4(run.out_root / record["video_path"])[0] for record in records]
+
+    def render_frames(self, tmp_path: Path, row: dict[str, Any], seed: int) -> np.ndarray:
+        """The uint8 frames of one job, straight from the family's render (before mp4 encoding)."""
+        (job,) = self.jobs(tmp_path, [row], [seed])
+        pipe, _, _ = pipeline_cache().get(job, "cpu", "contract")
+        generator = torch.Generator("cpu").manual_seed(seed)
+        return FAMILIES[self.family].render(pipe, job.typed_params(), generator, "cpu").frames
+
+    # -- the contract -----------------------------------------------------------------------------
+
+    def test_registered_with_a_tiny_checkpoint_in_the_real_layout(self, ref):
+        module = FAMILIES[self.family]
+        assert module.FAMILY == self.family and module.DESCRIPTION
+        index = json.loads((Path(ref.source) / "model_index.json").read_text())
+        assert index["_class_name"] == module.PIPELINE_CLASS or hasattr(module, "TINY_NAME")
+        assert all(Path(folder).is_dir() and any(Path(folder).iterdir()) for _, folder in ref.components)
+        assert list(Path(ref.source).rglob("*.fp16.safetensors")), "an fp16 variant, as the real repos have"
+
+    def test_params_defaults_are_the_pipelines_own(self):
+        import diffusers
+
+        module = FAMILIES[self.family]
+        signature = inspect.signature(getattr(diffusers, module.PIPELINE_CLASS).__call__).parameters
+        for name, field in module.Params.model_fields.items():
+            if name in self.defaults_differ or name not in signature or field.is_required():
+                continue
+            assert field.default == signature[name].default, name
+
+    def test_same_seed_same_frames_other_seed_other_frames(self, tmp_path, inputs):
+        row = self.row(inputs)
+        first = self.render_frames(tmp_path, row, 7)
+        assert first.dtype == np.uint8 and first.ndim == 4 and first.shape[-1] == 3
+        assert np.array_equal(first, self.render_frames(tmp_path, row, 7))
+        assert not np.array_equal(first, self.render_frames(tmp_path, row, 8))
+
+    def test_manifest_row_renders_the_docs_recipe_exactly(self, tmp_path, inputs, ref):
+        row = self.row(inputs)
+        ours = self.render_frames(tmp_path, row, 11)
+        components = {name: Path(folder) for name, folder in ref.components}
+        theirs = self.docs_recipe(Path(ref.source), components, row, 11)
+        assert ours.shape == theirs.shape
+        assert np.array_equal(ours, theirs)
+
+    def test_renders_end_to_end_to_mp4(self, tmp_path, inputs):
+        (frames,) = self.render(tmp_path, [self.row(inputs)], [3])
+        assert frames.ndim == 4 and len(frames) >= 1
+
+    def test_fp16_variant_loads(self, ref):
+        from tasks.models.base import LoadOptions
+
+        module = FAMILIES[self.family]
+        components = tuple((name, folder, None) for name, folder in ref.components)
+        pipe = module.load(LoadOptions(ref.source, None, "float16", "fp16", components), "cpu")
+        denoiser = getattr(pipe, "transformer", None) or pipe.unet
+        assert denoiser.dtype == torch.float16
