@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from .models import COMMIT, FAMILIES
 from .models.base import LoadOptions
+from .tuning import load_options
 
 #: Part of every job id: bump it when the meaning of a field that feeds the hash changes.
 JOB_ID_SCHEME = 1
@@ -37,6 +39,8 @@ class Job(BaseModel):
     input_sha256: dict[str, str]  # input field -> sha256 of the file's bytes
     components: dict[str, str] = {}  # separately stored parts: name -> hub id or folder
     component_revisions: dict[str, str] = {}  # name -> hub commit or "sha256:" of the folder
+    depends_on: list[str] = []  # job ids whose videos this job takes as input ("@<job_id>" values)
+    options: dict[str, Any] = {}  # the pipeline options the row set (tasks.tuning)
 
     @property
     def load_options(self) -> LoadOptions:
@@ -51,13 +55,25 @@ class Job(BaseModel):
     @property
     def pipeline_key(self) -> tuple:
         """Jobs with equal keys share one loaded pipeline."""
-        return (self.family, self.model_revision, self.load_options)
+        return (self.family, self.model_revision, self.load_options, load_options(self.options))
 
-    def typed_params(self):
-        return FAMILIES[self.family].Params(**self.params)
+    def typed_params(self, out_root: Path | None = None):
+        """The family's Params; ``"@<job_id>"`` inputs become that job's video under ``out_root``."""
+        params = dict(self.params)
+        for key, value in params.items():
+            if isinstance(value, str) and value.startswith("@"):
+                if out_root is None:
+                    raise ValueError(f"{key}={value!r} names another job's video: give the output root")
+                params[key] = str(out_root / job_video_path(value[1:]))
+        return FAMILIES[self.family].Params(**params)
 
     def label(self) -> str:
         return describe(self.index, self.origin, self.coords)
+
+
+def job_video_path(job_id: str) -> str:
+    """Where a job's video lives, relative to the output root."""
+    return f"videos/{job_id}.mp4"
 
 
 def _pinned(resolved: str, requested: str | None) -> str | None:
@@ -83,12 +99,14 @@ def compute_job_id(
     params: dict[str, Any],
     input_sha256: dict[str, str],
     components: dict[str, tuple[str | None, str]] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> str:
     """A stable hash of everything that decides a video's pixels.
 
     Input files count by content, not path, and a local checkpoint by its content hash, so a
     moved folder keeps its ids; the compute device counts only through the dtype it implies.
-    ``components`` maps a part's name to (hub id or None for a folder, revision).
+    ``components`` maps a part's name to (hub id or None for a folder, revision); ``options``
+    holds the pipeline options that change pixels (a scheduler, FreeU...).
     """
     identity = {
         "scheme": JOB_ID_SCHEME,
@@ -101,7 +119,9 @@ def compute_job_id(
         "seed": seed,
         "params": {key: input_sha256.get(key, value) for key, value in params.items()},
     }
-    if components:  # absent for single-repo families, so their ids stay as they were
+    if components:  # absent unless used, so the ids of plain rows stay as they were
         identity["components"] = components
+    if options:
+        identity["options"] = options
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -23,18 +23,22 @@ from .devices import auto_dtype
 from .jobs import Job, compute_job_id, describe
 from .models import HUB_ID, ModelError, ModelRef, file_sha256, is_local, resolve, resolve_revision, source_revision
 from .models.base import input_fields
+from .tuning import PipelineOptions, pixel_options
 
 MANIFEST_KEYS = ("name", "description", "defaults", "rows", "sweep", "zip", "seeds", "grid")
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
-class JobOptions(BaseModel):
+class JobOptions(PipelineOptions):
     """The keys every row may carry, whatever its model: which weights, how loaded, which seed."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     model: str = Field(description="a short key (see `videosweep models`), a hub repo id or a local pipeline folder")
+    id: str | None = Field(
+        None, pattern=r"^[\w.-]+$", description="names this row's videos, so a later row can take them: `video: '@name'`"
+    )
     family: str | None = Field(None, description="the model family, where the model's own files cannot tell")
     revision: str | None = Field(None, description="hub branch, tag or commit of the weights")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
@@ -118,20 +122,68 @@ def load_manifest(path: str | Path, device: str) -> Manifest:
     checker = _RowChecker(base_dir=path.parent.resolve(), device=device)
     jobs: list[Job] = []
     seen: dict[str, str] = {}
-    for index, entry in enumerate(entries):
+    by_id: dict[str, list[Job]] = {}  # a row's `id` -> its jobs, for rows that take their videos
+    indexes = itertools.count()
+
+    def add(entry: _Entry) -> None:
+        index = next(indexes)
         job = checker.check(index, entry)
         if job is None:
-            continue
+            return
         if job.job_id in seen:
             checker.problems.append(
                 Problem(entry.label(index), None, f"renders the same video as {seen[job.job_id]}; change a value or drop one")
             )
         seen.setdefault(job.job_id, entry.label(index))
         jobs.append(job)
+        if isinstance(entry.values.get("id"), str):
+            by_id.setdefault(entry.values["id"], []).append(job)
+
+    # Rows that take another row's videos (`video: "@name"`) are expanded once per source job,
+    # after their sources, so a chain (render, then upscale) orders itself.
+    waiting = [entry for entry in entries if _references(entry)]
+    for entry in entries:
+        if not _references(entry):
+            add(entry)
+    while waiting:
+        pending_ids = {entry.values.get("id") for entry in waiting}
+        ready = [entry for entry in waiting if not set(_references(entry).values()) & pending_ids]
+        if not ready:
+            checker.problems += [
+                Problem(entry.origin, key, f"{key}='@{name}': rows that take each other's videos form a cycle")
+                for entry in waiting
+                for key, name in _references(entry).items()
+            ]
+            break
+        for entry in ready:
+            waiting.remove(entry)
+            missing = {key: name for key, name in _references(entry).items() if name not in by_id}
+            if missing:
+                known = ", ".join(sorted(by_id)) or "none"
+                checker.problems += [
+                    Problem(entry.origin, key, f"{key}='@{name}': no valid row has `id: {name}`; ids: {known}")
+                    for key, name in missing.items()
+                ]
+                continue
+            refs = _references(entry)
+            for sources in itertools.product(*(by_id[name] for name in refs.values())):
+                values, coords = dict(entry.values), {}
+                for (key, _), source in zip(refs.items(), sources):
+                    values[key] = f"@{source.job_id}"
+                    coords.update(source.coords)
+                origins = ", ".join(source.origin for source in sources)
+                add(_Entry(values, f"{entry.origin} <- {origins}", {**coords, **entry.coords}))
     grids, grid_problems = _check_grids(grids, entries)
     if checker.problems or grid_problems:
         raise ManifestError(path, checker.problems + grid_problems)
     return Manifest(path=path, name=name, sha256=file_sha256(path), device=device, jobs=jobs, grids=grids)
+
+
+def _references(entry: _Entry) -> dict[str, str]:
+    """The keys of a row that name another row's output (``"@name"``), and those names."""
+    return {
+        key: value[1:] for key, value in entry.values.items() if isinstance(value, str) and value.startswith("@")
+    }
 
 
 # -- YAML: defaults x rows x sweep x zip x seeds -------------------------------------------------
@@ -337,7 +389,9 @@ class _RowChecker:
             return None
         params_cls = ref.module.Params
         component_keys = list(getattr(ref.module, "COMPONENTS", {}))
-        allowed = list(JobOptions.model_fields) + component_keys + list(params_cls.model_fields)
+        tuning = list(PipelineOptions.model_fields)
+        row_keys = [key for key in JobOptions.model_fields if key not in tuning]
+        allowed = row_keys + component_keys + list(params_cls.model_fields) + tuning
         for key in entry.values:
             if key not in allowed:
                 found.append(
@@ -382,10 +436,10 @@ class _RowChecker:
                 if error["loc"] and error["loc"][0] not in {p.key for p in found}
             ]
             params = None
-        if options is not None and options.generator_device == "cuda" and not self.device.startswith("cuda"):
-            found.append(
-                Problem(where, "generator_device", f"generator_device='cuda' needs a CUDA device, not {self.device!r}; use cpu")
-            )
+        if options is not None:
+            found += self._device_problems(where, options)
+            if options.freeu is not None and not _pipeline_has(ref.module.PIPELINE_CLASS, "enable_freeu"):
+                found.append(Problem(where, "freeu", f"freeu: {ref.module.PIPELINE_CLASS} has no FreeU; drop it"))
         if found or options is None or params is None:
             self.problems += found
             return None
@@ -396,6 +450,7 @@ class _RowChecker:
         revision = self._revision(ref, options.revision)
         component_revisions = {key: self._revision(source, None) for key, source in components.items()}
         values = params.model_dump(mode="json")
+        chosen = PipelineOptions.model_validate(options.model_dump()).chosen()
         job_id = compute_job_id(
             family=ref.family,
             model_id=ref.source,
@@ -410,6 +465,7 @@ class _RowChecker:
             components={
                 key: (None if is_local(source) else source, component_revisions[key]) for key, source in components.items()
             },
+            options=pixel_options(chosen),
         )
         return Job(
             job_id=job_id,
@@ -429,7 +485,19 @@ class _RowChecker:
             input_sha256=hashes,
             components=components,
             component_revisions=component_revisions,
+            depends_on=[value[1:] for key, value in values.items() if key in hashes and str(value).startswith("@")],
+            options=chosen,
         )
+
+    def _device_problems(self, where: str, options: JobOptions) -> list[Problem]:
+        problems = []
+        if options.generator_device == "cuda" and not self.device.startswith("cuda"):
+            problems.append(
+                Problem(where, "generator_device", f"generator_device='cuda' needs a CUDA device, not {self.device!r}; use cpu")
+            )
+        if options.offload != "none" and not self.device.startswith("cuda"):
+            problems.append(Problem(where, "offload", f"offload={options.offload!r} needs a CUDA device; use none"))
+        return problems
 
     def _model(self, name: str, family: Any) -> ModelRef | ModelError:
         key = (name, family if isinstance(family, str) else None)
@@ -457,7 +525,11 @@ class _RowChecker:
             return str(folder.resolve())
         return value if HUB_ID.match(value) else None
 
-    def _input(self, value: Any, kind: str) -> tuple[Path | None, str | Exception]:
+    def _input(self, value: Any, kind: str) -> tuple[Path | str | None, str | Exception]:
+        if isinstance(value, str) and value.startswith("@"):  # another job's video: known by its id
+            if kind != "video":
+                return None, ValueError("only a video input can take another row's output")
+            return value, f"job:{value[1:]}"
         if not isinstance(value, str) or not value:
             return None, ValueError(f"must be a path to {'an image' if kind == 'image' else 'a video'} file")
         path = Path(value).expanduser()
@@ -495,6 +567,12 @@ def _check_image(path: Path) -> str | Exception:
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         return ValueError(f"not a readable image ({exc.__class__.__name__}: {exc})")
     return file_sha256(path)
+
+
+def _pipeline_has(pipeline_class: str, method: str) -> bool:
+    import diffusers
+
+    return hasattr(getattr(diffusers, pipeline_class), method)
 
 
 def _check_video(path: Path) -> str | Exception:

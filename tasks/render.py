@@ -19,14 +19,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .jobs import Job
+from .jobs import Job, job_video_path
 from .models import FAMILIES, ensure_built, file_sha256, known_models
 from .provenance import environment, gpu_name
 from .results import write_record
+from .tuning import Baseline, prepare_job, prepare_load
 from .video import write_mp4
-
-VIDEOS_DIR = "videos"
-
 
 @dataclass(frozen=True)
 class RunContext:
@@ -53,8 +51,8 @@ class PipelineCache:
         self._pipes: OrderedDict[tuple, Any] = OrderedDict()
         self._failed: dict[tuple, tuple[str, Exception]] = {}  # key -> (run_id, why it failed)
 
-    def get(self, job: Job, device: str, run_id: str) -> tuple[Any, float, bool]:
-        """The pipeline for ``job``, the seconds spent loading it, and whether it was already loaded.
+    def get(self, job: Job, device: str, run_id: str) -> tuple[Any, Baseline, float, bool]:
+        """The pipeline for ``job``, its loaded setup, the seconds spent loading it, and whether it was loaded already.
 
         A load that failed is not tried again by later jobs of the same run: they fail at once
         with the same reason (a missing checkpoint would otherwise cost every job its timeout).
@@ -62,7 +60,7 @@ class PipelineCache:
         key = (job.pipeline_key, device)
         if key in self._pipes:
             self._pipes.move_to_end(key)
-            return self._pipes[key], 0.0, True
+            return *self._pipes[key], 0.0, True
         failed_run, reason = self._failed.get(key, (None, None))
         if failed_run == run_id:
             raise PipelineLoadError(f"loading {job.model_id} failed earlier in this run: {reason}") from reason
@@ -73,13 +71,19 @@ class PipelineCache:
         try:
             if job.model in known_models():  # a tiny checkpoint is built where it is first needed
                 ensure_built(known_models()[job.model])
-            pipe = FAMILIES[job.family].load(job.load_options, device)
+            offloaded = job.options.get("offload", "none") != "none"  # offload hooks move parts to the GPU
+            pipe = FAMILIES[job.family].load(job.load_options, "cpu" if offloaded else device)
+            pipe = prepare_load(pipe, job.options, device)
         except Exception as exc:
             self._failed[key] = (run_id, exc)
             raise
         self._failed.pop(key, None)
-        self._pipes[key] = pipe
-        return pipe, time.perf_counter() - started, False
+        self._pipes[key] = (pipe, Baseline.of(pipe))
+        return pipe, self._pipes[key][1], time.perf_counter() - started, False
+
+
+class SourceNotRendered(RuntimeError):
+    """A job whose input is another job's video, which does not exist: recorded as skipped."""
 
 
 class PipelineLoadError(RuntimeError):
@@ -103,16 +107,15 @@ def pipeline_cache() -> PipelineCache:
 
 
 def plan(jobs: list[Job]) -> list[Job]:
-    """Jobs in manifest order within each pipeline, pipelines in order of first use: one load each."""
-    groups: dict[tuple, list[Job]] = {}
+    """The order to render in: jobs that take another job's video after it, and within that,
+    jobs grouped by pipeline (in order of first use, manifest order inside): one load each."""
+    level: dict[str, int] = {}
+    for job in jobs:  # sources come before their dependants in a job table
+        level[job.job_id] = 1 + max((level.get(source, 0) for source in job.depends_on), default=-1)
+    first_use: dict[tuple, int] = {}
     for job in jobs:
-        groups.setdefault(job.pipeline_key, []).append(job)
-    return [job for group in groups.values() for job in group]
-
-
-def video_path(job: Job) -> str:
-    """Where a job's video lives, relative to the output root."""
-    return f"{VIDEOS_DIR}/{job.job_id}.mp4"
+        first_use.setdefault((level[job.job_id], job.pipeline_key), job.index)
+    return sorted(jobs, key=lambda job: (level[job.job_id], first_use[(level[job.job_id], job.pipeline_key)], job.index))
 
 
 def render_job(job: Job, run: RunContext, attempt: int = 1) -> dict[str, Any]:
@@ -128,8 +131,9 @@ def render_job(job: Job, run: RunContext, attempt: int = 1) -> dict[str, Any]:
     record = _base_record(job, run, attempt, started_at)
     cuda = run.device.startswith("cuda")
     try:
-        # 1. the pipeline, loaded once per process
-        pipe, load_s, hit = pipeline_cache().get(job, run.device, run.run_id)
+        # 1. the pipeline, loaded once per process, set up for this job
+        pipe, baseline, load_s, hit = pipeline_cache().get(job, run.device, run.run_id)
+        prepare_job(pipe, job.options, baseline)
         record.update(
             load_s=load_s,
             cache_hit=hit,
@@ -140,16 +144,21 @@ def render_job(job: Job, run: RunContext, attempt: int = 1) -> dict[str, Any]:
         if cuda:
             torch.cuda.reset_peak_memory_stats(run.device)
 
-        # 2. denoise and decode, seeded on the generator device
+        # 2. inputs taken from other jobs must exist: a failed source skips its dependants
+        missing = [source for source in job.depends_on if not (run.out_root / job_video_path(source)).is_file()]
+        if missing:
+            raise SourceNotRendered(f"input job {', '.join(missing)} has no video (it failed or was not rendered)")
+
+        # 3. denoise and decode, seeded on the generator device
         generator_device = run.device if job.generator_device == "cuda" else "cpu"
         generator = torch.Generator(generator_device).manual_seed(job.seed)
-        rendered = module.render(pipe, job.typed_params(), generator, run.device)
+        rendered = module.render(pipe, job.typed_params(run.out_root), generator, run.device)
         if cuda:
             record["peak_gpu_mem_bytes"] = torch.cuda.max_memory_allocated(run.device)
 
-        # 3. export, then account for it
+        # 4. export, then account for it
         exporting = time.perf_counter()
-        relative = video_path(job)
+        relative = job_video_path(job.job_id)
         height, width = write_mp4(rendered.frames, rendered.fps, run.out_root / relative)
         record.update(
             status="ok",
@@ -163,6 +172,8 @@ def render_job(job: Job, run: RunContext, attempt: int = 1) -> dict[str, Any]:
             decode_s=rendered.decode_s,
             export_s=time.perf_counter() - exporting,
         )
+    except SourceNotRendered as exc:
+        record.update(status="skipped", error_type=type(exc).__name__, error=str(exc))
     except Exception as exc:  # noqa: BLE001 - the record is where the failure goes
         record.update(status="failed", error_type=type(exc).__name__, error=_describe(exc))
     record.update(total_s=time.perf_counter() - started, finished_at=datetime.now(timezone.utc))
@@ -194,6 +205,7 @@ def _base_record(job: Job, run: RunContext, attempt: int, started_at: datetime) 
         "seed": job.seed,
         "generator_device": job.generator_device,
         "params_json": json.dumps(params, sort_keys=True),
+        "options_json": json.dumps(job.options, sort_keys=True),
         **params,
         **{f"{name}_sha256": digest for name, digest in job.input_sha256.items()},
         **environment(),

@@ -26,7 +26,7 @@ _FIXED = [
     ("job_id", pa.string()),
     ("run_id", pa.string()),
     ("attempt", pa.int32()),
-    ("status", pa.string()),  # "ok" | "failed"
+    ("status", pa.string()),  # "ok" | "failed" | "skipped" (its input job has no video)
     ("error_type", pa.string()),
     ("error", pa.string()),
     ("manifest_name", pa.string()),
@@ -49,6 +49,7 @@ _FIXED = [
     ("seed", pa.int64()),
     ("generator_device", pa.string()),
     ("params_json", pa.string()),
+    ("options_json", pa.string()),  # pipeline options the row set: scheduler, offload, FreeU...
 ]
 _OUTPUT = [
     ("video_path", pa.string()),  # relative to the output root

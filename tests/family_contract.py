@@ -23,6 +23,7 @@ from tasks.jobs import Job
 from tasks.manifest import load_manifest
 from tasks.models import FAMILIES, ensure_built, known_models
 from tasks.render import RunContext, pipeline_cache, render_job
+from tasks.tuning import prepare_job
 from tasks.video import read_mp4
 
 
@@ -80,7 +81,8 @@ class FamilyContract:
     def render_frames(self, tmp_path: Path, row: dict[str, Any], seed: int) -> np.ndarray:
         """The uint8 frames of one job, straight from the family's render (before mp4 encoding)."""
         (job,) = self.jobs(tmp_path, [row], [seed])
-        pipe, _, _ = pipeline_cache().get(job, "cpu", "contract")
+        pipe, baseline, _, _ = pipeline_cache().get(job, "cpu", "contract")
+        prepare_job(pipe, job.options, baseline)
         generator = torch.Generator("cpu").manual_seed(seed)
         return FAMILIES[self.family].render(pipe, job.typed_params(), generator, "cpu").frames
 

@@ -43,11 +43,11 @@ def test_cache_loads_once_and_evicts_beyond_capacity(tiny_svd, tmp_path):
     )
     assert first.pipeline_key != second.pipeline_key
     cache = PipelineCache(capacity=1)
-    pipe, load_s, hit = cache.get(first, "cpu", "run")
+    pipe, baseline, load_s, hit = cache.get(first, "cpu", "run")
     assert not hit and load_s > 0
-    assert cache.get(first, "cpu", "run") == (pipe, 0.0, True)
-    assert not cache.get(second, "cpu", "run")[2]
-    assert not cache.get(first, "cpu", "run")[2], "capacity 1: the first pipeline was evicted"
+    assert cache.get(first, "cpu", "run") == (pipe, baseline, 0.0, True)
+    assert not cache.get(second, "cpu", "run")[3]
+    assert not cache.get(first, "cpu", "run")[3], "capacity 1: the first pipeline was evicted"
 
 
 def test_a_broken_checkpoint_fails_its_jobs_once_each_and_quickly(tiny_svd, tmp_path):
