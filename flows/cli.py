@@ -88,33 +88,52 @@ def models() -> None:
     from tasks.manifest import JobOptions
     from tasks.models import FAMILIES, known_models
 
+    from tasks.tuning import PipelineOptions
+
     listing = Table(title="models", title_justify="left")
     for column in ("key", "family", "weights"):
         listing.add_column(column)
     for key, ref in sorted(known_models().items()):
-        listing.add_row(key, ref.family, ref.source)
+        parts = [ref.source] + [f"{name}: {source}" for name, source in ref.components]
+        listing.add_row(key, ref.family, "\n".join(parts))
     out.print(listing)
     out.print("or any hub repo id / local pipeline folder (add `family:` where it cannot be read from the files)\n")
-    _print_params("keys of every row", JobOptions)
+    _print_params("keys of every row", JobOptions, skip=PipelineOptions.model_fields)
+    _print_params("pipeline options of every row (memory, speed, scheduler)", PipelineOptions)
     for family, module in FAMILIES.items():
-        _print_params(f"{family}: {module.DESCRIPTION}", module.Params)
+        title = f"{family} ({module.PIPELINE_CLASS}): {module.DESCRIPTION}"
+        components = getattr(module, "COMPONENTS", {})
+        extra = {name: f"hub id or folder: {meaning}" for name, meaning in components.items()}
+        _print_params(title, module.Params, extra=extra)
 
 
-def _print_params(title: str, model) -> None:
+def _print_params(title: str, model, skip=(), extra: dict[str, str] | None = None) -> None:
     listing = Table(title=title, title_justify="left")
     for column in ("key", "type", "default", "allowed", "meaning"):
         listing.add_column(column)
+    for name, meaning in (extra or {}).items():
+        listing.add_row(name, "str", "the model key's", "", meaning)
     for name, field in model.model_fields.items():
+        if name in skip:
+            continue
         bounds = [
             f"{label} {getattr(rule, attr)}"
             for rule in field.metadata
             for attr, label in (("ge", ">="), ("le", "<="), ("multiple_of", "multiple of"))
             if getattr(rule, attr, None) is not None
         ]
-        annotation = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
+        annotation = _type_name(field.annotation)
         default = "required" if field.is_required() else repr(field.default)
         listing.add_row(name, annotation, default, ", ".join(bounds), field.description or "")
     out.print(listing)
+
+
+def _type_name(annotation) -> str:
+    import typing
+
+    if typing.get_origin(annotation) is typing.Literal:
+        return " | ".join(map(str, typing.get_args(annotation)))
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
 if __name__ == "__main__":

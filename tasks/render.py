@@ -22,7 +22,7 @@ from typing import Any
 from .jobs import Job, job_video_path
 from .models import FAMILIES, ensure_built, file_sha256, known_models
 from .provenance import environment, gpu_name
-from .results import write_record
+from .results import input_hash_column, write_record
 from .tuning import Baseline, prepare_job, prepare_load
 from .video import write_mp4
 
@@ -207,7 +207,7 @@ def _base_record(job: Job, run: RunContext, attempt: int, started_at: datetime) 
         "params_json": json.dumps(params, sort_keys=True),
         "options_json": json.dumps(job.options, sort_keys=True),
         **params,
-        **{f"{name}_sha256": digest for name, digest in job.input_sha256.items()},
+        **{input_hash_column(name): digest for name, digest in job.input_sha256.items()},
         **environment(),
         "worker": f"{socket.gethostname()}:{os.getpid()}",
         "started_at": started_at,

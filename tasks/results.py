@@ -91,13 +91,18 @@ def _arrow_type(annotation: Any) -> pa.DataType:
     return mapping[annotation]
 
 
+def input_hash_column(field: str) -> str:
+    """The column holding the sha256 of an input file (``input_image_sha256``), or of the job it came from."""
+    return f"input_{field}_sha256"
+
+
 def param_columns() -> list[tuple[str, pa.DataType]]:
     """One column per parameter of every family (and ``<input>_sha256`` per input file), same name, one type."""
     columns: dict[str, pa.DataType] = {}
     fixed = {name for name, _ in _FIXED + _OUTPUT}
     for family, module in FAMILIES.items():
         wanted = [(name, _arrow_type(field.annotation)) for name, field in module.Params.model_fields.items()]
-        wanted += [(f"{name}_sha256", pa.string()) for name in input_fields(module.Params)]
+        wanted += [(input_hash_column(name), pa.string()) for name in input_fields(module.Params)]
         for name, arrow_type in wanted:
             if name in fixed or columns.setdefault(name, arrow_type) != arrow_type:
                 raise TypeError(f"parameter {name!r} of family {family!r} clashes with another column of that name")

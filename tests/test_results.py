@@ -23,7 +23,7 @@ def test_every_family_parameter_is_a_typed_column():
             assert name in SCHEMA.names, name
     assert SCHEMA.field("motion_bucket_id").type == pa.int64()
     assert SCHEMA.field("noise_aug_strength").type == pa.float64()
-    assert SCHEMA.field("image").type == pa.string() and "image_sha256" in SCHEMA.names
+    assert SCHEMA.field("image").type == pa.string() and "input_image_sha256" in SCHEMA.names
 
 
 def test_parts_are_written_whole_with_the_schema(tmp_path: Path):

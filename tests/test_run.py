@@ -74,7 +74,7 @@ def test_results_table_has_one_typed_ok_row_per_job(demo):
     assert table["model_revision"].str.startswith("sha256:").all()
     assert (table["dtype"] == "float32").all() and (table["device"] == "cpu").all()
     assert table["peak_gpu_mem_bytes"].isna().all() and table["gpu_name"].isna().all()
-    assert table["image_sha256"].nunique() == 1
+    assert table["input_image_sha256"].nunique() == 1
     for timing in ("denoise_s", "decode_s", "export_s", "total_s"):
         assert (table[timing] > 0).all(), timing
     assert (table["total_s"] >= table["denoise_s"] + table["decode_s"] + table["export_s"]).all()
