@@ -1,0 +1,232 @@
+"""I2VGen-XL: image + prompt -> video (deprecated in diffusers since 0.38, still importable).
+
+Loaded and called as in the pipeline's docstring example (``I2VGenXLPipeline`` in
+``diffusers/pipelines/deprecated/i2vgen_xl``): fp16 weights (``variant="fp16"``), a prompt, the
+conditioning image as loaded (the pipeline center-crops it to width x height itself), a
+negative prompt, 50 steps at guidance 9.0, the repo's DDIM scheduler. The docs add
+``enable_model_cpu_offload()``; a batch worker keeps the pipeline on its GPU instead.
+
+Two departures from a plain call, both for this stack:
+- ``clip_skip=None``: the pipeline passes ``clip_skip=1`` by default, which reads
+  ``text_encoder.text_model``, gone in transformers >= 5.6 (diffusers issue #14124).
+- the image latents' noise is seeded: see :func:`_seeded_global_rng`.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+
+from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, image_field, to_uint8_frames
+
+if TYPE_CHECKING:
+    import torch
+
+FAMILY = "i2vgen-xl"
+PIPELINE_CLASS = "I2VGenXLPipeline"
+DESCRIPTION = "deprecated in diffusers: I2VGen-XL: image + prompt -> video, target_fps conditioning, DDIM"
+DEPRECATED = True
+
+#: Short keys for the released checkpoints.
+MODELS = {
+    "i2vgen-xl": "ali-vilab/i2vgen-xl",
+}
+
+
+class Params(VideoParams):
+    """The call parameters of ``I2VGenXLPipeline``, with its own defaults."""
+
+    prompt: str = Field(min_length=1, description="what the video shows and how it moves")
+    image: Path = image_field("conditioning (first) image; the pipeline center-crops it to width x height")
+    negative_prompt: str | None = Field(None, description="what to steer away from; default: the empty prompt")
+    height: int = Field(704, ge=16, le=4096, multiple_of=8, description="output height in pixels")
+    width: int = Field(1280, ge=16, le=4096, multiple_of=8, description="output width in pixels")
+    target_fps: int = Field(16, ge=1, le=240, description="frame rate: UNet micro-conditioning and the mp4's rate")
+    num_frames: int = Field(16, ge=1, le=512, description="frames to generate")
+    num_inference_steps: int = Field(50, ge=1, le=1000, description="denoising steps")
+    guidance_scale: float = Field(9.0, ge=0.0, le=100.0, description="classifier-free guidance; <= 1 turns it off")
+    eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta: 0 is deterministic DDIM, 1 is DDPM-like noise")
+    decode_chunk_size: int | None = Field(
+        1, ge=1, le=512, description="frames decoded at once; higher uses more memory; None: all at once"
+    )
+
+
+def load(options: LoadOptions, device: str):
+    """The pipeline, on ``device``, ready to call."""
+    from diffusers import I2VGenXLPipeline
+
+    pipe = from_pretrained(I2VGenXLPipeline, options)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+@contextmanager
+def _seeded_global_rng(seed: int, device: str):
+    """Seed torch's global RNG of ``device`` with ``seed`` for a block; the caller's state comes back after.
+
+    Why: ``I2VGenXLPipeline.prepare_image_latents`` samples the VAE's latent distribution with
+    ``self.vae.encode(image).latent_dist.sample()``, without the call's generator, so
+    ``DiagonalGaussianDistribution.sample`` -> ``randn_tensor(generator=None)`` draws from the
+    global RNG of the VAE's device, and two renders of one seed differ (by ~4e-3 in the frames
+    of the real model). Seeding that RNG with the job's seed makes a job reproducible. On a GPU
+    this is also what the docs' ``generator = torch.manual_seed(8888)`` amounts to: the image
+    noise comes from the CUDA RNG seeded with that number, the latents from a CPU generator of it.
+    """
+    import torch
+
+    cuda: list[int] = []
+    if device.startswith("cuda"):
+        index = torch.device(device).index
+        cuda.append(torch.cuda.current_device() if index is None else index)
+    # only the RNGs a render can draw from are forked and seeded (torch.manual_seed would also
+    # seed every other GPU's, outside the fork)
+    with torch.random.fork_rng(devices=cuda):
+        torch.random.default_generator.manual_seed(seed)
+        for index in cuda:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield
+
+
+def render(pipe, params: Params, generator: torch.Generator, device: str) -> Rendered:
+    """Render one video; the denoising loop and the VAE decode are timed apart."""
+    import torch
+    from diffusers.utils import load_image
+
+    # 1. the conditioning image, as loaded: the pipeline crops and resizes it itself
+    image = load_image(str(params.image))
+
+    # 2. encode prompt and image, denoise; stop at the latents (image noise seeded, see above)
+    watch = Stopwatch(device)
+    with _seeded_global_rng(generator.initial_seed(), device):
+        latents = pipe(
+            prompt=params.prompt,
+            image=image,
+            height=params.height,
+            width=params.width,
+            target_fps=params.target_fps,
+            num_frames=params.num_frames,
+            num_inference_steps=params.num_inference_steps,
+            guidance_scale=params.guidance_scale,
+            negative_prompt=params.negative_prompt,
+            eta=params.eta,
+            generator=generator,
+            output_type="latent",
+            clip_skip=None,  # the default 1 fails with transformers >= 5.6 (diffusers #14124)
+        ).frames
+    denoise_s = watch.lap()
+
+    # 3. decode exactly as the pipeline does after its loop
+    with torch.no_grad():
+        video = pipe.decode_latents(latents, decode_chunk_size=params.decode_chunk_size)
+    frames = pipe.video_processor.postprocess_video(video=video, output_type="np")[0]
+    decode_s = watch.lap()
+    return Rendered(frames=to_uint8_frames(frames), fps=params.target_fps, denoise_s=denoise_s, decode_s=decode_s)
+
+
+def _tiny_clip_tokenizer():
+    """A character-level CLIP tokenizer built in memory (no download): every printable ASCII character."""
+    from transformers import CLIPTokenizer
+
+    specials = ["<|startoftext|>", "<|endoftext|>"]
+    characters = [chr(code) for code in range(33, 127)]
+    pieces = specials + characters + [f"{character}</w>" for character in characters]
+    return CLIPTokenizer(vocab={piece: index for index, piece in enumerate(pieces)}, merges=[], model_max_length=77)
+
+
+def build_tiny(path: Path) -> None:
+    """Save a random-weight I2VGen-XL in the layout of the real repo (fp32 and fp16 variant weights)."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, I2VGenXLPipeline
+    from diffusers.models.unets import I2VGenXLUNet
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+    )
+
+    tokenizer = _tiny_clip_tokenizer()
+    torch.manual_seed(0)
+    # the real UNet's block types, two levels deep instead of four
+    unet = I2VGenXLUNet(
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        norm_num_groups=8,
+        cross_attention_dim=32,
+        attention_head_dim=4,
+    )
+    torch.manual_seed(0)
+    # four levels like the real VAE, so pixels -> latents is 8x as there (the size rule holds)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        block_out_channels=(8, 8, 16, 16),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=32,
+    )
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            projection_dim=32,
+            hidden_act="gelu",
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    torch.manual_seed(0)
+    # the pipeline resizes the image to the feature extractor's crop size (224 px in the real repo)
+    image_encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=32,
+            projection_dim=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+            intermediate_size=37,
+        )
+    )
+    # The released checkpoint's scheduler config (ali-vilab/i2vgen-xl, scheduler/scheduler_config.json).
+    scheduler = DDIMScheduler(
+        beta_start=0.0001,
+        beta_end=0.02,
+        beta_schedule="squaredcos_cap_v2",
+        clip_sample=False,
+        num_train_timesteps=1000,
+        prediction_type="v_prediction",
+        rescale_betas_zero_snr=True,
+        set_alpha_to_one=True,
+        steps_offset=1,
+        timestep_spacing="leading",
+    )
+    pipe = I2VGenXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        image_encoder=image_encoder,
+        feature_extractor=CLIPImageProcessor(crop_size=32, size=32),
+        unet=unet,
+        scheduler=scheduler,
+    )
+    pipe.save_pretrained(path)
+    pipe.to(torch.float16).save_pretrained(path, variant="fp16")
