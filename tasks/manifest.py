@@ -42,7 +42,7 @@ class JobOptions(PipelineOptions):
     family: str | None = Field(None, description="the model family, where the model's own files cannot tell")
     revision: str | None = Field(None, description="hub branch, tag or commit of the weights")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
-        "auto", description="weights and compute precision; auto: float16 on a GPU, float32 on a CPU"
+        "auto", description="weights and compute precision; auto: the family's documented half precision on a GPU, float32 on a CPU"
     )
     variant: str = Field("auto", description="weight files to read: auto (fp16 with float16), none, or a variant name")
     seed: int = Field(
@@ -445,7 +445,8 @@ class _RowChecker:
             return None
 
         # 6. resolve precision and weights, then the content-addressed id
-        dtype = auto_dtype(self.device) if options.dtype == "auto" else options.dtype
+        gpu_dtype = getattr(ref.module, "GPU_DTYPE", "float16")  # a family documented in bfloat16 says so
+        dtype = auto_dtype(self.device, gpu_dtype) if options.dtype == "auto" else options.dtype
         variant = {"auto": "fp16" if dtype == "float16" else None, "none": None}.get(options.variant, options.variant)
         revision = self._revision(ref, options.revision)
         component_revisions = {key: self._revision(source, None) for key, source in components.items()}

@@ -134,13 +134,7 @@ def render_job(job: Job, run: RunContext, attempt: int = 1) -> dict[str, Any]:
         # 1. the pipeline, loaded once per process, set up for this job
         pipe, baseline, load_s, hit = pipeline_cache().get(job, run.device, run.run_id)
         prepare_job(pipe, job.options, baseline)
-        record.update(
-            load_s=load_s,
-            cache_hit=hit,
-            pipeline_class=type(pipe).__name__,
-            scheduler_class=type(pipe.scheduler).__name__,
-            scheduler_config_json=json.dumps(dict(pipe.scheduler.config), sort_keys=True, default=str),
-        )
+        record.update(load_s=load_s, cache_hit=hit, pipeline_class=type(pipe).__name__)
         if cuda:
             torch.cuda.reset_peak_memory_stats(run.device)
 
@@ -153,6 +147,11 @@ def render_job(job: Job, run: RunContext, attempt: int = 1) -> dict[str, Any]:
         generator_device = run.device if job.generator_device == "cuda" else "cpu"
         generator = torch.Generator(generator_device).manual_seed(job.seed)
         rendered = module.render(pipe, job.typed_params(run.out_root), generator, run.device)
+        scheduler = rendered.scheduler or pipe.scheduler
+        record.update(
+            scheduler_class=type(scheduler).__name__,
+            scheduler_config_json=json.dumps(dict(scheduler.config), sort_keys=True, default=str),
+        )
         if cuda:
             record["peak_gpu_mem_bytes"] = torch.cuda.max_memory_allocated(run.device)
 

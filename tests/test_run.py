@@ -180,6 +180,9 @@ def test_validate_names_every_bad_row(demo_copy):
     assert "seed=-1" in result.output and "greater than or equal to 0" in result.output
 
 
-@pytest.mark.parametrize("manifest", sorted((Path(__file__).parent.parent / "manifests").glob("*.yaml")), ids=str)
+MANIFESTS = Path(__file__).parent.parent / "manifests"
+
+
+@pytest.mark.parametrize("manifest", sorted(MANIFESTS.rglob("*.yaml")), ids=lambda path: str(path.relative_to(MANIFESTS)))
 def test_every_example_manifest_validates(manifest):
     assert load_manifest(manifest, "cpu").jobs

@@ -52,6 +52,7 @@ class Rendered:
     fps: int
     denoise_s: float
     decode_s: float
+    scheduler: Any = None  # the scheduler the call used, where the family swapped one in for this job only
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,221 @@
+"""The Wan text-to-video family on its tiny checkpoint: the contract, the docs' scheduler shift,
+the float32 VAE, the 4k+1 frame rule, and a Wan 2.2-style checkpoint with two transformers."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from tasks.manifest import ManifestError, load_manifest
+from tasks.models import ensure_built, folder_sha256, known_models, wan
+from tasks.models.base import LoadOptions
+
+from .family_contract import FamilyContract
+
+PROMPT = "A rocket lifts off at dawn, smoke billowing"
+NEGATIVE = "Bright tones, overexposed, static, blurred details"
+
+
+class TestWanContract(FamilyContract):
+    family = "wan"
+
+    def row(self, inputs):
+        return dict(
+            prompt=PROMPT,
+            negative_prompt=NEGATIVE,
+            height=32,
+            width=32,
+            num_frames=9,
+            num_inference_steps=2,
+            max_sequence_length=16,
+            flow_shift=5.0,
+        )
+
+    def docs_recipe(self, folder, components, row, seed):
+        # api/pipelines/wan and the WanPipeline docstring: the VAE in float32, UniPC with flow_shift, call, frames out
+        from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline
+
+        vae = AutoencoderKLWan.from_pretrained(folder, subfolder="vae", torch_dtype=torch.float32)
+        pipe = WanPipeline.from_pretrained(folder, vae=vae, torch_dtype=torch.float32)
+        pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config, flow_shift=row["flow_shift"])
+        frames = pipe(
+            prompt=row["prompt"],
+            negative_prompt=row["negative_prompt"],
+            height=row["height"],
+            width=row["width"],
+            num_frames=row["num_frames"],
+            num_inference_steps=row["num_inference_steps"],
+            max_sequence_length=row["max_sequence_length"],
+            generator=torch.manual_seed(seed),
+        ).frames[0]  # numpy by default for Wan
+        return (frames * 255).round().astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def tiny_wan() -> Path:
+    ref = known_models()["tiny-wan"]
+    ensure_built(ref)
+    return Path(ref.source)
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_wan):
+    return wan.load(LoadOptions(str(tiny_wan), None, "float32", None), "cpu")
+
+
+def small(**overrides) -> wan.Params:
+    values = dict(prompt=PROMPT, height=32, width=32, num_frames=9, num_inference_steps=2, max_sequence_length=16)
+    return wan.Params(**{**values, **overrides})
+
+
+def frames(pipe, seed: int = 0, **overrides) -> np.ndarray:
+    return wan.render(pipe, small(**overrides), torch.Generator().manual_seed(seed), "cpu").frames
+
+
+def manifest_problems(tmp_path: Path, **row) -> str:
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({"defaults": {"model": "tiny-wan", "seed": 0}, "rows": [row]}))
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path, "cpu")
+    return str(caught.value)
+
+
+def test_tiny_checkpoint_has_the_layout_of_the_real_repo(tiny_wan: Path):
+    index = json.loads((tiny_wan / "model_index.json").read_text())
+    assert index["_class_name"] == "WanPipeline"
+    assert index["text_encoder"] == ["transformers", "UMT5EncoderModel"]
+    assert index["transformer"] == ["diffusers", "WanTransformer3DModel"]
+    assert index["vae"] == ["diffusers", "AutoencoderKLWan"]
+    assert index["transformer_2"] == [None, None] and index["boundary_ratio"] is None  # Wan 2.1
+    for weights in ("transformer/diffusion_pytorch_model", "vae/diffusion_pytorch_model", "text_encoder/model"):
+        assert (tiny_wan / f"{weights}.safetensors").is_file()
+        assert (tiny_wan / f"{weights}.fp16.safetensors").is_file()
+    scheduler = json.loads((tiny_wan / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler["_class_name"] == "UniPCMultistepScheduler"
+    assert scheduler["prediction_type"] == "flow_prediction" and scheduler["use_flow_sigmas"]
+    assert scheduler["flow_shift"] == 3.0
+    assert (tiny_wan / "tokenizer" / "tokenizer.json").is_file()  # built in memory, no download
+
+
+def test_tiny_build_is_reproducible(tiny_wan: Path, tmp_path: Path):
+    """Same bytes on every machine, so job ids of tiny-model rows agree everywhere."""
+    wan.build_tiny(tmp_path / "again")
+    assert folder_sha256(tmp_path / "again") == folder_sha256(tiny_wan)
+
+
+def test_vae_stays_float32_when_the_rest_is_half(tiny_wan: Path):
+    """The docs load AutoencoderKLWan in float32 next to a bfloat16 pipeline "for better decoding quality"."""
+    half = wan.load(LoadOptions(str(tiny_wan), None, "float16", "fp16"), "cpu")
+    assert half.transformer.dtype == torch.float16 and half.text_encoder.dtype == torch.float16
+    assert half.vae.dtype == torch.float32
+
+
+def test_render_shape_fps_and_timings(pipe):
+    rendered = wan.render(pipe, small(width=48), torch.Generator().manual_seed(0), "cpu")
+    assert rendered.frames.shape == (9, 32, 48, 3) and rendered.frames.dtype == np.uint8
+    assert rendered.fps == 16  # the docs export at 16 fps
+    assert rendered.denoise_s > 0 and rendered.decode_s > 0
+
+
+def test_flow_shift_swaps_the_scheduler_for_one_job_only(pipe):
+    loaded = pipe.scheduler
+    default = frames(pipe)
+    shifted = frames(pipe, flow_shift=8.0)
+    assert not np.array_equal(default, shifted)
+    assert pipe.scheduler is loaded and pipe.scheduler.config.flow_shift == 3.0  # a cached pipeline stays as loaded
+    assert np.array_equal(frames(pipe), default)
+    # the checkpoint's own shift (3.0) through the docs' from_config swap is the same scheduler
+    assert np.array_equal(frames(pipe, flow_shift=3.0), default)
+
+
+def test_prompt_negative_prompt_and_guidance_change_the_video(pipe):
+    first = frames(pipe)
+    assert not np.array_equal(first, frames(pipe, prompt="A quiet lake at night"))
+    assert not np.array_equal(first, frames(pipe, negative_prompt=NEGATIVE))
+    assert not np.array_equal(first, frames(pipe, guidance_scale=1.0))
+
+
+def test_num_frames_must_be_4k_plus_1(tmp_path: Path):
+    message = manifest_problems(tmp_path, prompt=PROMPT, num_frames=80)
+    assert "num_frames=80" in message and "4k+1" in message and "77 or 81" in message
+    assert wan.Params(prompt=PROMPT, num_frames=1).num_frames == 1
+
+
+def test_sizes_must_be_multiples_of_16(tmp_path: Path):
+    message = manifest_problems(tmp_path, prompt=PROMPT, height=40)
+    assert "height=40" in message and "multiple of 16" in message
+
+
+def test_prompt_is_required_and_not_empty(tmp_path: Path):
+    assert "missing 'prompt'" in manifest_problems(tmp_path, num_frames=9)
+    assert "prompt=''" in manifest_problems(tmp_path, prompt="")
+
+
+def test_clip_skip_is_not_a_parameter(tmp_path: Path):
+    assert "unknown key 'clip_skip'" in manifest_problems(tmp_path, prompt=PROMPT, clip_skip=1)
+
+
+def test_guidance_scale_2_needs_a_two_expert_checkpoint(pipe):
+    """On Wan 2.1 (one transformer) the pipeline refuses guidance_scale_2; the job fails with its reason."""
+    with pytest.raises(ValueError, match="boundary_ratio"):
+        frames(pipe, guidance_scale_2=3.0)
+
+
+@pytest.fixture(scope="module")
+def two_experts(tmp_path_factory, tiny_wan) -> Path:
+    """A Wan 2.2 A14B-style checkpoint: the same WanPipeline with transformer_2 and boundary_ratio."""
+    from diffusers import WanPipeline
+
+    folder = tmp_path_factory.mktemp("wan22") / "tiny-wan22"
+    one = WanPipeline.from_pretrained(tiny_wan)
+    torch.manual_seed(1)
+    low_noise = wan.tiny_transformer()
+    for parameter in low_noise.parameters():  # a different expert: other weights than `transformer`
+        parameter.data.normal_(0.0, 0.05)
+    WanPipeline(**{**one.components, "transformer_2": low_noise}, boundary_ratio=0.875).save_pretrained(folder)
+    return folder
+
+
+def test_two_expert_checkpoint_loads_both_and_takes_guidance_scale_2(two_experts: Path):
+    from diffusers import AutoencoderKLWan, WanPipeline
+
+    pipe = wan.load(LoadOptions(str(two_experts), None, "float32", None), "cpu")
+    assert pipe.transformer_2 is not None and pipe.config.boundary_ratio == 0.875
+    # 4 steps with shift 3: the last steps fall below the 875 boundary, where transformer_2 denoises
+    ours = frames(pipe, num_inference_steps=4, guidance_scale_2=2.0)
+    assert not np.array_equal(ours, frames(pipe, num_inference_steps=4))
+
+    vae = AutoencoderKLWan.from_pretrained(two_experts, subfolder="vae", torch_dtype=torch.float32)
+    reference = WanPipeline.from_pretrained(two_experts, vae=vae, torch_dtype=torch.float32)
+    theirs = reference(
+        prompt=PROMPT,
+        height=32,
+        width=32,
+        num_frames=9,
+        num_inference_steps=4,
+        guidance_scale_2=2.0,
+        max_sequence_length=16,
+        generator=torch.manual_seed(0),
+    ).frames[0]
+    assert np.array_equal(ours, (theirs * 255).round().astype(np.uint8))
+
+
+def test_the_record_names_the_scheduler_the_job_used(tmp_path):
+    """flow_shift swaps UniPC in for one job: the results row says so, not the loaded scheduler."""
+    import json
+
+    from tasks.manifest import load_manifest
+    from tasks.render import RunContext, render_job
+
+    (tmp_path / "m.yaml").write_text(
+        "name: t\ndefaults: {model: tiny-wan, prompt: a rocket, height: 32, width: 48, num_frames: 5,"
+        " num_inference_steps: 2, seed: 1}\nrows: [{}, {flow_shift: 8.0}]\n"
+    )
+    table = load_manifest(tmp_path / "m.yaml", "cpu")
+    run = RunContext.new(tmp_path / "out", "cpu", table)
+    loaded, shifted = (render_job(job, run) for job in table.jobs)
+    assert json.loads(loaded["scheduler_config_json"])["flow_shift"] == 3.0
+    assert json.loads(shifted["scheduler_config_json"])["flow_shift"] == 8.0

@@ -1,0 +1,210 @@
+"""The Wan image-to-video family on its tiny checkpoint: the contract, the docs' sizing from the
+image's aspect ratio, the float32 image encoder and VAE, and a Wan 2.2-style checkpoint without an
+image encoder but with two transformers."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from tasks.manifest import ManifestError, load_manifest
+from tasks.models import ensure_built, folder_sha256, known_models, wan, wan_i2v
+from tasks.models.base import LoadOptions
+
+from .conftest import ROCKET
+from .family_contract import FamilyContract
+
+PROMPT = "The rocket lifts off, smoke billowing"
+NEGATIVE = "Bright tones, overexposed, static, blurred details"
+
+
+class TestWanI2VContract(FamilyContract):
+    family = "wan-i2v"
+    # None: sized from the image's aspect ratio within max_area, as the docs do (see Params)
+    defaults_differ = {"height", "width"}
+
+    def row(self, inputs):
+        return dict(
+            image=str(inputs / "rocket.png"),
+            prompt=PROMPT,
+            negative_prompt=NEGATIVE,
+            max_area=48 * 64,
+            num_frames=9,
+            num_inference_steps=2,
+            max_sequence_length=16,
+        )
+
+    def docs_recipe(self, folder, components, row, seed):
+        # the WanImageToVideoPipeline docstring: image encoder and VAE in float32, size from max_area, resize, call
+        from diffusers import AutoencoderKLWan, WanImageToVideoPipeline
+        from diffusers.utils import load_image
+        from transformers import CLIPVisionModel
+
+        image_encoder = CLIPVisionModel.from_pretrained(folder, subfolder="image_encoder", torch_dtype=torch.float32)
+        vae = AutoencoderKLWan.from_pretrained(folder, subfolder="vae", torch_dtype=torch.float32)
+        pipe = WanImageToVideoPipeline.from_pretrained(
+            folder, vae=vae, image_encoder=image_encoder, torch_dtype=torch.float32
+        )
+        image = load_image(row["image"])
+        max_area = row["max_area"]
+        aspect_ratio = image.height / image.width
+        mod_value = pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size[1]
+        height = round(np.sqrt(max_area * aspect_ratio)) // mod_value * mod_value
+        width = round(np.sqrt(max_area / aspect_ratio)) // mod_value * mod_value
+        image = image.resize((width, height))
+        frames = pipe(
+            image=image,
+            prompt=row["prompt"],
+            negative_prompt=row["negative_prompt"],
+            height=height,
+            width=width,
+            num_frames=row["num_frames"],
+            num_inference_steps=row["num_inference_steps"],
+            max_sequence_length=row["max_sequence_length"],
+            generator=torch.manual_seed(seed),
+        ).frames[0]
+        return (frames * 255).round().astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def tiny_wan_i2v() -> Path:
+    ref = known_models()["tiny-wan-i2v"]
+    ensure_built(ref)
+    return Path(ref.source)
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_wan_i2v):
+    return wan_i2v.load(LoadOptions(str(tiny_wan_i2v), None, "float32", None), "cpu")
+
+
+def small(**overrides) -> wan_i2v.Params:
+    values = dict(
+        image=ROCKET, prompt=PROMPT, max_area=48 * 64, num_frames=9, num_inference_steps=2, max_sequence_length=16
+    )
+    return wan_i2v.Params(**{**values, **overrides})
+
+
+def frames(pipe, seed: int = 0, **overrides) -> np.ndarray:
+    return wan_i2v.render(pipe, small(**overrides), torch.Generator().manual_seed(seed), "cpu").frames
+
+
+def manifest_problems(tmp_path: Path, **row) -> str:
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({"defaults": {"model": "tiny-wan-i2v", "seed": 0}, "rows": [row]}))
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path, "cpu")
+    return str(caught.value)
+
+
+def test_tiny_checkpoint_has_the_layout_of_wan21_i2v(tiny_wan_i2v: Path):
+    index = json.loads((tiny_wan_i2v / "model_index.json").read_text())
+    assert index["_class_name"] == "WanImageToVideoPipeline"
+    assert index["image_encoder"] == ["transformers", "CLIPVisionModel"]
+    assert index["image_processor"][1].startswith("CLIPImageProcessor")  # ...Pil where torchvision is absent
+    assert index["transformer_2"] == [None, None] and index["boundary_ratio"] is None
+    transformer = json.loads((tiny_wan_i2v / "transformer" / "config.json").read_text())
+    assert transformer["in_channels"] == 36 and transformer["image_dim"] == 16
+    for weights in ("transformer/diffusion_pytorch_model", "vae/diffusion_pytorch_model", "image_encoder/model"):
+        assert (tiny_wan_i2v / f"{weights}.safetensors").is_file()
+        assert (tiny_wan_i2v / f"{weights}.fp16.safetensors").is_file()
+
+
+def test_tiny_build_is_reproducible(tiny_wan_i2v: Path, tmp_path: Path):
+    wan_i2v.build_tiny(tmp_path / "again")
+    assert folder_sha256(tmp_path / "again") == folder_sha256(tiny_wan_i2v)
+
+
+def test_vae_and_image_encoder_stay_float32_when_the_rest_is_half(tiny_wan_i2v: Path):
+    half = wan_i2v.load(LoadOptions(str(tiny_wan_i2v), None, "float16", "fp16"), "cpu")
+    assert half.transformer.dtype == torch.float16
+    assert half.vae.dtype == torch.float32 and half.image_encoder.dtype == torch.float32
+
+
+def test_size_follows_the_images_aspect_ratio_within_max_area(pipe):
+    # rocket.png is 512x288: sqrt(3072 * 288/512) = 41.6 -> 42 // 16 * 16 = 32; sqrt(3072 * 512/288) = 73.9 -> 74 -> 64
+    rendered = wan_i2v.render(pipe, small(), torch.Generator().manual_seed(0), "cpu")
+    assert rendered.frames.shape == (9, 32, 64, 3) and rendered.fps == 16
+    assert wan_i2v.output_size(pipe, (512, 288), small(max_area=480 * 832)) == (464, 832)
+    assert wan_i2v.output_size(pipe, (512, 288), small(max_area=720 * 1280)) == (720, 1280)
+
+
+def test_explicit_height_and_width_win(pipe):
+    assert frames(pipe, height=32, width=32).shape == (9, 32, 32, 3)
+
+
+def test_a_max_area_too_small_for_one_patch_is_refused(pipe):
+    with pytest.raises(ValueError, match="raise max_area"):
+        frames(pipe, max_area=256)
+
+
+def test_the_image_conditions_the_video(pipe, tmp_path: Path):
+    from PIL import Image
+
+    flipped = tmp_path / "flipped.png"
+    Image.open(ROCKET).transpose(Image.FLIP_LEFT_RIGHT).save(flipped)
+    first = frames(pipe)
+    assert not np.array_equal(first, frames(pipe, image=flipped))
+    assert not np.array_equal(first, frames(pipe, flow_shift=8.0))
+
+
+def test_image_is_required(tmp_path: Path):
+    message = manifest_problems(tmp_path, prompt=PROMPT)
+    assert "missing 'image'" in message and "image-to-video" in message
+
+
+def test_prompt_is_required(tmp_path: Path):
+    assert "missing 'prompt'" in manifest_problems(tmp_path, image=str(ROCKET))
+
+
+def test_height_without_width_is_refused(tmp_path: Path):
+    message = manifest_problems(tmp_path, image=str(ROCKET), prompt=PROMPT, height=32)
+    assert "width=None" in message and "give both, or neither" in message
+
+
+def test_num_frames_must_be_4k_plus_1(tmp_path: Path):
+    assert "4k+1" in manifest_problems(tmp_path, image=str(ROCKET), prompt=PROMPT, num_frames=10)
+
+
+@pytest.fixture(scope="module")
+def wan22_i2v(tmp_path_factory, tiny_wan_i2v) -> Path:
+    """A Wan 2.2 I2V A14B-style checkpoint: no image encoder or processor, two transformers, boundary_ratio."""
+    from diffusers import WanImageToVideoPipeline
+
+    folder = tmp_path_factory.mktemp("wan22-i2v") / "tiny-wan22-i2v"
+    base = WanImageToVideoPipeline.from_pretrained(tiny_wan_i2v)
+    experts = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        expert = wan.tiny_transformer(in_channels=36)  # Wan 2.2 I2V: no image_dim, no CLIP features
+        for parameter in expert.parameters():
+            parameter.data.normal_(0.0, 0.05)
+        experts.append(expert)
+    WanImageToVideoPipeline(
+        tokenizer=base.tokenizer,
+        text_encoder=base.text_encoder,
+        vae=base.vae,
+        scheduler=base.scheduler,
+        transformer=experts[0],
+        transformer_2=experts[1],
+        boundary_ratio=0.9,
+    ).save_pretrained(folder)
+    return folder
+
+
+def test_wan22_checkpoint_without_image_encoder_loads_and_renders(wan22_i2v: Path):
+    index = json.loads((wan22_i2v / "model_index.json").read_text())
+    assert index["image_encoder"] == [None, None]
+    pipe = wan_i2v.load(LoadOptions(str(wan22_i2v), None, "float32", None), "cpu")
+    assert pipe.image_encoder is None and pipe.transformer_2 is not None
+    default = frames(pipe, num_inference_steps=4)
+    assert default.shape == (9, 32, 64, 3)
+    assert not np.array_equal(default, frames(pipe, num_inference_steps=4, guidance_scale_2=2.0))
+
+
+def test_guidance_scale_2_needs_a_two_expert_checkpoint(pipe):
+    with pytest.raises(ValueError, match="boundary_ratio"):
+        frames(pipe, guidance_scale_2=3.0)
