@@ -433,7 +433,7 @@ class _RowChecker:
             found += [
                 self._pydantic_problem(where, error, params_cls, ref)
                 for error in exc.errors()
-                if error["loc"] and error["loc"][0] not in {p.key for p in found}
+                if not error["loc"] or error["loc"][0] not in {p.key for p in found}
             ]
             params = None
         if options is not None:
@@ -541,8 +541,10 @@ class _RowChecker:
 
     @staticmethod
     def _pydantic_problem(where: str, error: dict, model: type[BaseModel], ref: ModelRef | None = None) -> Problem:
-        key = str(error["loc"][0]) if error["loc"] else None
-        field_info = model.model_fields.get(key) if key else None
+        if not error["loc"]:  # a check across fields (a model validator): its message says it all
+            return Problem(where, None, error["msg"].removeprefix("Value error, "))
+        key = str(error["loc"][0])
+        field_info = model.model_fields.get(key)
         hint = f" ({field_info.description})" if field_info is not None and field_info.description else ""
         if error["type"] == "missing":
             kind = input_fields(model).get(key) if ref is not None else None

@@ -668,3 +668,21 @@ def test_malformed_grids_are_reported(folder, grids, where, fragment):
     (problem,) = error.problems
     assert problem.where == where
     assert fragment in problem.message
+
+
+def test_a_check_across_fields_is_reported_not_dropped(folder, monkeypatch):
+    """A family's model validator (t0 < t1, say) fails without a field: the row must still be reported."""
+    from pydantic import model_validator
+
+    from tasks.models import svd
+
+    class Checked(svd.Params):
+        @model_validator(mode="after")
+        def _frames_fit_the_chunk(self):
+            if self.decode_chunk_size and self.num_frames and self.decode_chunk_size > self.num_frames:
+                raise ValueError("decode_chunk_size must not exceed num_frames")
+            return self
+
+    monkeypatch.setattr(svd, "Params", Checked)
+    error = load_error(write_yaml(folder, single_job_doc(num_frames=4, decode_chunk_size=8)))
+    assert line_of(error, "decode_chunk_size must not exceed num_frames").startswith("  - job 0 (defaults): decode")
