@@ -28,6 +28,7 @@ from .tuning import PipelineOptions, pixel_options
 MANIFEST_KEYS = ("name", "description", "defaults", "rows", "sweep", "zip", "seeds", "grid")
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 YAML_SUFFIXES = (".yaml", ".yml")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
 class JobOptions(PipelineOptions):
@@ -447,7 +448,8 @@ class _RowChecker:
         # 6. resolve precision and weights, then the content-addressed id
         gpu_dtype = getattr(ref.module, "GPU_DTYPE", "float16")  # a family documented in bfloat16 says so
         dtype = auto_dtype(self.device, gpu_dtype) if options.dtype == "auto" else options.dtype
-        variant = {"auto": "fp16" if dtype == "float16" else None, "none": None}.get(options.variant, options.variant)
+        chosen_variant = ref.variant if options.variant == "auto" else options.variant
+        variant = {"auto": "fp16" if dtype == "float16" else None, "none": None}.get(chosen_variant, chosen_variant)
         revision = self._revision(ref, options.revision)
         component_revisions = {key: self._revision(source, None) for key, source in components.items()}
         values = params.model_dump(mode="json")
@@ -584,6 +586,8 @@ def _check_video(path: Path) -> str | Exception:
 
     if not path.is_file():
         return FileNotFoundError(f"no such file {path}")
+    if path.suffix.lower() in IMAGE_SUFFIXES:  # ffmpeg would read it as a one-frame video
+        return ValueError("is an image; a video input needs a video file (mp4, webm, mov, ...)")
     try:
         read_video_info(path)
     except (OSError, RuntimeError, ValueError, StopIteration) as exc:

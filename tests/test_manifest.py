@@ -686,3 +686,15 @@ def test_a_check_across_fields_is_reported_not_dropped(folder, monkeypatch):
     monkeypatch.setattr(svd, "Params", Checked)
     error = load_error(write_yaml(folder, single_job_doc(num_frames=4, decode_chunk_size=8)))
     assert line_of(error, "decode_chunk_size must not exceed num_frames").startswith("  - job 0 (defaults): decode")
+
+
+@pytest.mark.parametrize("model, variant", [("modelscope-1.7b", "fp16"), ("zeroscope-576w", None)])
+def test_a_model_key_can_say_its_repo_has_no_fp16_files(folder, model, variant):
+    doc = {"defaults": {"model": model, "prompt": "a rocket", "seed": 1}}
+    (job,) = load_manifest(write_yaml(folder, doc), "cuda").jobs  # validation only: no GPU needed
+    assert (job.dtype, job.variant) == ("float16", variant)
+
+
+def test_an_image_is_not_a_video_input(folder):
+    doc = {"defaults": {"model": "zeroscope-xl", "prompt": "a rocket", "video": IMAGE, "seed": 1}}
+    assert "is an image; a video input needs a video file" in line_of(load_error(write_yaml(folder, doc)), "video=")

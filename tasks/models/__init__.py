@@ -57,6 +57,7 @@ class ModelRef:
     source: str  # hub repo id, or an absolute local folder
     tiny: bool = False
     components: tuple[tuple[str, str], ...] = ()  # (name, hub id or folder): a key's defaults
+    variant: str = "auto"  # the weight files a row with `variant: auto` reads ("none": a repo without fp16 files)
 
     @property
     def is_local(self) -> bool:
@@ -73,11 +74,11 @@ def is_local(source: str) -> bool:
 
 
 def _model_ref(key: str, family: str, entry: str | dict[str, str]) -> ModelRef:
-    """A ``MODELS`` entry: a hub id, or ``{"source": id, "<component>": id, ...}``."""
+    """A ``MODELS`` entry: a hub id, or ``{"source": id, "variant": "none", "<component>": id, ...}``."""
     if isinstance(entry, str):
         return ModelRef(key, family, entry)
-    components = tuple((name, value) for name, value in entry.items() if name != "source")
-    return ModelRef(key, family, entry["source"], components=components)
+    components = tuple((name, value) for name, value in entry.items() if name not in ("source", "variant"))
+    return ModelRef(key, family, entry["source"], components=components, variant=entry.get("variant", "auto"))
 
 
 def videosweep_home() -> Path:

@@ -1,0 +1,192 @@
+"""ModelScope text-to-video and Zeroscope 576w: prompt -> video (deprecated in diffusers since 0.38, still importable).
+
+Loaded and called as in the diffusers docs (``api/pipelines/text_to_video``): weights in
+float16 (the ModelScope repo from its ``variant="fp16"`` files; the docs load Zeroscope with
+no variant, so its key reads none), VAE slicing on, the repo's own DDIM
+scheduler, default output numpy. The docs' memory recipe adds ``enable_model_cpu_offload()``
+(and, for Zeroscope, ``unet.enable_forward_chunking(chunk_size=1, dim=1)``); here those are the
+row options ``offload: model`` and ``forward_chunking: 1``, and ``load`` puts the pipeline on
+its device.
+
+Departures from the docs, both forced by diffusers 0.42.1:
+- the docs' ``pipe.enable_vae_slicing()`` is gone from this pipeline (AttributeError); slicing
+  is switched on where it lives, ``pipe.vae.enable_slicing()``, as the VideoToVideoSD example does.
+- ``clip_skip`` is not a parameter: with transformers >= 5.6 it fails (``'CLIPTextModel'
+  object has no attribute 'text_model'``, diffusers issue #14124); the pipeline's default
+  (None) is what every job uses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+
+from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, to_uint8_frames
+
+if TYPE_CHECKING:
+    import torch
+
+FAMILY = "text-to-video-sd"
+PIPELINE_CLASS = "TextToVideoSDPipeline"
+DESCRIPTION = "deprecated in diffusers: ModelScope / Zeroscope text -> video (UNet3D, DDIM), 8 fps"
+DEPRECATED = True
+
+#: Short keys for the released checkpoints.
+MODELS = {
+    "modelscope-1.7b": "damo-vilab/text-to-video-ms-1.7b",
+    "zeroscope-576w": {"source": "cerspense/zeroscope_v2_576w", "variant": "none"},  # the docs load it without one
+}
+
+#: The pipeline takes no fps; its docstring: "16 frames which at 8 frames per seconds amounts to
+#: 2 seconds of video". (The docs' ``export_to_video`` writes at its own default, 10 fps.)
+FPS = 8
+
+
+class Params(VideoParams):
+    """The call parameters of ``TextToVideoSDPipeline``, with its own defaults."""
+
+    prompt: str = Field(min_length=1, description="what the video shows")
+    negative_prompt: str | None = Field(None, description="what to steer away from; default: the empty prompt")
+    height: int | None = Field(
+        None,
+        ge=16,
+        le=4096,
+        multiple_of=8,
+        description="output height in pixels; default: UNet sample_size x VAE scale (256 for ModelScope)",
+    )
+    width: int | None = Field(
+        None,
+        ge=16,
+        le=4096,
+        multiple_of=8,
+        description="output width in pixels; default: UNet sample_size x VAE scale (256 for ModelScope)",
+    )
+    num_frames: int = Field(16, ge=1, le=512, description="frames to generate (16 is 2 s at 8 fps)")
+    num_inference_steps: int = Field(50, ge=1, le=1000, description="denoising steps")
+    guidance_scale: float = Field(9.0, ge=0.0, le=100.0, description="classifier-free guidance; <= 1 turns it off")
+    eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta: 0 is deterministic DDIM, 1 is DDPM-like noise")
+
+
+def load(options: LoadOptions, device: str):
+    """The pipeline, on ``device``, ready to call."""
+    from diffusers import TextToVideoSDPipeline
+
+    pipe = from_pretrained(TextToVideoSDPipeline, options)
+    pipe.vae.enable_slicing()  # the docs' pipe.enable_vae_slicing(), which diffusers 0.42 no longer has
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def render(pipe, params: Params, generator: torch.Generator, device: str) -> Rendered:
+    """Render one video; the denoising loop and the VAE decode are timed apart."""
+    import torch
+
+    # 1. encode the prompt and denoise; stop at the latents
+    watch = Stopwatch(device)
+    latents = pipe(
+        params.prompt,
+        negative_prompt=params.negative_prompt,
+        height=params.height,
+        width=params.width,
+        num_frames=params.num_frames,
+        num_inference_steps=params.num_inference_steps,
+        guidance_scale=params.guidance_scale,
+        eta=params.eta,
+        generator=generator,
+        output_type="latent",
+    ).frames
+    denoise_s = watch.lap()
+
+    # 2. decode exactly as the pipeline does after its loop (all frames in one VAE call, sliced)
+    with torch.no_grad():
+        video = pipe.decode_latents(latents)
+    frames = pipe.video_processor.postprocess_video(video=video, output_type="np")[0]
+    pipe.maybe_free_model_hooks()  # what the pipeline does after decoding; a no-op without offload
+    decode_s = watch.lap()
+    return Rendered(frames=to_uint8_frames(frames), fps=FPS, denoise_s=denoise_s, decode_s=decode_s)
+
+
+def _tiny_clip_tokenizer():
+    """A character-level CLIP tokenizer built in memory (no download): every printable ASCII character.
+
+    Copied from ``i2vgen_xl._tiny_clip_tokenizer``.
+    """
+    from transformers import CLIPTokenizer
+
+    specials = ["<|startoftext|>", "<|endoftext|>"]
+    characters = [chr(code) for code in range(33, 127)]
+    pieces = specials + characters + [f"{character}</w>" for character in characters]
+    return CLIPTokenizer(vocab={piece: index for index, piece in enumerate(pieces)}, merges=[], model_max_length=77)
+
+
+def build_tiny(path: Path) -> None:
+    """Save a random-weight ModelScope-style pipeline in the layout of the real repo (fp32 and fp16 weights).
+
+    Modelled on diffusers' ``tests/pipelines/text_to_video_synthesis`` dummy components, a little
+    wider: the real UNet's block types two levels deep, a three-level VAE (scale factor 4, so the
+    UNet's ``sample_size=8`` makes the default output 32x32), a 2-layer CLIP text encoder.
+    """
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = _tiny_clip_tokenizer()
+    torch.manual_seed(0)
+    unet = UNet3DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        # attention only at the lower resolution keeps a 2-core CPU at ~0.1 s a step
+        down_block_types=("DownBlock3D", "CrossAttnDownBlock3D"),
+        up_block_types=("CrossAttnUpBlock3D", "UpBlock3D"),
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        norm_num_groups=4,
+    )
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        block_out_channels=[16, 32, 32],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 3,
+        up_block_types=["UpDecoderBlock2D"] * 3,
+        latent_channels=4,
+        sample_size=32,
+        norm_num_groups=4,
+    )
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            projection_dim=32,
+            hidden_act="gelu",
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    # The released checkpoints' scheduler: DDIM over scaled-linear betas, epsilon prediction.
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        num_train_timesteps=1000,
+        prediction_type="epsilon",
+        steps_offset=1,
+    )
+    pipe = TextToVideoSDPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler
+    )
+    pipe.save_pretrained(path)
+    pipe.to(torch.float16).save_pretrained(path, variant="fp16")

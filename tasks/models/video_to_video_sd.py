@@ -1,0 +1,156 @@
+"""Zeroscope XL video-to-video: a video + prompt -> the video re-rendered (deprecated in diffusers since 0.38).
+
+Loaded and called as in the diffusers docs (``api/pipelines/text_to_video``, "zeroscope_v2_576w &
+zeroscope_v2_XL"): float16 weights (no variant: the docs load the Zeroscope repos without one,
+so the key reads none), the scheduler swapped for
+``DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)``, VAE slicing on, each input
+frame resized (PIL's default filter) to the output size, ``strength=0.6``. The docs upscale a
+576x320 Zeroscope video to 1024x576; a manifest chains the two with ``video: "@<row id>"``.
+``enable_model_cpu_offload()`` and ``unet.enable_forward_chunking(chunk_size=1, dim=1)`` of the
+docs are the row options ``offload: model`` and ``forward_chunking: 1``.
+
+Departures from the docs, forced by diffusers 0.42.1:
+- ``pipe.enable_vae_slicing()`` is gone from this pipeline; ``pipe.vae.enable_slicing()`` is
+  what the pipeline's own docstring example calls.
+- ``clip_skip`` is not a parameter (broken with transformers >= 5.6, diffusers issue #14124).
+- the input video comes from an mp4 file (``tasks.video.read_video``), not from the first
+  pipeline's frames in memory; a chained row therefore sees the H.264-encoded frames.
+
+The output is written at the input video's frame rate: the frames are the input's, re-rendered.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, to_uint8_frames, video_field
+
+if TYPE_CHECKING:
+    import torch
+
+FAMILY = "video-to-video-sd"
+PIPELINE_CLASS = "VideoToVideoSDPipeline"
+DESCRIPTION = "deprecated in diffusers: Zeroscope XL video + prompt -> video (upscale / re-render), strength, DPM++"
+DEPRECATED = True
+
+#: Short keys for the released checkpoints.
+MODELS = {
+    "zeroscope-xl": {"source": "cerspense/zeroscope_v2_XL", "variant": "none"},  # the docs load it without one
+}
+
+#: The tiny checkpoint is text-to-video-sd's: the same UNet3DConditionModel repo layout,
+#: loaded here with VideoToVideoSDPipeline (its model_index.json names TextToVideoSDPipeline).
+TINY_NAME = "text-to-video-sd"
+
+
+class Params(VideoParams):
+    """The call parameters of ``VideoToVideoSDPipeline``, with its own defaults, and the docs' resize."""
+
+    prompt: str = Field(min_length=1, description="what the re-rendered video shows")
+    video: Path = video_field("input video (a file, or '@<row id>' for another row's output); all its frames are used")
+    negative_prompt: str | None = Field(None, description="what to steer away from; default: the empty prompt")
+    height: int | None = Field(
+        None, ge=16, le=4096, multiple_of=8, description="resize the input frames to this height; default: the video's"
+    )
+    width: int | None = Field(
+        None,
+        ge=16,
+        le=4096,
+        multiple_of=8,
+        validate_default=True,  # so that a height without a width is refused
+        description="resize the input frames to this width; default: the video's",
+    )
+    strength: float = Field(0.6, ge=0.0, le=1.0, description="how far the video is re-noised: 0 keeps it, 1 ignores it")
+    num_inference_steps: int = Field(
+        50,
+        ge=1,
+        le=1000,
+        validate_default=True,  # so that a strength too low for the default steps is refused
+        description="denoising steps at strength 1; int(steps * strength) of them are run",
+    )
+    guidance_scale: float = Field(15.0, ge=0.0, le=100.0, description="classifier-free guidance; <= 1 turns it off")
+    eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta; ignored by the docs' DPM++ scheduler")
+
+    # Field validators, not a model validator: the manifest reports an error under the key it
+    # names, and a model-level error has none.
+    @field_validator("width")
+    @classmethod
+    def _sizes_in_pairs(cls, width: int | None, info: ValidationInfo) -> int | None:
+        if "height" in info.data and (info.data["height"] is None) != (width is None):
+            raise ValueError("give both height and width (the output size), or neither (the input video's size)")
+        return width
+
+    @field_validator("num_inference_steps")
+    @classmethod
+    def _runs_a_step(cls, steps: int, info: ValidationInfo) -> int:
+        strength = info.data.get("strength")
+        if strength is not None and int(steps * strength) < 1:
+            raise ValueError(
+                f"strength={strength} x num_inference_steps={steps} runs no denoising step "
+                "(the pipeline runs int(steps * strength) of them); raise one of them"
+            )
+        return steps
+
+
+def load(options: LoadOptions, device: str):
+    """The pipeline, on ``device``, ready to call."""
+    from diffusers import DPMSolverMultistepScheduler, VideoToVideoSDPipeline
+
+    pipe = from_pretrained(VideoToVideoSDPipeline, options)
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)  # as the docs do
+    pipe.vae.enable_slicing()  # the docs' pipe.enable_vae_slicing(), which diffusers 0.42 no longer has
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def render(pipe, params: Params, generator: torch.Generator, device: str) -> Rendered:
+    """Render one video; input encoding + denoising and the VAE decode are timed apart."""
+    import torch
+
+    from ..video import read_video, read_video_info
+
+    # 1. the input frames, resized as in the docs; the VAE needs sides divisible by its scale
+    video = read_video(params.video)
+    fps = max(1, round(read_video_info(params.video)["fps"]))
+    if params.width is not None:
+        video = [frame.resize((params.width, params.height)) for frame in video]
+    width, height = video[0].size
+    scale = pipe.vae_scale_factor
+    if width % scale or height % scale:
+        raise ValueError(
+            f"the input video is {width}x{height}, not a multiple of {scale} on each side; "
+            f"give height and width (multiples of {scale}) to resize it"
+        )
+
+    # 2. encode the video and the prompt, denoise from strength; stop at the latents
+    watch = Stopwatch(device)
+    latents = pipe(
+        params.prompt,
+        video=video,
+        strength=params.strength,
+        negative_prompt=params.negative_prompt,
+        num_inference_steps=params.num_inference_steps,
+        guidance_scale=params.guidance_scale,
+        eta=params.eta,
+        generator=generator,
+        output_type="latent",
+    ).frames
+    denoise_s = watch.lap()
+
+    # 3. decode exactly as the pipeline does after its loop (all frames in one VAE call, sliced)
+    with torch.no_grad():
+        decoded = pipe.decode_latents(latents)
+    frames = pipe.video_processor.postprocess_video(video=decoded, output_type="np")[0]
+    pipe.maybe_free_model_hooks()  # what the pipeline does after decoding; a no-op without offload
+    decode_s = watch.lap()
+    return Rendered(frames=to_uint8_frames(frames), fps=fps, denoise_s=denoise_s, decode_s=decode_s)
+
+
+def build_tiny(path: Path) -> None:
+    """The shared tiny checkpoint (``TINY_NAME``): text-to-video-sd's, built by its function."""
+    from .text_to_video_sd import build_tiny as build_text_to_video_sd
+
+    build_text_to_video_sd(path)

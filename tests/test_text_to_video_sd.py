@@ -1,0 +1,184 @@
+"""The text-to-video-sd family (ModelScope, Zeroscope 576w) on its tiny checkpoint: contract, inputs, departures."""
+
+import inspect
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from tasks.manifest import ManifestError, load_manifest
+from tasks.models import ensure_built, folder_sha256, known_models, text_to_video_sd
+from tasks.models.base import LoadOptions
+
+from .conftest import REPO
+from .family_contract import FamilyContract
+
+
+class TestTextToVideoSDContract(FamilyContract):
+    family = "text-to-video-sd"
+
+    def row(self, inputs):
+        return dict(
+            prompt="Spiderman is surfing",
+            negative_prompt="blurry",
+            height=32,
+            width=48,
+            num_frames=4,
+            num_inference_steps=2,
+        )
+
+    def docs_recipe(self, folder, components, row, seed):
+        """api/pipelines/text_to_video, ``text-to-video-ms-1.7b`` with VAE slicing, on the tiny checkpoint.
+
+        fp32 on the CPU instead of fp16 on a GPU; ``pipe.vae.enable_slicing()`` for the docs'
+        ``pipe.enable_vae_slicing()``, which diffusers 0.42 removed; the default output (numpy).
+        """
+        from diffusers import TextToVideoSDPipeline
+
+        pipe = TextToVideoSDPipeline.from_pretrained(folder, torch_dtype=torch.float32)
+        pipe.vae.enable_slicing()
+        frames = pipe(
+            row["prompt"],
+            negative_prompt=row["negative_prompt"],
+            height=row["height"],
+            width=row["width"],
+            num_frames=row["num_frames"],
+            num_inference_steps=row["num_inference_steps"],
+            generator=torch.manual_seed(seed),
+        ).frames[0]
+        return (frames * 255).round().astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Path:
+    ref = known_models()["tiny-text-to-video-sd"]
+    ensure_built(ref)
+    return Path(ref.source)
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny):
+    return text_to_video_sd.load(LoadOptions(str(tiny), None, "float32", None), "cpu")
+
+
+def small(**overrides) -> text_to_video_sd.Params:
+    values = dict(prompt="Spiderman is surfing", height=32, width=48, num_frames=4, num_inference_steps=2)
+    return text_to_video_sd.Params(**{**values, **overrides})
+
+
+def frames(pipe, seed: int = 7, **overrides) -> np.ndarray:
+    return text_to_video_sd.render(pipe, small(**overrides), torch.Generator().manual_seed(seed), "cpu").frames
+
+
+def write_manifest(tmp_path: Path, row: dict) -> Path:
+    path = tmp_path / "manifest.yaml"
+    path.write_text(yaml.safe_dump({"defaults": {"model": "tiny-text-to-video-sd", "seed": 1}, "rows": [row]}))
+    return path
+
+
+def problems(tmp_path: Path, row: dict) -> str:
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(write_manifest(tmp_path, row), "cpu")
+    return str(caught.value)
+
+
+def test_tiny_checkpoint_has_the_layout_of_the_real_repo(tiny: Path):
+    index = json.loads((tiny / "model_index.json").read_text())
+    assert index["_class_name"] == "TextToVideoSDPipeline"
+    assert index["unet"] == ["diffusers", "UNet3DConditionModel"]
+    assert index["vae"] == ["diffusers", "AutoencoderKL"]
+    assert index["text_encoder"] == ["transformers", "CLIPTextModel"]
+    assert set(index) >= {"scheduler", "text_encoder", "tokenizer", "unet", "vae"}
+    for weights in ("unet/diffusion_pytorch_model", "vae/diffusion_pytorch_model", "text_encoder/model"):
+        assert (tiny / f"{weights}.safetensors").is_file()
+        assert (tiny / f"{weights}.fp16.safetensors").is_file()
+    scheduler = json.loads((tiny / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler["_class_name"] == "DDIMScheduler" and scheduler["prediction_type"] == "epsilon"
+    tokenizer = json.loads((tiny / "tokenizer" / "tokenizer_config.json").read_text())
+    assert tokenizer["tokenizer_class"] == "CLIPTokenizer" and tokenizer["model_max_length"] == 77
+
+
+def test_tiny_build_is_reproducible(tiny: Path, tmp_path: Path):
+    """Same bytes on every machine, so job ids of tiny-model rows agree everywhere."""
+    text_to_video_sd.build_tiny(tmp_path / "again")
+    assert folder_sha256(tmp_path / "again") == folder_sha256(tiny)
+
+
+def test_prompt_is_required(tmp_path: Path):
+    assert "missing 'prompt'" in problems(tmp_path, {"num_frames": 4})
+
+
+def test_empty_prompt_size_frames_and_clip_skip_are_refused(tmp_path: Path):
+    message = problems(tmp_path, {"prompt": "", "height": 36, "num_frames": 0, "clip_skip": 1})
+    assert "prompt=''" in message and "at least 1 character" in message
+    assert "height=36" in message and "multiple of 8" in message
+    assert "num_frames=0" in message
+    assert "unknown key 'clip_skip'" in message
+
+
+def test_loaded_as_the_docs_load_it(pipe):
+    assert type(pipe).__name__ == "TextToVideoSDPipeline"
+    assert type(pipe.scheduler).__name__ == "DDIMScheduler"  # the repo's own: the docs keep it
+    assert pipe.vae.use_slicing
+
+
+def test_render_shape_fps_and_timings(pipe):
+    rendered = text_to_video_sd.render(pipe, small(), torch.Generator().manual_seed(0), "cpu")
+    assert rendered.frames.shape == (4, 32, 48, 3)
+    assert rendered.frames.dtype == np.uint8
+    assert rendered.fps == 8  # the pipeline's docstring: 16 frames are 2 s at 8 fps
+    assert rendered.denoise_s > 0 and rendered.decode_s > 0
+
+
+def test_size_defaults_to_the_unets(pipe):
+    rendered = text_to_video_sd.render(pipe, small(height=None, width=None), torch.Generator().manual_seed(0), "cpu")
+    side = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    assert rendered.frames.shape == (4, side, side, 3) == (4, 32, 32, 3)
+
+
+def test_call_parameters_reach_the_pipeline(pipe):
+    first = frames(pipe)
+    for change in (
+        {"negative_prompt": "blurry"},
+        {"guidance_scale": 1.0},
+        {"prompt": "a boat at sea"},
+        {"eta": 1.0},
+        {"num_inference_steps": 3},
+    ):
+        assert not np.array_equal(first, frames(pipe, **change)), change
+    assert len(frames(pipe, num_frames=3)) == 3
+
+
+def test_vae_slicing_decodes_one_frame_per_vae_call(pipe, monkeypatch):
+    calls = []
+    decode_one = pipe.vae._decode
+    monkeypatch.setattr(pipe.vae, "_decode", lambda z, *a, **k: calls.append(len(z)) or decode_one(z, *a, **k))
+    frames(pipe)
+    assert calls == [1, 1, 1, 1]
+
+
+def test_default_output_is_numpy_and_the_docs_vae_slicing_call_is_gone():
+    """Why the docs recipe rounds numpy frames and why load calls pipe.vae.enable_slicing()."""
+    from diffusers import TextToVideoSDPipeline
+
+    assert inspect.signature(TextToVideoSDPipeline.__call__).parameters["output_type"].default == "np"
+    assert not hasattr(TextToVideoSDPipeline, "enable_vae_slicing")
+
+
+def test_clip_skip_fails_on_this_stack(pipe):
+    """Why clip_skip is no parameter (diffusers #14124); if this starts passing, it may be exposed."""
+    with pytest.raises(AttributeError, match="text_model"):
+        pipe("a rocket", height=32, width=32, num_frames=2, num_inference_steps=1, clip_skip=1, output_type="latent")
+
+
+def test_example_manifests_validate_and_the_tiny_one_mirrors_the_real_one():
+    real = load_manifest(REPO / "manifests" / "text-to-video-sd.yaml", "cpu")
+    tiny = load_manifest(REPO / "manifests" / "tiny" / "text-to-video-sd.yaml", "cpu")
+    assert {job.model for job in real.jobs} == {"modelscope-1.7b", "zeroscope-576w"}
+    assert {job.model for job in tiny.jobs} == {"tiny-text-to-video-sd"}
+    assert len(real.jobs) == len(tiny.jobs)
+    zeroscope = [job for job in real.jobs if job.model == "zeroscope-576w"]
+    assert zeroscope and all(job.variant is None for job in zeroscope)  # the docs load it without a variant
