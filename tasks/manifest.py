@@ -167,13 +167,21 @@ def load_manifest(path: str | Path, device: str) -> Manifest:
                 ]
                 continue
             refs = _references(entry)
+            paired = 0
             for sources in itertools.product(*(by_id[name] for name in refs.values())):
                 values, coords = dict(entry.values), {}
                 for (key, _), source in zip(refs.items(), sources):
                     values[key] = f"@{source.job_id}"
                     coords.update(source.coords)
+                if any(coords.get(key, value) != value for key, value in entry.coords.items()):
+                    continue  # sweep values both rows have (a seed) pair up rather than multiply
+                paired += 1
                 origins = ", ".join(source.origin for source in sources)
                 add(_Entry(values, f"{entry.origin} <- {origins}", {**coords, **entry.coords}))
+            if not paired:
+                wanted = ", ".join(f"{key}={value}" for key, value in entry.coords.items())
+                names = ", ".join(f"@{name}" for name in refs.values())
+                checker.problems.append(Problem(entry.origin, None, f"no job of {names} has this row's {wanted}"))
     grids, grid_problems = _check_grids(grids, entries)
     if checker.problems or grid_problems:
         raise ManifestError(path, checker.problems + grid_problems)
@@ -446,7 +454,8 @@ class _RowChecker:
             return None
 
         # 6. resolve precision and weights, then the content-addressed id
-        gpu_dtype = getattr(ref.module, "GPU_DTYPE", "float16")  # a family documented in bfloat16 says so
+        # the checkpoint's documented half precision, else its family's, else float16
+        gpu_dtype = ref.gpu_dtype or getattr(ref.module, "GPU_DTYPE", "float16")
         dtype = auto_dtype(self.device, gpu_dtype) if options.dtype == "auto" else options.dtype
         chosen_variant = ref.variant if options.variant == "auto" else options.variant
         variant = {"auto": "fp16" if dtype == "float16" else None, "none": None}.get(chosen_variant, chosen_variant)

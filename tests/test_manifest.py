@@ -698,3 +698,15 @@ def test_a_model_key_can_say_its_repo_has_no_fp16_files(folder, model, variant):
 def test_an_image_is_not_a_video_input(folder):
     doc = {"defaults": {"model": "zeroscope-xl", "prompt": "a rocket", "video": IMAGE, "seed": 1}}
     assert "is an image; a video input needs a video file" in line_of(load_error(write_yaml(folder, doc)), "video=")
+
+
+@pytest.mark.parametrize(
+    "model, dtype", [("cogvideox-2b", "float16"), ("cogvideox-5b", "bfloat16"), ("ltx-video", "bfloat16"), ("svd-xt", "float16")]
+)
+def test_auto_dtype_on_a_gpu_is_the_documented_one(folder, model, dtype):
+    doc = {"defaults": {"model": model, "prompt": "a rocket", "seed": 1}}
+    if model == "svd-xt":
+        doc["defaults"] = {"model": model, "image": IMAGE, "seed": 1}
+    (job,) = load_manifest(write_yaml(folder, doc), "cuda").jobs  # validation only: no GPU needed
+    assert job.dtype == dtype
+    assert load_manifest(write_yaml(folder, doc, "cpu.yaml"), "cpu").jobs[0].dtype == "float32"

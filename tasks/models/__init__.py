@@ -58,6 +58,7 @@ class ModelRef:
     tiny: bool = False
     components: tuple[tuple[str, str], ...] = ()  # (name, hub id or folder): a key's defaults
     variant: str = "auto"  # the weight files a row with `variant: auto` reads ("none": a repo without fp16 files)
+    gpu_dtype: str | None = None  # what `dtype: auto` means on a GPU, where the docs name one for this checkpoint
 
     @property
     def is_local(self) -> bool:
@@ -74,11 +75,19 @@ def is_local(source: str) -> bool:
 
 
 def _model_ref(key: str, family: str, entry: str | dict[str, str]) -> ModelRef:
-    """A ``MODELS`` entry: a hub id, or ``{"source": id, "variant": "none", "<component>": id, ...}``."""
+    """A ``MODELS`` entry: a hub id, or ``{"source": id, "variant": "none", "dtype": "bfloat16", "<component>": id}``."""
     if isinstance(entry, str):
         return ModelRef(key, family, entry)
-    components = tuple((name, value) for name, value in entry.items() if name not in ("source", "variant"))
-    return ModelRef(key, family, entry["source"], components=components, variant=entry.get("variant", "auto"))
+    settings = ("source", "variant", "dtype")
+    components = tuple((name, value) for name, value in entry.items() if name not in settings)
+    return ModelRef(
+        key,
+        family,
+        entry["source"],
+        components=components,
+        variant=entry.get("variant", "auto"),
+        gpu_dtype=entry.get("dtype"),
+    )
 
 
 def videosweep_home() -> Path:

@@ -8,6 +8,7 @@ without hiding the diffusers calls a reader wants to see.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,6 +93,28 @@ def from_pretrained(pipeline_cls: Any, options: LoadOptions, **components: Any) 
     if options.revision and not Path(options.source).is_dir():
         kwargs["revision"] = options.revision
     return pipeline_cls.from_pretrained(options.source, **kwargs)
+
+
+@contextmanager
+def seeded_global_rng(seed: int, device: str):
+    """Seed torch's global RNG (CPU, and ``device``'s GPU) with ``seed`` for a block; the caller's state comes back after.
+
+    For pipelines that draw some noise without the call's generator (I2VGen-XL's image latents,
+    LTX's decoder noise): seeding that RNG with the job's seed makes the job reproducible. Only
+    the RNGs a render can draw from are forked and seeded (``torch.manual_seed`` would also seed
+    every other GPU's, outside the fork).
+    """
+    import torch
+
+    cuda: list[int] = []
+    if device.startswith("cuda"):
+        index = torch.device(device).index
+        cuda.append(torch.cuda.current_device() if index is None else index)
+    with torch.random.fork_rng(devices=cuda):
+        torch.random.default_generator.manual_seed(seed)
+        for index in cuda:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield
 
 
 def synchronize(device: str) -> None:

@@ -9,18 +9,31 @@ negative prompt, 50 steps at guidance 9.0, the repo's DDIM scheduler. The docs a
 Two departures from a plain call, both for this stack:
 - ``clip_skip=None``: the pipeline passes ``clip_skip=1`` by default, which reads
   ``text_encoder.text_model``, gone in transformers >= 5.6 (diffusers issue #14124).
-- the image latents' noise is seeded: see :func:`_seeded_global_rng`.
+- the image latents' noise is seeded: ``prepare_image_latents`` samples the VAE's latent
+  distribution with ``self.vae.encode(image).latent_dist.sample()``, without the call's
+  generator, so that noise comes from torch's global RNG and two renders of one seed differ
+  (by ~4e-3 in the frames of the real model). :func:`~tasks.models.base.seeded_global_rng`
+  seeds it with the job's seed. On a GPU that is also what the docs' ``torch.manual_seed(8888)``
+  amounts to: image noise from the CUDA RNG of that seed, latents from a CPU generator of it.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, image_field, to_uint8_frames
+from .base import (
+    LoadOptions,
+    Rendered,
+    Stopwatch,
+    VideoParams,
+    from_pretrained,
+    image_field,
+    seeded_global_rng,
+    to_uint8_frames,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -63,33 +76,6 @@ def load(options: LoadOptions, device: str):
     return pipe.to(device)
 
 
-@contextmanager
-def _seeded_global_rng(seed: int, device: str):
-    """Seed torch's global RNG of ``device`` with ``seed`` for a block; the caller's state comes back after.
-
-    Why: ``I2VGenXLPipeline.prepare_image_latents`` samples the VAE's latent distribution with
-    ``self.vae.encode(image).latent_dist.sample()``, without the call's generator, so
-    ``DiagonalGaussianDistribution.sample`` -> ``randn_tensor(generator=None)`` draws from the
-    global RNG of the VAE's device, and two renders of one seed differ (by ~4e-3 in the frames
-    of the real model). Seeding that RNG with the job's seed makes a job reproducible. On a GPU
-    this is also what the docs' ``generator = torch.manual_seed(8888)`` amounts to: the image
-    noise comes from the CUDA RNG seeded with that number, the latents from a CPU generator of it.
-    """
-    import torch
-
-    cuda: list[int] = []
-    if device.startswith("cuda"):
-        index = torch.device(device).index
-        cuda.append(torch.cuda.current_device() if index is None else index)
-    # only the RNGs a render can draw from are forked and seeded (torch.manual_seed would also
-    # seed every other GPU's, outside the fork)
-    with torch.random.fork_rng(devices=cuda):
-        torch.random.default_generator.manual_seed(seed)
-        for index in cuda:
-            torch.cuda.default_generators[index].manual_seed(seed)
-        yield
-
-
 def render(pipe, params: Params, generator: torch.Generator, device: str) -> Rendered:
     """Render one video; the denoising loop and the VAE decode are timed apart."""
     import torch
@@ -100,7 +86,7 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
 
     # 2. encode prompt and image, denoise; stop at the latents (image noise seeded, see above)
     watch = Stopwatch(device)
-    with _seeded_global_rng(generator.initial_seed(), device):
+    with seeded_global_rng(generator.initial_seed(), device):
         latents = pipe(
             prompt=params.prompt,
             image=image,

@@ -1,0 +1,139 @@
+"""CogVideoX 5B image-to-video (``CogVideoXImageToVideoPipeline``): the image as first frame, a prompt for the rest.
+
+Loaded and called as in the diffusers docs (the ``CogVideoXImageToVideoPipeline`` docstring):
+``from_pretrained`` in the job's dtype (bfloat16 in the docs), ``pipe(image, prompt,
+use_dynamic_cfg=True)`` with the pipeline's other defaults (49 frames, 50 steps, guidance 6),
+exported at 8 fps. The image is passed as loaded: the pipeline resizes it to height x width
+itself (no crop, so another aspect ratio is stretched). Its transformer concatenates the image's
+latents to the noise (32 input channels) and has learned positional embeddings, so it renders
+its trained 480 x 720 only, with exactly 226 prompt tokens: other values are refused per job.
+The frame and size rules are text-to-video's (:mod:`.cogvideox`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import Field, field_validator
+
+from . import cogvideox
+from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, image_field, to_uint8_frames
+
+if TYPE_CHECKING:
+    import torch
+
+FAMILY = "cogvideox-i2v"
+PIPELINE_CLASS = "CogVideoXImageToVideoPipeline"
+DESCRIPTION = "CogVideoX 5B-I2V: image (+ text) -> video from the image, 49 frames at 720x480, 8 fps (docs: bfloat16)"
+DEPRECATED = False
+
+#: Short keys for the released checkpoints.
+MODELS = {
+    "cogvideox-5b-i2v": {"source": "THUDM/CogVideoX-5b-I2V", "dtype": "bfloat16", "variant": "none"},  # as the docs load it
+}
+
+
+class Params(VideoParams):
+    """The call parameters of ``CogVideoXImageToVideoPipeline``, with its own defaults."""
+
+    image: Path = image_field("the first frame; the pipeline resizes it to height x width (stretching another aspect)")
+    prompt: str = Field(min_length=1, description="what happens in the video (CogVideoX likes long, detailed prompts)")
+    negative_prompt: str | None = Field(None, description="what to steer away from; default: the empty prompt")
+    height: int | None = Field(
+        None,
+        ge=16,
+        le=4096,
+        multiple_of=cogvideox.SIZE_MULTIPLE,
+        description="output height; default: the transformer's (480, the only one 5B-I2V renders)",
+    )
+    width: int | None = Field(
+        None,
+        ge=16,
+        le=4096,
+        multiple_of=cogvideox.SIZE_MULTIPLE,
+        description="output width; default: the transformer's (720, the only one 5B-I2V renders)",
+    )
+    num_frames: int = Field(
+        49, ge=1, le=1025, description="frames to generate, 8k or 8k+1, the image first (49: 6 s at 8 fps)"
+    )
+    num_inference_steps: int = Field(50, ge=1, le=1000, description="denoising steps")
+    guidance_scale: float = Field(6.0, ge=0.0, le=100.0, description="classifier-free guidance; 1 or less turns it off")
+    use_dynamic_cfg: bool = Field(
+        False, description="raise the guidance over the steps (cosine schedule); the docs use it"
+    )
+    eta: float = Field(
+        0.0, ge=0.0, le=1.0, description="DDIM eta, with `scheduler: ddim` (the CogVideoX schedulers ignore it)"
+    )
+    max_sequence_length: int = Field(
+        226, ge=1, le=226, description="prompt tokens (padded to this length); 5B-I2V takes exactly 226"
+    )
+
+    @field_validator("num_frames")
+    @classmethod
+    def _num_frames_8k(cls, value: int) -> int:
+        return cogvideox.check_num_frames(value)
+
+
+def load(options: LoadOptions, device: str):
+    """The pipeline, on ``device``, ready to call."""
+    from diffusers import CogVideoXImageToVideoPipeline
+
+    pipe = from_pretrained(CogVideoXImageToVideoPipeline, options)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def render(pipe, params: Params, generator: torch.Generator, device: str) -> Rendered:
+    """Render one video; image encoding with the denoising loop, then the VAE decode, timed apart."""
+    from diffusers.utils import load_image
+
+    cogvideox.check_call(pipe, params)
+
+    # 1. the image, as the docs load it (the pipeline resizes it)
+    image = load_image(str(params.image))
+
+    # 2. encode the prompt and the image (its latents drawn from the generator), denoise; stop at the latents
+    watch = Stopwatch(device)
+    latents = pipe(
+        image=image,
+        prompt=params.prompt,
+        negative_prompt=params.negative_prompt,
+        height=params.height,
+        width=params.width,
+        num_frames=params.num_frames,
+        num_inference_steps=params.num_inference_steps,
+        guidance_scale=params.guidance_scale,
+        use_dynamic_cfg=params.use_dynamic_cfg,
+        eta=params.eta,
+        max_sequence_length=params.max_sequence_length,
+        generator=generator,
+        output_type="latent",
+    ).frames
+    denoise_s = watch.lap()
+
+    # 3. decode exactly as the pipeline does after its loop (the same code as text-to-video)
+    frames = cogvideox.decode(pipe, latents, params.num_frames)
+    decode_s = watch.lap()
+    return Rendered(frames=to_uint8_frames(frames), fps=cogvideox.FPS, denoise_s=denoise_s, decode_s=decode_s)
+
+
+def build_tiny(path: Path) -> None:
+    """Save a random-weight CogVideoX 5B-I2V-like pipeline in the real layout, fp32 and fp16 variant.
+
+    Its own checkpoint: the transformer takes 4 noise + 4 image latent channels and has learned
+    positional embeddings for its 32 x 48 px sample size, as 5B-I2V for 480 x 720.
+    """
+    import torch
+    from diffusers import CogVideoXImageToVideoPipeline
+
+    tokenizer, text_encoder = cogvideox.tiny_text_parts()
+    pipe = CogVideoXImageToVideoPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=cogvideox.tiny_vae(),
+        transformer=cogvideox.tiny_transformer(in_channels=8, learned_positions=True),
+        scheduler=cogvideox.tiny_scheduler(),
+    )
+    pipe.save_pretrained(path)
+    pipe.to(torch.float16).save_pretrained(path, variant="fp16")

@@ -1,0 +1,306 @@
+"""LTX-Video text-to-video (``LTXPipeline``): a T5 text encoder, a video DiT, and a 1:192 Video-VAE.
+
+Loaded and called as in the diffusers docs (the ``LTXPipeline`` docstring and
+``api/pipelines/ltx_video``): ``LTXPipeline.from_pretrained("Lightricks/LTX-Video")`` in the job's
+dtype (the docs load bfloat16 and recommend it for the transformer; the VAE and text encoder
+"can also be torch.float32 or torch.float16"), a prompt and the docs' negative prompt, 704x480,
+161 frames, 50 steps, exported at 24 fps. The docs page adds ``decode_timestep=0.03,
+decode_noise_scale=0.025`` for the timestep-aware VAEs (LTX-Video 0.9.1 and later); with a
+0.9.0 VAE (``timestep_conditioning: false``) those two do nothing.
+
+``frame_rate`` is both the transformer's RoPE conditioning (the temporal interpolation scale is
+``vae_temporal_compression_ratio / frame_rate``) and the rate the mp4 is written at, so the file
+plays at the speed the model was told. Its default is the pipeline's 25; the docs' call leaves
+it at 25 and exports at 24: a manifest that wants 24 fps sets ``frame_rate: 24``.
+
+One departure from a plain call, for reproducibility: the 0.9.1 decoder injects noise
+(``decoder_inject_noise``) drawn from torch's global RNG, not the call's generator; see
+:func:`~tasks.models.base.seeded_global_rng` around the decode (the 0.9.1+ Video-VAE decoder
+injects noise from torch's global RNG: ``AutoencoderKLLTXVideo.decode`` takes no generator).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import Field, field_validator
+
+from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, seeded_global_rng, to_uint8_frames
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+FAMILY = "ltx"
+PIPELINE_CLASS = "LTXPipeline"
+DESCRIPTION = "LTX-Video: text -> video, DiT with a T5 encoder and a 32x / 8x Video-VAE, frame_rate conditioning"
+DEPRECATED = False
+GPU_DTYPE = "bfloat16"  # the docs' dtype; `dtype: auto` on a GPU means this
+
+#: Short keys for the released checkpoints.
+MODELS = {
+    "ltx-video": "Lightricks/LTX-Video",
+}
+
+#: Frames after the first are packed by 8 in the VAE's latents (``vae.temporal_compression_ratio``).
+TEMPORAL_FACTOR = 8
+#: Pixels per latent on each side (``vae.spatial_compression_ratio``); ``check_inputs`` refuses others.
+SPATIAL_FACTOR = 32
+
+
+def check_num_frames(value: int) -> int:
+    """Refuse a frame count the VAE would silently cut: it decodes (latent frames - 1) * 8 + 1 frames."""
+    if (value - 1) % TEMPORAL_FACTOR:
+        below = (value - 1) // TEMPORAL_FACTOR * TEMPORAL_FACTOR + 1
+        raise ValueError(
+            f"must be 8k+1 (LTX's VAE packs the frames after the first by {TEMPORAL_FACTOR}, "
+            f"so {value} would give {below}); nearest: {below} or {below + TEMPORAL_FACTOR}"
+        )
+    return value
+
+
+class Params(VideoParams):
+    """The call parameters of ``LTXPipeline``, with its own defaults."""
+
+    prompt: str = Field(min_length=1, description="what the video shows (LTX likes long, detailed prompts)")
+    negative_prompt: str | None = Field(
+        None, description="what to steer away from (the docs: 'worst quality, inconsistent motion, blurry, ...')"
+    )
+    height: int = Field(
+        512, ge=SPATIAL_FACTOR, le=4096, multiple_of=SPATIAL_FACTOR, description="output height in pixels (docs: 480)"
+    )
+    width: int = Field(
+        704, ge=SPATIAL_FACTOR, le=4096, multiple_of=SPATIAL_FACTOR, description="output width in pixels (docs: 704)"
+    )
+    num_frames: int = Field(161, ge=1, le=1025, description="frames to generate, 8k+1 (161 is 6.7 s at 24 fps)")
+    frame_rate: int = Field(
+        25, ge=1, le=240, description="frame rate: the transformer's RoPE conditioning and the mp4's rate"
+    )
+    num_inference_steps: int = Field(50, ge=1, le=1000, description="denoising steps")
+    guidance_scale: float = Field(
+        3.0, ge=0.0, le=100.0, description="classifier-free guidance; 1 or less turns it off (distilled models: 1)"
+    )
+    guidance_rescale: float = Field(
+        0.0, ge=0.0, le=1.0, description="rescales guided noise toward the text branch's std (fixes overexposure)"
+    )
+    decode_timestep: float = Field(
+        0.0, ge=0.0, le=1.0, description="timestep the VAE decodes at (0.9.1+ timestep-aware VAEs; docs: 0.03-0.05)"
+    )
+    decode_noise_scale: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="noise mixed into the latents before decoding (0.9.1+; docs: 0.025); default: decode_timestep",
+    )
+    max_sequence_length: int = Field(128, ge=1, le=512, description="prompt tokens kept (padded to this length)")
+
+    @field_validator("num_frames")
+    @classmethod
+    def _num_frames_8k_plus_1(cls, value: int) -> int:
+        return check_num_frames(value)
+
+
+def load(options: LoadOptions, device: str):
+    """The pipeline, on ``device``, ready to call."""
+    from diffusers import LTXPipeline
+
+    pipe = from_pretrained(LTXPipeline, options)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def decode(
+    pipe, latents: torch.Tensor, params: Params, generator: torch.Generator, *, cast_to_vae_dtype: bool = True
+) -> np.ndarray:
+    """Float frames in [0, 1], (frames, H, W, 3): ``LTXPipeline.__call__``'s decode after its loop, verbatim.
+
+    ``latents`` are the packed tokens ``output_type="latent"`` returns. The decode noise is drawn
+    from the call's generator, after the loop's draws, as the pipeline draws it.
+    ``LTXImageToVideoPipeline`` decodes the same way, except that it skips the cast to the VAE's
+    dtype (``cast_to_vae_dtype=False``) and draws that noise with ``torch.randn`` where
+    ``LTXPipeline`` uses ``randn_tensor``: the same numbers wherever the generator is on the
+    device, and ``randn_tensor`` also works with a CPU generator on a GPU, where ``torch.randn``
+    raises.
+    """
+    import torch
+    from diffusers.utils.torch_utils import randn_tensor
+
+    device = pipe._execution_device
+    latent_num_frames = (params.num_frames - 1) // pipe.vae_temporal_compression_ratio + 1
+    latent_height = params.height // pipe.vae_spatial_compression_ratio
+    latent_width = params.width // pipe.vae_spatial_compression_ratio
+    with torch.no_grad():
+        latents = pipe._unpack_latents(
+            latents,
+            latent_num_frames,
+            latent_height,
+            latent_width,
+            pipe.transformer_spatial_patch_size,
+            pipe.transformer_temporal_patch_size,
+        )
+        latents = pipe._denormalize_latents(
+            latents, pipe.vae.latents_mean, pipe.vae.latents_std, pipe.vae.config.scaling_factor
+        )
+        latents = latents.to(pipe.text_encoder.dtype)  # the pipeline's prompt_embeds.dtype
+
+        if not pipe.vae.config.timestep_conditioning:
+            timestep = None
+        else:
+            noise = randn_tensor(latents.shape, generator=generator, device=device, dtype=latents.dtype)
+            decode_timestep = [params.decode_timestep]
+            decode_noise_scale = decode_timestep if params.decode_noise_scale is None else [params.decode_noise_scale]
+            timestep = torch.tensor(decode_timestep, device=device, dtype=latents.dtype)
+            scale = torch.tensor(decode_noise_scale, device=device, dtype=latents.dtype)[:, None, None, None, None]
+            latents = (1 - scale) * latents + scale * noise
+
+        if cast_to_vae_dtype:
+            latents = latents.to(pipe.vae.dtype)
+        video = pipe.vae.decode(latents, timestep, return_dict=False)[0]
+        return pipe.video_processor.postprocess_video(video, output_type="np")[0]
+
+
+def render(pipe, params: Params, generator: torch.Generator, device: str) -> Rendered:
+    """Render one video; the denoising loop and the VAE decode are timed apart."""
+    # 1. encode the prompt and denoise; stop at the (packed) latents
+    watch = Stopwatch(device)
+    latents = pipe(
+        prompt=params.prompt,
+        negative_prompt=params.negative_prompt,
+        height=params.height,
+        width=params.width,
+        num_frames=params.num_frames,
+        frame_rate=params.frame_rate,
+        num_inference_steps=params.num_inference_steps,
+        guidance_scale=params.guidance_scale,
+        guidance_rescale=params.guidance_rescale,
+        max_sequence_length=params.max_sequence_length,
+        generator=generator,
+        output_type="latent",
+    ).frames
+    denoise_s = watch.lap()
+
+    # 2. decode exactly as the pipeline does after its loop, the decoder's noise seeded (see above)
+    with seeded_global_rng(generator.initial_seed(), device):
+        frames = decode(pipe, latents, params, generator)
+    decode_s = watch.lap()
+    return Rendered(frames=to_uint8_frames(frames), fps=params.frame_rate, denoise_s=denoise_s, decode_s=decode_s)
+
+
+# -- the tiny checkpoint -------------------------------------------------------------------------
+
+
+def tiny_text_parts():
+    """A 2-layer T5 encoder and an in-memory T5 tokenizer (characters as pieces, 128 tokens as the real one)."""
+    import string
+
+    import torch
+    from transformers import T5Config, T5EncoderModel, T5Tokenizer
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    pieces += [(char, -3.0) for char in string.ascii_letters + string.digits + string.punctuation]
+    tokenizer = T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=128)
+    torch.manual_seed(0)
+    text_encoder = T5EncoderModel(
+        T5Config(
+            vocab_size=len(pieces),
+            d_model=32,
+            d_kv=8,
+            d_ff=37,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+        )
+    )
+    return tokenizer, text_encoder
+
+
+def tiny_vae():
+    """An 8-channel AutoencoderKLLTXVideo with the 0.9.1 structure and the real compression (32x space, 8x time).
+
+    As in ``convert_ltx_to_diffusers.py --version 0.9.1``: 4x4 patches, three 2x scalings each way,
+    a 3-block decoder with residual 2x upsamplers, noise injected in its up blocks, and timestep
+    conditioning (so ``decode_timestep`` / ``decode_noise_scale`` matter). The noise scales are
+    zeros when built; trained ones are not, so they are set to 0.5 here to make the noise count.
+    """
+    import torch
+    from diffusers import AutoencoderKLLTXVideo
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLLTXVideo(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=8,
+        block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 16, 32),
+        layers_per_block=(1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1),
+        spatio_temporal_scaling=(True, True, True, False),
+        decoder_spatio_temporal_scaling=(True, True, True),
+        decoder_inject_noise=(False, True, True, True),
+        upsample_residual=(True, True, True),
+        upsample_factor=(2, 2, 2),
+        timestep_conditioning=True,
+        patch_size=4,
+        patch_size_t=1,
+        encoder_causal=True,
+        decoder_causal=False,
+    )
+    with torch.no_grad():
+        for name, parameter in vae.named_parameters():
+            if "per_channel_scale" in name:
+                parameter.fill_(0.5)
+    return vae
+
+
+def tiny_transformer():
+    """A 2-layer LTXVideoTransformer3DModel (diffusers' tests' sizes, one more layer)."""
+    import torch
+    from diffusers import LTXVideoTransformer3DModel
+
+    torch.manual_seed(0)
+    return LTXVideoTransformer3DModel(
+        in_channels=8,
+        out_channels=8,
+        patch_size=1,
+        patch_size_t=1,
+        num_attention_heads=4,
+        attention_head_dim=8,
+        cross_attention_dim=32,
+        num_layers=2,
+        caption_channels=32,
+    )
+
+
+def tiny_scheduler():
+    """The real repo's scheduler: flow-matching Euler with resolution-dependent shift (as converted by diffusers)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return FlowMatchEulerDiscreteScheduler(
+        use_dynamic_shifting=True,
+        base_shift=0.95,
+        max_shift=2.05,
+        base_image_seq_len=1024,
+        max_image_seq_len=4096,
+        shift_terminal=0.1,
+    )
+
+
+def build_tiny(path: Path) -> None:
+    """Save a random-weight LTX-Video in the layout of the real repo (fp32 and fp16 variant weights).
+
+    ``LTXImageToVideoPipeline`` loads the same folder (``ltx-i2v`` shares it, as the hub repo is shared).
+    """
+    import torch
+    from diffusers import LTXPipeline
+
+    tokenizer, text_encoder = tiny_text_parts()
+    pipe = LTXPipeline(
+        scheduler=tiny_scheduler(),
+        vae=tiny_vae(),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        transformer=tiny_transformer(),
+    )
+    pipe.save_pretrained(path)
+    pipe.to(torch.float16).save_pretrained(path, variant="fp16")

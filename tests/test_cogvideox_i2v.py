@@ -1,0 +1,146 @@
+"""The CogVideoX image-to-video family on its tiny checkpoint: the contract, its own transformer
+(image latents concatenated, learned positional embeddings), the required image and prompt, and
+the size and prompt-length limits of learned embeddings."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from tasks.manifest import ManifestError, load_manifest
+from tasks.models import cogvideox_i2v, ensure_built, folder_sha256, known_models
+from tasks.models.base import LoadOptions
+
+from .conftest import ROCKET
+from .family_contract import FamilyContract
+
+PROMPT = "The rocket lifts off, smoke and steam billowing as it climbs into a clear sky"
+
+
+class TestCogVideoXI2VContract(FamilyContract):
+    family = "cogvideox-i2v"
+
+    def row(self, inputs):
+        return dict(
+            image=str(inputs / "rocket.png"),
+            prompt=PROMPT,
+            num_frames=9,
+            num_inference_steps=2,
+            use_dynamic_cfg=True,
+        )
+
+    def docs_recipe(self, folder, components, row, seed):
+        # the CogVideoXImageToVideoPipeline docstring: from_pretrained, load_image,
+        # pipe(image, prompt, use_dynamic_cfg=True), PIL frames out
+        from diffusers import CogVideoXImageToVideoPipeline
+        from diffusers.utils import load_image
+
+        pipe = CogVideoXImageToVideoPipeline.from_pretrained(folder, torch_dtype=torch.float32)
+        image = load_image(row["image"])
+        video = pipe(
+            image,
+            row["prompt"],
+            use_dynamic_cfg=row["use_dynamic_cfg"],
+            num_frames=row["num_frames"],
+            num_inference_steps=row["num_inference_steps"],
+            generator=torch.manual_seed(seed),
+        )
+        return np.stack([np.asarray(frame) for frame in video.frames[0]])
+
+
+@pytest.fixture(scope="module")
+def tiny_cogvideox_i2v() -> Path:
+    ref = known_models()["tiny-cogvideox-i2v"]
+    ensure_built(ref)
+    return Path(ref.source)
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_cogvideox_i2v):
+    return cogvideox_i2v.load(LoadOptions(str(tiny_cogvideox_i2v), None, "float32", None), "cpu")
+
+
+def small(**overrides) -> cogvideox_i2v.Params:
+    values = dict(image=ROCKET, prompt=PROMPT, num_frames=9, num_inference_steps=2)
+    return cogvideox_i2v.Params(**{**values, **overrides})
+
+
+def frames(pipe, seed: int = 0, **overrides) -> np.ndarray:
+    return cogvideox_i2v.render(pipe, small(**overrides), torch.Generator().manual_seed(seed), "cpu").frames
+
+
+def manifest_problems(tmp_path: Path, **row) -> str:
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({"defaults": {"model": "tiny-cogvideox-i2v", "seed": 0}, "rows": [row]}))
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path, "cpu")
+    return str(caught.value)
+
+
+def test_tiny_checkpoint_has_the_layout_of_5b_i2v(tiny_cogvideox_i2v: Path):
+    index = json.loads((tiny_cogvideox_i2v / "model_index.json").read_text())
+    assert index["_class_name"] == "CogVideoXImageToVideoPipeline"
+    assert index["scheduler"] == ["diffusers", "CogVideoXDDIMScheduler"]
+    transformer = json.loads((tiny_cogvideox_i2v / "transformer" / "config.json").read_text())
+    assert transformer["in_channels"] == 8 and transformer["out_channels"] == 4  # noise + image latents in
+    assert transformer["use_learned_positional_embeddings"] and transformer["use_rotary_positional_embeddings"]
+    vae = json.loads((tiny_cogvideox_i2v / "vae" / "config.json").read_text())
+    assert vae["invert_scale_latents"] is True
+    for weights in ("transformer/diffusion_pytorch_model", "vae/diffusion_pytorch_model", "text_encoder/model"):
+        assert (tiny_cogvideox_i2v / f"{weights}.safetensors").is_file()
+        assert (tiny_cogvideox_i2v / f"{weights}.fp16.safetensors").is_file()
+
+
+def test_its_own_checkpoint_not_text_to_videos():
+    models = known_models()
+    assert models["tiny-cogvideox-i2v"].source != models["tiny-cogvideox"].source
+    assert models["cogvideox-5b-i2v"].source == "THUDM/CogVideoX-5b-I2V"
+    assert models["cogvideox-5b-i2v"].family == "cogvideox-i2v"
+
+
+def test_tiny_build_is_reproducible(tiny_cogvideox_i2v: Path, tmp_path: Path):
+    cogvideox_i2v.build_tiny(tmp_path / "again")
+    assert folder_sha256(tmp_path / "again") == folder_sha256(tiny_cogvideox_i2v)
+
+
+def test_defaults_render_the_trained_size_at_8_fps(pipe):
+    rendered = cogvideox_i2v.render(pipe, small(), torch.Generator().manual_seed(0), "cpu")
+    assert rendered.frames.shape == (9, 32, 48, 3) and rendered.fps == 8
+
+
+def test_the_image_conditions_the_video(pipe, tmp_path: Path):
+    from PIL import Image
+
+    flipped = tmp_path / "flipped.png"
+    Image.open(ROCKET).transpose(Image.FLIP_LEFT_RIGHT).save(flipped)
+    first = frames(pipe)
+    assert not np.array_equal(first, frames(pipe, image=flipped))
+    assert not np.array_equal(first, frames(pipe, use_dynamic_cfg=True))
+    assert np.array_equal(first, frames(pipe))
+
+
+def test_image_is_required(tmp_path: Path):
+    message = manifest_problems(tmp_path, prompt=PROMPT)
+    assert "missing 'image'" in message and "image-to-video" in message
+
+
+def test_prompt_is_required(tmp_path: Path):
+    assert "missing 'prompt'" in manifest_problems(tmp_path, image=str(ROCKET))
+
+
+def test_frame_count_rule_is_text_to_videos(tmp_path: Path):
+    assert "8k or 8k+1" in manifest_problems(tmp_path, image=str(ROCKET), prompt=PROMPT, num_frames=13)
+
+
+def test_learned_embeddings_render_their_trained_size_only(pipe):
+    with pytest.raises(ValueError, match="render 32 x 48 only"):
+        frames(pipe, height=32, width=64)
+    assert frames(pipe, height=32, width=48).shape == (9, 32, 48, 3)
+
+
+def test_learned_embeddings_take_exactly_their_prompt_length(pipe):
+    with pytest.raises(ValueError, match="exactly 226 prompt tokens"):
+        frames(pipe, max_sequence_length=16)

@@ -1,0 +1,274 @@
+"""The LTX-Video text-to-video family on its tiny checkpoint: the contract, the 8k+1 and 32 px rules,
+frame_rate as conditioning and mp4 rate, the timestep-aware decode, and the decoder's seeded noise."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from tasks.manifest import ManifestError, load_manifest
+from tasks.models import ensure_built, folder_sha256, known_models, ltx
+from tasks.models.base import LoadOptions
+from tasks.render import RunContext, render_job
+from tasks.video import read_mp4
+
+from .family_contract import FamilyContract
+
+REPO = Path(__file__).resolve().parent.parent
+PROMPT = "A woman with long brown hair smiles at another woman with long blonde hair, warm sunset light"
+NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
+
+
+class TestLTXContract(FamilyContract):
+    family = "ltx"
+
+    def row(self, inputs):
+        return dict(
+            prompt=PROMPT,
+            negative_prompt=NEGATIVE,
+            height=32,
+            width=64,
+            num_frames=9,
+            num_inference_steps=2,
+            max_sequence_length=16,
+            decode_timestep=0.03,
+            decode_noise_scale=0.025,
+        )
+
+    def docs_recipe(self, folder, components, row, seed):
+        """api/pipelines/ltx_video and the LTXPipeline docstring: from_pretrained, prompt + negative prompt,
+        size, frames, steps, decode_timestep / decode_noise_scale, frames out (float32 on the CPU).
+
+        One addition, the module's own determinism measure: the decoder's injected noise comes from
+        torch's global RNG, seeded with the seed inside ``fork_rng``, next to a CPU generator of it.
+        """
+        from diffusers import LTXPipeline
+
+        pipe = LTXPipeline.from_pretrained(folder, dtype=torch.float32)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            video = pipe(
+                prompt=row["prompt"],
+                negative_prompt=row["negative_prompt"],
+                width=row["width"],
+                height=row["height"],
+                num_frames=row["num_frames"],
+                decode_timestep=row["decode_timestep"],
+                decode_noise_scale=row["decode_noise_scale"],
+                num_inference_steps=row["num_inference_steps"],
+                max_sequence_length=row["max_sequence_length"],
+                generator=torch.Generator("cpu").manual_seed(seed),
+                output_type="np",
+            ).frames[0]
+        return (video * 255).round().astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def tiny_ltx() -> Path:
+    ref = known_models()["tiny-ltx"]
+    ensure_built(ref)
+    return Path(ref.source)
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_ltx):
+    return ltx.load(LoadOptions(str(tiny_ltx), None, "float32", None), "cpu")
+
+
+def small(**overrides) -> ltx.Params:
+    values = dict(
+        prompt=PROMPT,
+        negative_prompt=NEGATIVE,
+        height=32,
+        width=64,
+        num_frames=9,
+        num_inference_steps=2,
+        max_sequence_length=16,
+    )
+    return ltx.Params(**{**values, **overrides})
+
+
+def frames(pipe, seed: int = 0, **overrides) -> np.ndarray:
+    return ltx.render(pipe, small(**overrides), torch.Generator().manual_seed(seed), "cpu").frames
+
+
+def manifest_problems(tmp_path: Path, **row) -> str:
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({"defaults": {"model": "tiny-ltx", "seed": 0}, "rows": [row]}))
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path, "cpu")
+    return str(caught.value)
+
+
+def test_tiny_checkpoint_has_the_layout_of_the_real_repo(tiny_ltx: Path):
+    index = json.loads((tiny_ltx / "model_index.json").read_text())
+    assert index["_class_name"] == "LTXPipeline"
+    assert set(index) >= {"scheduler", "text_encoder", "tokenizer", "transformer", "vae"}
+    assert index["text_encoder"] == ["transformers", "T5EncoderModel"]
+    for weights in ("transformer/diffusion_pytorch_model", "vae/diffusion_pytorch_model", "text_encoder/model"):
+        assert (tiny_ltx / f"{weights}.safetensors").is_file()
+        assert (tiny_ltx / f"{weights}.fp16.safetensors").is_file()
+    scheduler = json.loads((tiny_ltx / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler["_class_name"] == "FlowMatchEulerDiscreteScheduler" and scheduler["use_dynamic_shifting"]
+    vae = json.loads((tiny_ltx / "vae" / "config.json").read_text())
+    assert vae["timestep_conditioning"] and any(vae["decoder_inject_noise"])  # as LTX-Video 0.9.1
+
+
+def test_tiny_vae_compresses_as_the_real_one(pipe):
+    assert pipe.vae_spatial_compression_ratio == ltx.SPATIAL_FACTOR == 32
+    assert pipe.vae_temporal_compression_ratio == ltx.TEMPORAL_FACTOR == 8
+    assert pipe.tokenizer.model_max_length == 128
+
+
+def test_tiny_build_is_reproducible(tiny_ltx: Path, tmp_path: Path):
+    ltx.build_tiny(tmp_path / "again")
+    assert folder_sha256(tmp_path / "again") == folder_sha256(tiny_ltx)
+
+
+def test_render_shape_timings_and_frames_of_17(pipe):
+    rendered = ltx.render(pipe, small(num_frames=17, height=64), torch.Generator().manual_seed(0), "cpu")
+    assert rendered.frames.shape == (17, 64, 64, 3) and rendered.frames.dtype == np.uint8
+    assert rendered.fps == 25  # the pipeline's frame_rate
+    assert rendered.denoise_s > 0 and rendered.decode_s > 0
+
+
+def test_frame_rate_conditions_the_video_and_is_the_mp4_rate(pipe, tmp_path: Path):
+    assert not np.array_equal(frames(pipe), frames(pipe, frame_rate=24))
+    path = tmp_path / "m.yaml"
+    row = {**small(frame_rate=24).model_dump(), "model": "tiny-ltx", "seed": 0}
+    path.write_text(yaml.safe_dump({"name": "fps", "rows": [row]}))
+    (job,) = load_manifest(path, "cpu").jobs
+    run = RunContext("fps", tmp_path / "out", "cpu", "fps", str(path), "-")
+    record = render_job(job, run)
+    assert record["status"] == "ok", record["error"]
+    assert record["video_fps"] == 24.0
+    assert read_mp4(run.out_root / record["video_path"])[1] == 24.0
+
+
+def test_guidance_rescale_changes_the_video(pipe):
+    assert not np.array_equal(frames(pipe), frames(pipe, guidance_rescale=0.7))
+
+
+def test_decode_timestep_and_noise_scale_act_on_a_timestep_aware_vae(pipe):
+    default = frames(pipe)
+    with_timestep = frames(pipe, decode_timestep=0.05)
+    assert not np.array_equal(default, with_timestep)
+    # decode_noise_scale defaults to decode_timestep: giving it the same value changes nothing
+    assert np.array_equal(with_timestep, frames(pipe, decode_timestep=0.05, decode_noise_scale=0.05))
+    assert not np.array_equal(with_timestep, frames(pipe, decode_timestep=0.05, decode_noise_scale=0.5))
+
+
+def test_the_pipeline_alone_draws_decoder_noise_from_the_global_rng(pipe):
+    """The source of the irreproducibility: same generator, another global RNG state, other frames."""
+
+    def call(global_seed: int) -> np.ndarray:
+        torch.manual_seed(global_seed)
+        params = small()
+        return pipe(
+            prompt=params.prompt,
+            height=params.height,
+            width=params.width,
+            num_frames=params.num_frames,
+            num_inference_steps=params.num_inference_steps,
+            max_sequence_length=params.max_sequence_length,
+            generator=torch.Generator().manual_seed(7),
+            output_type="np",
+        ).frames[0]
+
+    assert not np.array_equal(call(1), call(2))
+
+
+def test_same_seed_same_frames_whatever_the_global_rng(pipe):
+    """A job is reproducible although the decoder injects global-RNG noise; the caller's RNG state is kept."""
+    torch.manual_seed(1)
+    first = frames(pipe, seed=7)
+    state = torch.get_rng_state()
+    torch.manual_seed(2)
+    torch.set_rng_state(state)
+    second = frames(pipe, seed=7)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert np.array_equal(first, second)
+    torch.manual_seed(99)
+    assert np.array_equal(first, frames(pipe, seed=7))
+
+
+@pytest.fixture(scope="module")
+def ltx_090(tmp_path_factory, tiny_ltx) -> Path:
+    """An LTX-Video 0.9.0-style checkpoint: a VAE with neither timestep conditioning nor injected noise."""
+    from diffusers import AutoencoderKLLTXVideo, LTXPipeline
+
+    folder = tmp_path_factory.mktemp("ltx-090") / "tiny-ltx-090"
+    base = LTXPipeline.from_pretrained(tiny_ltx)
+    torch.manual_seed(0)
+    vae = AutoencoderKLLTXVideo(
+        latent_channels=8,
+        block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        layers_per_block=(1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1, 1),
+        spatio_temporal_scaling=(True, True, True, False),
+        decoder_spatio_temporal_scaling=(True, True, True, False),
+        timestep_conditioning=False,
+        patch_size=4,
+    )
+    LTXPipeline(
+        scheduler=base.scheduler,
+        vae=vae,
+        text_encoder=base.text_encoder,
+        tokenizer=base.tokenizer,
+        transformer=base.transformer,
+    ).save_pretrained(folder)
+    return folder
+
+
+def test_a_090_checkpoint_renders_as_the_plain_pipeline_and_ignores_decode_timestep(ltx_090: Path):
+    pipe = ltx.load(LoadOptions(str(ltx_090), None, "float32", None), "cpu")
+    assert not pipe.vae.config.timestep_conditioning
+    ours = frames(pipe, seed=3)
+    assert ours.shape == (9, 32, 64, 3)
+    params = small()
+    theirs = pipe(
+        prompt=params.prompt,
+        negative_prompt=params.negative_prompt,
+        height=params.height,
+        width=params.width,
+        num_frames=params.num_frames,
+        num_inference_steps=params.num_inference_steps,
+        max_sequence_length=params.max_sequence_length,
+        generator=torch.Generator().manual_seed(3),
+        output_type="np",
+    ).frames[0]
+    assert np.array_equal(ours, (theirs * 255).round().astype(np.uint8))
+    assert np.array_equal(ours, frames(pipe, seed=3, decode_timestep=0.05, decode_noise_scale=0.025))
+
+
+def test_num_frames_must_be_8k_plus_1(tmp_path: Path):
+    message = manifest_problems(tmp_path, prompt=PROMPT, num_frames=160)
+    assert "num_frames=160" in message and "8k+1" in message and "nearest: 153 or 161" in message
+    assert ltx.Params(prompt=PROMPT, num_frames=1).num_frames == 1
+
+
+def test_height_and_width_must_be_multiples_of_32(tmp_path: Path):
+    message = manifest_problems(tmp_path, prompt=PROMPT, height=48, width=64)
+    assert "height=48" in message and "multiple of 32" in message
+    assert "width=64" not in message
+
+
+def test_prompt_is_required(tmp_path: Path):
+    assert "missing 'prompt'" in manifest_problems(tmp_path, height=32)
+
+
+def test_example_manifests_validate_and_the_tiny_one_mirrors_the_real_one():
+    real = load_manifest(REPO / "manifests" / "ltx.yaml", "cuda")  # validation only: what auto means on a GPU
+    tiny = load_manifest(REPO / "manifests" / "tiny" / "ltx.yaml", "cpu")
+    assert {job.model for job in real.jobs} == {"ltx-video"} and {job.model for job in tiny.jobs} == {"tiny-ltx"}
+    assert len(real.jobs) == len(tiny.jobs) == 4
+    assert all(job.dtype == "bfloat16" and job.variant is None for job in real.jobs)
+    for ours, theirs in zip(real.jobs, tiny.jobs):
+        for key in ("prompt", "negative_prompt", "frame_rate", "decode_timestep", "decode_noise_scale"):
+            assert ours.params[key] == theirs.params[key], key
+    assert {(job.params["height"], job.params["width"]) for job in real.jobs} == {(480, 704), (512, 768)}
+    assert all(job.params["num_frames"] == 161 and job.params["frame_rate"] == 24 for job in real.jobs)
