@@ -21,7 +21,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .devices import auto_dtype
 from .jobs import Job, compute_job_id, describe
-from .models import HUB_ID, ModelError, ModelRef, file_sha256, is_local, resolve, resolve_revision, source_revision
+from .models import (
+    HUB_ID,
+    ModelError,
+    ModelRef,
+    ensure_built,
+    file_sha256,
+    is_local,
+    resolve,
+    resolve_revision,
+    source_revision,
+)
 from .models.base import input_fields
 from .tuning import PipelineOptions, pixel_options
 
@@ -396,6 +406,8 @@ class _RowChecker:
         if isinstance(ref, ModelError):
             self.problems += found + [Problem(where, "model", str(ref))]
             return None
+        if ref.tiny:  # built first: its component folders are checked below
+            ensure_built(ref)
         params_cls = ref.module.Params
         component_keys = list(getattr(ref.module, "COMPONENTS", {}))
         tuning = list(PipelineOptions.model_fields)

@@ -92,7 +92,10 @@ class FamilyContract:
         module = FAMILIES[self.family]
         assert module.FAMILY == self.family and module.DESCRIPTION
         index = json.loads((Path(ref.source) / "model_index.json").read_text())
-        assert index["_class_name"] == module.PIPELINE_CLASS or hasattr(module, "TINY_NAME")
+        # a family's own pipeline, or the base repo it is assembled on (an SD 1.5 base under a motion
+        # adapter), or another family's checkpoint it shares
+        expected = {module.PIPELINE_CLASS, getattr(module, "BASE_PIPELINE_CLASS", None)}
+        assert index["_class_name"] in expected or hasattr(module, "TINY_NAME")
         assert all(Path(folder).is_dir() and any(Path(folder).iterdir()) for _, folder in ref.components)
         assert list(Path(ref.source).rglob("*.fp16.safetensors")), "an fp16 variant, as the real repos have"
 

@@ -100,9 +100,10 @@ def known_models() -> dict[str, ModelRef]:
         key: _model_ref(key, family, entry) for family, module in FAMILIES.items() for key, entry in module.MODELS.items()
     }
     for family, module in FAMILIES.items():
-        # A family may share another's tiny checkpoint (an image-to-video pipeline of the same repo).
+        # A family may share another's tiny base checkpoint (an image-to-video pipeline of the same
+        # repo, or the same SD 1.5 base under another adapter); its components are its own.
         tiny = getattr(module, "TINY_NAME", family)
-        components = tuple((name, str(tiny_folder(f"{tiny}-{name}"))) for name in getattr(module, "COMPONENTS", {}))
+        components = tuple((name, str(tiny_folder(f"{family}-{name}"))) for name in getattr(module, "COMPONENTS", {}))
         models[f"tiny-{family}"] = ModelRef(
             f"tiny-{family}", family, str(tiny_folder(tiny)), tiny=True, components=components
         )

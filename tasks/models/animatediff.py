@@ -1,0 +1,276 @@
+"""AnimateDiff: prompt -> video, a motion adapter plugged into a Stable Diffusion 1.5 checkpoint.
+
+Loaded and called as in the diffusers docs (``using-diffusers/text-img2vid``, the AnimateDiff
+tab; ``api/pipelines/animatediff``): ``MotionAdapter.from_pretrained(adapter)`` and
+``AnimateDiffPipeline.from_pretrained(base, motion_adapter=adapter)``, both in float16; the
+base repo's scheduler config loaded as a ``DDIMScheduler`` with ``clip_sample=False,
+timestep_spacing="linspace", beta_schedule="linear", steps_offset=1``; VAE slicing on. The docs
+add ``enable_model_cpu_offload()``: here the row option ``offload: model``. The base and the
+adapter are separate hub repos, so the adapter is a component: a model key names both, and a row
+may swap the adapter (``adapter: guoyww/animatediff-motion-adapter-v1-5-3``).
+
+Departures from the docs, both forced by this stack:
+- the docs' ``pipe.enable_vae_slicing()`` is gone from this pipeline in diffusers 0.42.1
+  (AttributeError); slicing is switched on where it lives, ``pipe.vae.enable_slicing()``.
+- ``clip_skip`` is not a parameter: with transformers >= 5.6 it fails (``'CLIPTextModel'
+  object has no attribute 'text_model'``, diffusers issue #14124); every job uses the
+  pipeline's default (None).
+
+The base repos are plain Stable Diffusion 1.5 pipelines (``model_index.json`` says
+``StableDiffusionPipeline``); the pipeline turns their ``UNet2DConditionModel`` into a
+``UNetMotionModel`` with the adapter's motion modules when it is built. ``build_tiny_sd15``
+builds that base and is shared with the PIA family, which plugs a different adapter into it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, to_uint8_frames, torch_dtype
+
+if TYPE_CHECKING:
+    import torch
+
+FAMILY = "animatediff"
+PIPELINE_CLASS = "AnimateDiffPipeline"
+DESCRIPTION = "AnimateDiff: prompt -> video, a MotionAdapter in a Stable Diffusion 1.5 checkpoint, DDIM, 8 fps"
+DEPRECATED = False
+
+BASE_PIPELINE_CLASS = "StableDiffusionPipeline"  # the adapter rides on a plain SD 1.5 repo
+#: Short keys for the released checkpoints: the SD 1.5 base and its motion adapter, as the docs pair them.
+MODELS = {
+    "animatediff-v1-5-2": {
+        "source": "emilianJR/epiCRealism",
+        "variant": "none",  # the docs load it without a variant
+        "adapter": "guoyww/animatediff-motion-adapter-v1-5-2",
+    },
+}
+
+#: Parts stored in repos of their own: a row may name another (hub id or folder).
+COMPONENTS = {"adapter": "MotionAdapter (motion module weights)"}
+
+#: The pipeline takes no fps; its docstring: "16 frames which at 8 frames per seconds amounts to
+#: 2 seconds of video". (The docs' ``export_to_gif`` writes at its own default, 10 fps.)
+FPS = 8
+
+#: The released adapters' ``motion_max_seq_length``: their temporal position embeddings hold 32
+#: frames, and a longer video fails inside the UNet.
+MAX_FRAMES = 32
+
+
+class Params(VideoParams):
+    """The call parameters of ``AnimateDiffPipeline``, with its own defaults."""
+
+    prompt: str = Field(min_length=1, description="what the video shows")
+    negative_prompt: str | None = Field(None, description="what to steer away from; default: the empty prompt")
+    height: int | None = Field(
+        None, ge=16, le=4096, multiple_of=8, description="output height in pixels; default: the UNet's (512 for SD 1.5)"
+    )
+    width: int | None = Field(
+        None, ge=16, le=4096, multiple_of=8, description="output width in pixels; default: the UNet's (512 for SD 1.5)"
+    )
+    num_frames: int = Field(
+        16, ge=1, le=MAX_FRAMES, description="frames to generate (16 is 2 s at 8 fps); the adapters hold at most 32"
+    )
+    num_inference_steps: int = Field(50, ge=1, le=1000, description="denoising steps")
+    guidance_scale: float = Field(7.5, ge=0.0, le=100.0, description="classifier-free guidance; <= 1 turns it off")
+    eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta: 0 is deterministic DDIM, 1 is DDPM-like noise")
+    decode_chunk_size: int = Field(16, ge=1, le=512, description="frames the VAE decodes at once; lower saves memory")
+
+
+def revision_kwargs(source: str, revision: str | None) -> dict[str, Any]:
+    """``revision=`` for a hub repo, as ``base.from_pretrained`` passes it (nothing for a local folder)."""
+    return {"revision": revision} if revision and not Path(source).is_dir() else {}
+
+
+def load_adapter(options: LoadOptions):
+    """The row's ``MotionAdapter``, in the pipeline's dtype, as the docs load it (no weight variant)."""
+    from diffusers import MotionAdapter
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()
+    source, revision = options.component("adapter")
+    return MotionAdapter.from_pretrained(source, dtype=torch_dtype(options.dtype), **revision_kwargs(source, revision))
+
+
+def load(options: LoadOptions, device: str):
+    """The pipeline, on ``device``, ready to call."""
+    from diffusers import AnimateDiffPipeline, DDIMScheduler
+
+    # 1. the adapter, then the base with it (the pipeline builds the motion UNet from both)
+    pipe = from_pretrained(AnimateDiffPipeline, options, motion_adapter=load_adapter(options))
+    # 2. the docs' scheduler: the base repo's config as DDIM, with linear betas and linspace steps
+    pipe.scheduler = DDIMScheduler.from_pretrained(
+        options.source,
+        subfolder="scheduler",
+        clip_sample=False,
+        timestep_spacing="linspace",
+        beta_schedule="linear",
+        steps_offset=1,
+        **revision_kwargs(options.source, options.revision),
+    )
+    pipe.vae.enable_slicing()  # the docs' pipe.enable_vae_slicing(), which diffusers 0.42 no longer has
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def render(pipe, params: Params, generator: torch.Generator, device: str) -> Rendered:
+    """Render one video; the denoising loop and the VAE decode are timed apart."""
+    import torch
+
+    # 1. encode the prompt and denoise; stop at the latents
+    watch = Stopwatch(device)
+    latents = pipe(
+        prompt=params.prompt,
+        negative_prompt=params.negative_prompt,
+        height=params.height,
+        width=params.width,
+        num_frames=params.num_frames,
+        num_inference_steps=params.num_inference_steps,
+        guidance_scale=params.guidance_scale,
+        eta=params.eta,
+        generator=generator,
+        output_type="latent",
+    ).frames
+    denoise_s = watch.lap()
+
+    # 2. decode exactly as the pipeline does after its loop (decode_chunk_size frames per VAE call)
+    with torch.no_grad():
+        video = pipe.decode_latents(latents, params.decode_chunk_size)
+    frames = pipe.video_processor.postprocess_video(video=video, output_type="np")[0]
+    pipe.maybe_free_model_hooks()  # what the pipeline does after decoding; a no-op without offload
+    decode_s = watch.lap()
+    return Rendered(frames=to_uint8_frames(frames), fps=FPS, denoise_s=denoise_s, decode_s=decode_s)
+
+
+def _tiny_clip_tokenizer():
+    """A character-level CLIP tokenizer built in memory (no download): every printable ASCII character.
+
+    Copied from ``text_to_video_sd._tiny_clip_tokenizer`` (itself from ``i2vgen_xl``).
+    """
+    from transformers import CLIPTokenizer
+
+    specials = ["<|startoftext|>", "<|endoftext|>"]
+    characters = [chr(code) for code in range(33, 127)]
+    pieces = specials + characters + [f"{character}</w>" for character in characters]
+    return CLIPTokenizer(vocab={piece: index for index, piece in enumerate(pieces)}, merges=[], model_max_length=77)
+
+
+#: The tiny UNet's blocks: the SD 1.5 pattern (attention at the higher resolution), two levels.
+#: A tiny motion adapter must match them: the same channels and layers per block.
+TINY_BLOCK_OUT_CHANNELS = (16, 32)
+TINY_LAYERS_PER_BLOCK = 1
+TINY_NORM_GROUPS = 4
+
+
+def build_tiny_sd15(path: Path) -> None:
+    """Save a random-weight Stable Diffusion 1.5 pipeline in the layout of the real base repos.
+
+    Modelled on diffusers' ``tests/pipelines/animatediff`` and ``tests/pipelines/pia`` dummy
+    components, smaller: a two-level UNet, a three-level VAE (scale factor 4, so the UNet's
+    ``sample_size=8`` makes the default output 32x32), a 2-layer CLIP text encoder, the SD 1.5
+    PNDM scheduler config; ``safety_checker=None, feature_extractor=None`` as the diffusers tests
+    build it. fp32 weights and an fp16 variant.
+    """
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = _tiny_clip_tokenizer()
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=TINY_BLOCK_OUT_CHANNELS,
+        layers_per_block=TINY_LAYERS_PER_BLOCK,
+        cross_attention_dim=32,
+        attention_head_dim=2,
+        norm_num_groups=TINY_NORM_GROUPS,
+    )
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        block_out_channels=[16, 32, 32],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 3,
+        up_block_types=["UpDecoderBlock2D"] * 3,
+        latent_channels=4,
+        sample_size=32,
+        norm_num_groups=TINY_NORM_GROUPS,
+    )
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            projection_dim=32,
+            hidden_act="gelu",
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    # The SD 1.5 repos' scheduler_config.json, clip_sample included (a key PNDM ignores but keeps,
+    # so a DDIM made from this config reads it, as it does from the real repos').
+    scheduler = PNDMScheduler.from_config(
+        {
+            "beta_start": 0.00085,
+            "beta_end": 0.012,
+            "beta_schedule": "scaled_linear",
+            "num_train_timesteps": 1000,
+            "set_alpha_to_one": False,
+            "skip_prk_steps": True,
+            "steps_offset": 1,
+            "clip_sample": False,
+            "trained_betas": None,
+        }
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(path)
+    pipe.to(torch.float16).save_pretrained(path, variant="fp16")
+
+
+def build_tiny_motion_adapter(path: Path, conv_in_channels: int | None = None) -> None:
+    """Save a random-weight ``MotionAdapter`` that fits :func:`build_tiny_sd15`'s UNet, in its own folder."""
+    import torch
+    from diffusers import MotionAdapter
+
+    torch.manual_seed(0)
+    adapter = MotionAdapter(
+        block_out_channels=TINY_BLOCK_OUT_CHANNELS,
+        motion_layers_per_block=TINY_LAYERS_PER_BLOCK,
+        motion_norm_num_groups=TINY_NORM_GROUPS,
+        motion_num_attention_heads=2,
+        motion_max_seq_length=MAX_FRAMES,
+        conv_in_channels=conv_in_channels,
+    )
+    adapter.save_pretrained(path)
+
+
+def build_tiny(path: Path) -> None:
+    """The tiny base: a Stable Diffusion 1.5 pipeline, as the real base repos are."""
+    build_tiny_sd15(path)
+
+
+def build_tiny_adapter(path: Path) -> None:
+    """The tiny AnimateDiff motion adapter (4 input channels: the UNet's own conv_in is kept)."""
+    build_tiny_motion_adapter(path)

@@ -1,0 +1,236 @@
+"""The PIA family on its tiny checkpoints: an SD 1.5 base, a 9-channel PIA adapter, the image, FreeInit."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from tasks.manifest import ManifestError, load_manifest
+from tasks.models import ensure_built, folder_sha256, known_models, pia
+from tasks.models.base import LoadOptions
+
+from .conftest import ROCKET
+from .family_contract import FamilyContract
+from .test_animatediff import assert_sd15_base_and_adapter
+
+PROMPT = "a rocket lifting off"
+NEGATIVE = "wrong white balance, dark, sketches, worst quality, low quality, deformed, distorted"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def built():
+    """Build the tiny checkpoints before any manifest names them (see test_animatediff.built)."""
+    ensure_built(known_models()["tiny-pia"])
+
+
+class TestPIAContract(FamilyContract):
+    family = "pia"
+
+    def row(self, inputs):
+        return dict(
+            image=str(inputs / "rocket.png"),
+            prompt=PROMPT,
+            negative_prompt=NEGATIVE,
+            height=32,
+            width=48,
+            num_frames=8,
+            num_inference_steps=2,
+        )
+
+    def docs_recipe(self, folder, components, row, seed):
+        """The PIAPipeline docstring's example (diffusers 0.42), on the tiny checkpoints, fp32 on the CPU.
+
+        One change forced by diffusers 0.42.1: ``pipe.enable_vae_slicing()`` (api/pipelines/pia)
+        no longer exists, so slicing is switched on on the VAE.
+        """
+        from diffusers import EulerDiscreteScheduler, MotionAdapter, PIAPipeline
+        from diffusers.utils import load_image
+
+        adapter = MotionAdapter.from_pretrained(components["adapter"], dtype=torch.float32)
+        pipe = PIAPipeline.from_pretrained(folder, motion_adapter=adapter, dtype=torch.float32)
+        pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+        pipe.vae.enable_slicing()
+        image = load_image(row["image"]).resize((row["width"], row["height"]))
+        generator = torch.Generator("cpu").manual_seed(seed)
+        output = pipe(
+            image=image,
+            prompt=row["prompt"],
+            negative_prompt=row["negative_prompt"],
+            height=row["height"],
+            width=row["width"],
+            num_frames=row["num_frames"],
+            num_inference_steps=row["num_inference_steps"],
+            generator=generator,
+            output_type="np",
+        )
+        return (output.frames[0] * 255).round().astype(np.uint8)
+
+    def test_registered_with_a_tiny_checkpoint_in_the_real_layout(self, ref):
+        assert_sd15_base_and_adapter(ref, pia)
+        adapter = json.loads((Path(dict(ref.components)["adapter"]) / "config.json").read_text())
+        assert adapter["conv_in_channels"] == 9
+
+    def test_free_init_is_the_docs_free_init_example(self, tmp_path, inputs, ref):
+        """api/pipelines/pia, "Using FreeInit": DDIM from the loaded config, enable_free_init(method=
+        "butterworth", use_fast_sampling=True); here with 2 rounds to stay fast."""
+        from diffusers import DDIMScheduler, MotionAdapter, PIAPipeline
+        from diffusers.utils import load_image
+
+        row = {**self.row(inputs), "scheduler": "ddim", "free_init": True, "free_init_iters": 2}
+        ours = self.render_frames(tmp_path, row, 5)
+
+        adapter = MotionAdapter.from_pretrained(dict(ref.components)["adapter"], dtype=torch.float32)
+        pipe = PIAPipeline.from_pretrained(ref.source, motion_adapter=adapter, dtype=torch.float32)
+        pipe.enable_free_init(method="butterworth", use_fast_sampling=True, num_iters=2)
+        pipe.vae.enable_slicing()
+        # the docs swap DDIM in from the base's config; the family's loaded Euler keeps that config
+        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        image = load_image(row["image"]).resize((row["width"], row["height"]))
+        theirs = pipe(
+            image=image,
+            prompt=row["prompt"],
+            negative_prompt=row["negative_prompt"],
+            height=row["height"],
+            width=row["width"],
+            num_frames=row["num_frames"],
+            num_inference_steps=row["num_inference_steps"],
+            generator=torch.Generator("cpu").manual_seed(5),
+            output_type="np",
+        ).frames[0]
+        assert np.array_equal(ours, (theirs * 255).round().astype(np.uint8))
+
+    def test_free_init_is_set_for_every_job_of_a_cached_pipeline(self, tmp_path, inputs):
+        plain = {**self.row(inputs), "scheduler": "ddim"}
+        first = self.render_frames(tmp_path, plain, 5)
+        freeinit = self.render_frames(tmp_path, {**plain, "free_init": True, "free_init_iters": 2}, 5)
+        assert not np.array_equal(first, freeinit)
+        assert np.array_equal(first, self.render_frames(tmp_path, plain, 5))  # switched off again
+        gaussian = {**plain, "free_init": True, "free_init_iters": 2, "free_init_method": "gaussian"}
+        assert not np.array_equal(freeinit, self.render_frames(tmp_path, gaussian, 5))
+
+    def test_free_init_with_the_euler_scheduler_fails_with_a_fix(self, tmp_path, inputs):
+        """diffusers 0.42.1: FreeInit re-noises at timestep 999, which Euler's leading SD 1.5 schedule
+        lacks (IndexError in add_noise); the job's error says to use DDIM, as the docs' example does."""
+        row = {**self.row(inputs), "free_init": True, "free_init_iters": 2}
+        with pytest.raises(ValueError, match="scheduler: ddim"):
+            self.render_frames(tmp_path, row, 5)
+
+
+@pytest.fixture(scope="module")
+def tiny(built) -> tuple[Path, Path]:
+    ref = known_models()["tiny-pia"]
+    return Path(ref.source), Path(dict(ref.components)["adapter"])
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny):
+    return pia.load(LoadOptions(str(tiny[0]), None, "float32", None, (("adapter", str(tiny[1]), None),)), "cpu")
+
+
+def small(**overrides) -> pia.Params:
+    values = dict(
+        image=ROCKET, prompt=PROMPT, negative_prompt=NEGATIVE, height=32, width=48, num_frames=8, num_inference_steps=2
+    )
+    return pia.Params(**{**values, **overrides})
+
+
+def frames(pipe, seed: int = 7, **overrides) -> np.ndarray:
+    return pia.render(pipe, small(**overrides), torch.Generator().manual_seed(seed), "cpu").frames
+
+
+def manifest_error(tmp_path: Path, rows: list[dict]) -> str:
+    (tmp_path / "rocket.png").write_bytes(ROCKET.read_bytes())
+    path = tmp_path / "manifest.yaml"
+    path.write_text(yaml.safe_dump({"defaults": {"model": "tiny-pia", "seed": 1}, "rows": rows}))
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path, "cpu")
+    return str(caught.value)
+
+
+def test_the_base_is_animatediffs_and_the_adapter_its_own(tiny):
+    """Same SD 1.5 base bytes as AnimateDiff's tiny base; a different adapter (9-channel conv_in)."""
+    base, adapter = tiny
+    animatediff_ref = known_models()["tiny-animatediff"]
+    ensure_built(animatediff_ref)
+    assert folder_sha256(base) == folder_sha256(Path(animatediff_ref.source))
+    assert folder_sha256(adapter) != folder_sha256(Path(dict(animatediff_ref.components)["adapter"]))
+
+
+def test_tiny_adapter_build_is_reproducible(tiny, tmp_path: Path):
+    pia.build_tiny_adapter(tmp_path / "adapter")
+    assert folder_sha256(tmp_path / "adapter") == folder_sha256(tiny[1])
+
+
+def test_load_follows_the_docs(pipe, tiny):
+    from diffusers import EulerDiscreteScheduler, MotionAdapter, UNet2DConditionModel, UNetMotionModel
+
+    assert isinstance(pipe.scheduler, EulerDiscreteScheduler)
+    assert pipe.scheduler.config.beta_schedule == "scaled_linear"  # from the base repo's config, untouched
+    assert pipe.vae.use_slicing
+    # the UNet built from base + adapter: 9 input channels, the base's weights on the first 4
+    assert isinstance(pipe.unet, UNetMotionModel) and pipe.unet.config.in_channels == 9
+    base_unet = UNet2DConditionModel.from_pretrained(tiny[0], subfolder="unet")
+    adapter = MotionAdapter.from_pretrained(tiny[1])
+    weight = pipe.unet.conv_in.weight
+    assert torch.equal(weight[:, :4], base_unet.conv_in.weight)
+    assert torch.equal(weight[:, 4:], adapter.conv_in.weight[:, 4:])
+
+
+def test_image_and_prompt_are_required_and_bad_values_refused_at_once(tmp_path: Path):
+    message = manifest_error(
+        tmp_path,
+        [
+            {"num_frames": 8},
+            {"image": "rocket.png", "prompt": "a rocket", "free_init_method": "box", "motion_scale": 9},
+            {"image": "rocket.png", "prompt": "a rocket", "num_inference_steps": 10, "strength": 0.05},
+            {"image": "missing.png", "prompt": "a rocket", "clip_skip": 2},
+        ],
+    )
+    assert "missing 'prompt'" in message
+    assert "missing 'image'" in message
+    assert "free_init_method='box'" in message and "'butterworth', 'gaussian' or 'ideal'" in message
+    assert "motion_scale=9" in message
+    assert "strength=0.05" in message and "leaves no denoising step" in message
+    assert "missing.png" in message and "no such file" in message
+    assert "unknown key 'clip_skip'" in message
+
+
+def test_render_shape_fps_and_timings(pipe):
+    rendered = pia.render(pipe, small(), torch.Generator().manual_seed(0), "cpu")
+    assert rendered.frames.shape == (8, 32, 48, 3)
+    assert rendered.frames.dtype == np.uint8
+    assert rendered.fps == pia.FPS == 8
+    assert rendered.denoise_s > 0 and rendered.decode_s > 0
+
+
+def test_size_defaults_to_the_unets_and_the_image_follows(pipe):
+    params = small(height=None, width=None, num_frames=2)
+    rendered = pia.render(pipe, params, torch.Generator().manual_seed(0), "cpu")
+    assert rendered.frames.shape == (2, 32, 32, 3)  # sample_size 8 x VAE scale factor 4
+
+
+def test_call_parameters_reach_the_pipeline(pipe):
+    first = frames(pipe)
+    for change in (
+        {"motion_scale": 2},
+        {"strength": 0.5},
+        {"negative_prompt": None},
+        {"guidance_scale": 1.0},
+        {"prompt": "a boat at sea"},
+    ):
+        assert not np.array_equal(first, frames(pipe, **change)), change
+
+
+def test_same_seed_same_frames_with_free_init(pipe, monkeypatch):
+    """FreeInit's fresh noise comes from the job's generator: reruns agree, other seeds do not."""
+    from diffusers import DDIMScheduler
+
+    monkeypatch.setattr(pipe, "scheduler", DDIMScheduler.from_config(pipe.scheduler.config))
+    first = frames(pipe, free_init=True, free_init_iters=2)
+    assert np.array_equal(first, frames(pipe, free_init=True, free_init_iters=2))
+    assert not np.array_equal(first, frames(pipe, seed=8, free_init=True, free_init_iters=2))
+    frames(pipe)
+    assert not pipe.free_init_enabled  # a job without free_init switched it off
