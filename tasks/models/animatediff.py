@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
+from ._tiny import clip_text_parts
 from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, to_uint8_frames, torch_dtype
 
 if TYPE_CHECKING:
@@ -146,19 +147,6 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
     return Rendered(frames=to_uint8_frames(frames), fps=FPS, denoise_s=denoise_s, decode_s=decode_s)
 
 
-def _tiny_clip_tokenizer():
-    """A character-level CLIP tokenizer built in memory (no download): every printable ASCII character.
-
-    Copied from ``text_to_video_sd._tiny_clip_tokenizer`` (itself from ``i2vgen_xl``).
-    """
-    from transformers import CLIPTokenizer
-
-    specials = ["<|startoftext|>", "<|endoftext|>"]
-    characters = [chr(code) for code in range(33, 127)]
-    pieces = specials + characters + [f"{character}</w>" for character in characters]
-    return CLIPTokenizer(vocab={piece: index for index, piece in enumerate(pieces)}, merges=[], model_max_length=77)
-
-
 #: The tiny UNet's blocks: the SD 1.5 pattern (attention at the higher resolution), two levels.
 #: A tiny motion adapter must match them: the same channels and layers per block.
 TINY_BLOCK_OUT_CHANNELS = (16, 32)
@@ -177,9 +165,8 @@ def build_tiny_sd15(path: Path) -> None:
     """
     import torch
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
 
-    tokenizer = _tiny_clip_tokenizer()
+    tokenizer, text_encoder = clip_text_parts()
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
         sample_size=8,
@@ -203,22 +190,6 @@ def build_tiny_sd15(path: Path) -> None:
         latent_channels=4,
         sample_size=32,
         norm_num_groups=TINY_NORM_GROUPS,
-    )
-    torch.manual_seed(0)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            projection_dim=32,
-            hidden_act="gelu",
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
     )
     # The SD 1.5 repos' scheduler_config.json, clip_sample included (a key PNDM ignores but keeps,
     # so a DDIM made from this config reads it, as it does from the real repos').

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field, field_validator
 
 from . import cogvideox
+from ._tiny import t5_text_parts
 from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, image_field, to_uint8_frames
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ def build_tiny(path: Path) -> None:
     import torch
     from diffusers import CogVideoXImageToVideoPipeline
 
-    tokenizer, text_encoder = cogvideox.tiny_text_parts()
+    tokenizer, text_encoder = t5_text_parts()
     pipe = CogVideoXImageToVideoPipeline(
         tokenizer=tokenizer,
         text_encoder=text_encoder,

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
+from ._tiny import clip_text_parts
 from .base import (
     LoadOptions,
     Rendered,
@@ -112,30 +113,14 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
     return Rendered(frames=to_uint8_frames(frames), fps=params.target_fps, denoise_s=denoise_s, decode_s=decode_s)
 
 
-def _tiny_clip_tokenizer():
-    """A character-level CLIP tokenizer built in memory (no download): every printable ASCII character."""
-    from transformers import CLIPTokenizer
-
-    specials = ["<|startoftext|>", "<|endoftext|>"]
-    characters = [chr(code) for code in range(33, 127)]
-    pieces = specials + characters + [f"{character}</w>" for character in characters]
-    return CLIPTokenizer(vocab={piece: index for index, piece in enumerate(pieces)}, merges=[], model_max_length=77)
-
-
 def build_tiny(path: Path) -> None:
     """Save a random-weight I2VGen-XL in the layout of the real repo (fp32 and fp16 variant weights)."""
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, I2VGenXLPipeline
     from diffusers.models.unets import I2VGenXLUNet
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPTextConfig,
-        CLIPTextModel,
-        CLIPVisionConfig,
-        CLIPVisionModelWithProjection,
-    )
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    tokenizer = _tiny_clip_tokenizer()
+    tokenizer, text_encoder = clip_text_parts()
     torch.manual_seed(0)
     # the real UNet's block types, two levels deep instead of four
     unet = I2VGenXLUNet(
@@ -162,22 +147,6 @@ def build_tiny(path: Path) -> None:
         latent_channels=4,
         norm_num_groups=4,
         sample_size=32,
-    )
-    torch.manual_seed(0)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            projection_dim=32,
-            hidden_act="gelu",
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
     )
     torch.manual_seed(0)
     # the pipeline resizes the image to the feature extractor's crop size (224 px in the real repo)

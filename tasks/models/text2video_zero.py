@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from ._tiny import clip_text_parts
 from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, to_uint8_frames
 
 if TYPE_CHECKING:
@@ -162,17 +163,6 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
 # -- the tiny checkpoint -------------------------------------------------------------------------
 
 
-# Copied from tasks.models.i2vgen_xl._tiny_clip_tokenizer
-def _tiny_clip_tokenizer():
-    """A character-level CLIP tokenizer built in memory (no download): every printable ASCII character."""
-    from transformers import CLIPTokenizer
-
-    specials = ["<|startoftext|>", "<|endoftext|>"]
-    characters = [chr(code) for code in range(33, 127)]
-    pieces = specials + characters + [f"{character}</w>" for character in characters]
-    return CLIPTokenizer(vocab={piece: index for index, piece in enumerate(pieces)}, merges=[], model_max_length=77)
-
-
 def build_tiny(path: Path) -> None:
     """Save a random-weight Stable Diffusion 1.5 in the layout of the real repo (fp32 and fp16 variant weights).
 
@@ -183,9 +173,9 @@ def build_tiny(path: Path) -> None:
     import torch
     from diffusers import AutoencoderKL, PNDMScheduler, TextToVideoZeroPipeline, UNet2DConditionModel
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPConfig, CLIPImageProcessor
 
-    tokenizer = _tiny_clip_tokenizer()
+    tokenizer, text_encoder = clip_text_parts()
     torch.manual_seed(0)
     # the real UNet's block types (cross-attention where the cross-frame attention goes), two levels
     unet = UNet2DConditionModel(
@@ -212,21 +202,6 @@ def build_tiny(path: Path) -> None:
         latent_channels=4,
         norm_num_groups=4,
         sample_size=32,
-    )
-    torch.manual_seed(0)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            projection_dim=32,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
     )
     torch.manual_seed(0)
     # its concept embeddings start as ones: random image embeddings never come near them, so

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
+from ._tiny import clip_text_parts
 from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, to_uint8_frames
 
 if TYPE_CHECKING:
@@ -108,19 +109,6 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
     return Rendered(frames=to_uint8_frames(frames), fps=FPS, denoise_s=denoise_s, decode_s=decode_s)
 
 
-def _tiny_clip_tokenizer():
-    """A character-level CLIP tokenizer built in memory (no download): every printable ASCII character.
-
-    Copied from ``i2vgen_xl._tiny_clip_tokenizer``.
-    """
-    from transformers import CLIPTokenizer
-
-    specials = ["<|startoftext|>", "<|endoftext|>"]
-    characters = [chr(code) for code in range(33, 127)]
-    pieces = specials + characters + [f"{character}</w>" for character in characters]
-    return CLIPTokenizer(vocab={piece: index for index, piece in enumerate(pieces)}, merges=[], model_max_length=77)
-
-
 def build_tiny(path: Path) -> None:
     """Save a random-weight ModelScope-style pipeline in the layout of the real repo (fp32 and fp16 weights).
 
@@ -130,9 +118,8 @@ def build_tiny(path: Path) -> None:
     """
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
 
-    tokenizer = _tiny_clip_tokenizer()
+    tokenizer, text_encoder = clip_text_parts()
     torch.manual_seed(0)
     unet = UNet3DConditionModel(
         sample_size=8,
@@ -157,22 +144,6 @@ def build_tiny(path: Path) -> None:
         latent_channels=4,
         sample_size=32,
         norm_num_groups=4,
-    )
-    torch.manual_seed(0)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            projection_dim=32,
-            hidden_act="gelu",
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
     )
     # The released checkpoints' scheduler: DDIM over scaled-linear betas, epsilon prediction.
     scheduler = DDIMScheduler(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 
+from ._tiny import t5_text_parts
 from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, to_uint8_frames
 
 if TYPE_CHECKING:
@@ -174,31 +175,6 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
 # -- the tiny checkpoint -------------------------------------------------------------------------
 
 
-def tiny_text_parts():
-    """A UMT5 encoder and an in-memory T5 tokenizer (characters as pieces), as in the real repos' layout."""
-    import string
-
-    import torch
-    from transformers import T5Tokenizer, UMT5Config, UMT5EncoderModel
-
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
-    pieces += [(char, -3.0) for char in string.ascii_letters + string.digits + string.punctuation]
-    tokenizer = T5Tokenizer(vocab=pieces, extra_ids=0)
-    torch.manual_seed(0)
-    text_encoder = UMT5EncoderModel(
-        UMT5Config(
-            vocab_size=len(pieces),
-            d_model=32,
-            d_kv=8,
-            d_ff=37,
-            num_layers=2,
-            num_heads=4,
-            relative_attention_num_buckets=8,
-        )
-    )
-    return tokenizer, text_encoder
-
-
 def tiny_vae():
     """A 3-channel-base AutoencoderKLWan (diffusers' tests): 8x spatial, 4x temporal, 16 latent channels."""
     import torch
@@ -245,7 +221,7 @@ def build_tiny(path: Path) -> None:
     import torch
     from diffusers import WanPipeline
 
-    tokenizer, text_encoder = tiny_text_parts()
+    tokenizer, text_encoder = t5_text_parts(umt5=True)
     pipe = WanPipeline(
         tokenizer=tokenizer,
         text_encoder=text_encoder,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field, ValidationInfo, field_validator
 
 from . import wan
+from ._tiny import t5_text_parts
 from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, image_field, to_uint8_frames
 
 if TYPE_CHECKING:
@@ -189,7 +190,7 @@ def build_tiny(path: Path) -> None:
     from diffusers import WanImageToVideoPipeline
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
-    tokenizer, text_encoder = wan.tiny_text_parts()
+    tokenizer, text_encoder = t5_text_parts(umt5=True)
     torch.manual_seed(0)
     # The processor crops to 32 px, seen by the encoder in 8 px patches: 16 + 1 tokens of width 16.
     image_encoder = CLIPVisionModel(

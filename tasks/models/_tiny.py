@@ -1,0 +1,61 @@
+"""Parts that several tiny checkpoints share: text encoders and their tokenizers, built in memory.
+
+Not a family (the registry skips ``_`` modules). Each builder seeds torch itself, so a part's
+weights do not depend on what was built before it.
+"""
+
+from __future__ import annotations
+
+import string
+
+
+def clip_text_parts():
+    """A character-level CLIP tokenizer (every printable ASCII character) and a 2-layer CLIP text encoder."""
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    specials = ["<|startoftext|>", "<|endoftext|>"]
+    characters = [chr(code) for code in range(33, 127)]
+    pieces = specials + characters + [f"{character}</w>" for character in characters]
+    tokenizer = CLIPTokenizer(vocab={piece: index for index, piece in enumerate(pieces)}, merges=[], model_max_length=77)
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            projection_dim=32,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    return tokenizer, text_encoder
+
+
+def t5_text_parts(umt5: bool = False, model_max_length: int | None = None):
+    """An in-memory T5 tokenizer (characters as pieces) and a 2-layer T5 (or UMT5, as Wan uses) encoder."""
+    import torch
+    from transformers import T5Config, T5EncoderModel, T5Tokenizer, UMT5Config, UMT5EncoderModel
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    pieces += [(char, -3.0) for char in string.ascii_letters + string.digits + string.punctuation]
+    extra = {"model_max_length": model_max_length} if model_max_length else {}
+    tokenizer = T5Tokenizer(vocab=pieces, extra_ids=0, **extra)
+    config_cls, model_cls = (UMT5Config, UMT5EncoderModel) if umt5 else (T5Config, T5EncoderModel)
+    torch.manual_seed(0)
+    text_encoder = model_cls(
+        config_cls(
+            vocab_size=len(pieces),
+            d_model=32,
+            d_kv=8,
+            d_ff=37,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+        )
+    )
+    return tokenizer, text_encoder
