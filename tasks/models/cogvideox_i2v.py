@@ -15,11 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from . import cogvideox
 from ._tiny import t5_text_parts
-from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, image_field, to_uint8_frames
+from .base import LoadOptions, Rendered, Stopwatch, from_pretrained, image_field, to_uint8_frames
 
 if TYPE_CHECKING:
     import torch
@@ -35,12 +35,10 @@ MODELS = {
 }
 
 
-class Params(VideoParams):
-    """The call parameters of ``CogVideoXImageToVideoPipeline``, with its own defaults."""
+class Params(cogvideox.Params):
+    """The call parameters of ``CogVideoXImageToVideoPipeline``, with its own defaults: the text-to-video ones plus the image."""
 
     image: Path = image_field("the first frame; the pipeline resizes it to height x width (stretching another aspect)")
-    prompt: str = Field(min_length=1, description="what happens in the video (CogVideoX likes long, detailed prompts)")
-    negative_prompt: str | None = Field(None, description="what to steer away from; default: the empty prompt")
     height: int | None = Field(
         None,
         ge=16,
@@ -58,22 +56,6 @@ class Params(VideoParams):
     num_frames: int = Field(
         49, ge=1, le=1025, description="frames to generate, 8k or 8k+1, the image first (49: 6 s at 8 fps)"
     )
-    num_inference_steps: int = Field(50, ge=1, le=1000, description="denoising steps")
-    guidance_scale: float = Field(6.0, ge=0.0, le=100.0, description="classifier-free guidance; 1 or less turns it off")
-    use_dynamic_cfg: bool = Field(
-        False, description="raise the guidance over the steps (cosine schedule); the docs use it"
-    )
-    eta: float = Field(
-        0.0, ge=0.0, le=1.0, description="DDIM eta, with `scheduler: ddim` (the CogVideoX schedulers ignore it)"
-    )
-    max_sequence_length: int = Field(
-        226, ge=1, le=226, description="prompt tokens (padded to this length); 5B-I2V takes exactly 226"
-    )
-
-    @field_validator("num_frames")
-    @classmethod
-    def _num_frames_8k(cls, value: int) -> int:
-        return cogvideox.check_num_frames(value)
 
 
 def load(options: LoadOptions, device: str):

@@ -19,7 +19,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from . import wan
 from ._tiny import t5_text_parts
-from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, image_field, to_uint8_frames
+from .base import LoadOptions, Rendered, Stopwatch, from_pretrained, image_field, to_uint8_frames
 
 if TYPE_CHECKING:
     import torch
@@ -37,8 +37,9 @@ MODELS = {
 }
 
 
-class Params(VideoParams):
-    """The call parameters of ``WanImageToVideoPipeline``, and the docs' sizing of the output to the image.
+class Params(wan.Params):
+    """The call parameters of ``WanImageToVideoPipeline`` (the text-to-video ones plus the image), and the docs'
+    sizing of the output to the image.
 
     ``height`` and ``width`` default to None, not to the pipeline's 480 x 832: the docs compute
     them from the image's aspect ratio within ``max_area`` and resize the image to them, which
@@ -47,7 +48,6 @@ class Params(VideoParams):
 
     image: Path = image_field("the first frame; resized to width x height as the docs do")
     prompt: str = Field(min_length=1, description="what happens in the video")
-    negative_prompt: str | None = Field(None, description="what to steer away from (the docs pass a long list)")
     height: int | None = Field(
         None, ge=16, le=4096, multiple_of=16, description="output height; default: from the image's aspect and max_area"
     )
@@ -66,26 +66,6 @@ class Params(VideoParams):
         description="pixel budget of the default size: 399360 (480*832) for 480p models, 921600 (720*1280) for 720p",
     )
     num_frames: int = Field(81, ge=1, le=1025, description="frames, 4k+1, the image first (81 is 5 s at 16 fps)")
-    num_inference_steps: int = Field(50, ge=1, le=1000, description="denoising steps")
-    guidance_scale: float = Field(5.0, ge=0.0, le=100.0, description="classifier-free guidance; 1 or less turns it off")
-    guidance_scale_2: float | None = Field(
-        None,
-        ge=0.0,
-        le=100.0,
-        description="guidance of the low-noise expert (Wan 2.2 A14B only); default: guidance_scale",
-    )
-    max_sequence_length: int = Field(512, ge=1, le=512, description="prompt tokens kept (padded to this length)")
-    flow_shift: float | None = Field(
-        None,
-        gt=0.0,
-        le=100.0,
-        description="UniPC flow_shift as the docs set it (3.0 for 480p, 5.0 for 720p); default: the checkpoint's",
-    )
-
-    @field_validator("num_frames")
-    @classmethod
-    def _num_frames_4k_plus_1(cls, value: int) -> int:
-        return wan.check_num_frames(value)
 
     @field_validator("width")
     @classmethod
