@@ -1,4 +1,4 @@
-"""``videosweep``: run, validate, models.
+"""``videosweep``: run, plan, validate, models.
 
 Exit codes: 0 all good; 1 some jobs failed (the others finished); 2 nothing was done because
 the input was wrong (the message says where and how to fix it).
@@ -41,6 +41,12 @@ def _load(manifest: Path, device: str | None):
         raise typer.Exit(2) from None
 
 
+WorkersOpt = Annotated[
+    Optional[int],
+    typer.Option("--workers", min=1, help="worker processes (default: one per visible GPU, 1 on a CPU)"),
+]
+
+
 @app.command()
 def run(
     manifest: ManifestArg,
@@ -49,14 +55,45 @@ def run(
     ] = None,
     device: DeviceOpt = None,
     force: Annotated[bool, typer.Option("--force", help="render again jobs that already have a video")] = False,
+    workers: WorkersOpt = None,
+    dask_address: Annotated[
+        Optional[str], typer.Option("--dask-address", help="an existing Dask scheduler, e.g. tcp://host:8786")
+    ] = None,
 ) -> None:
     """Render every job of MANIFEST; jobs already rendered into the output root are skipped."""
     table = _load(manifest, device)  # fail fast, before Prefect starts
-    from flows.render import render_manifest
+    from flows.render import run_manifest
 
-    summary = render_manifest(str(manifest), str(out_dir) if out_dir else None, table.device, force)
+    try:
+        summary = run_manifest(str(manifest), str(out_dir) if out_dir else None, table.device, force, workers, dask_address)
+    except ValueError as exc:  # a setup that cannot run (workers, cluster): say why, plainly
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
     typer.echo(summary.format())
     raise typer.Exit(1 if summary.failed else 0)
+
+
+@app.command()
+def plan(
+    manifest: ManifestArg,
+    device: DeviceOpt = None,
+    workers: WorkersOpt = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="output root whose finished jobs are left out")] = None,
+    force: Annotated[bool, typer.Option("--force", help="plan every job, finished or not")] = False,
+) -> None:
+    """Show how a run would place MANIFEST's jobs: shards, workers, estimated cost, pipeline loads."""
+    table = _load(manifest, device)
+    from flows.render import plan_manifest
+    from tasks.plan import naive_loads
+
+    try:
+        placed, todo = plan_manifest(str(manifest), table.device, workers, force, str(out_dir) if out_dir else None)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{len(todo)} of {len(table.jobs)} jobs to render (cost: megapixel-frame-steps)")
+    typer.echo(placed.format())
+    typer.echo(f"pipeline loads: {placed.loads} planned, {naive_loads(todo, placed.workers)} in manifest order")
 
 
 @app.command()

@@ -1,24 +1,35 @@
-"""The batch render flow: manifest -> jobs -> one task per video -> summary.
+"""The batch render flow: manifest -> jobs -> plan -> render tasks -> summary.
 
 Run it as ``videosweep run MANIFEST``, as ``python -m flows.render MANIFEST``, or deploy it to
-a Prefect server. The logic lives in ``tasks/``; this module only wires it.
+a Prefect server. The logic lives in ``tasks/``; this module only wires it. In one process a
+task renders one job; on Dask (``--workers N``, ``--dask-address``) a task renders a shard of
+jobs on one worker, whose pipeline cache lives as long as the worker.
 """
 
 from __future__ import annotations
 
 import sys
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 
 from tasks.devices import resolve_device
 from tasks.jobs import Job
 from tasks.manifest import load_manifest
-from tasks.progress import job_progress
-from tasks.render import RunContext, plan, render_job
-from tasks.results import history
+from tasks.plan import Plan, Shard, make_plan
+from tasks.progress import JobProgress, job_progress
+from tasks.render import RunContext, render_job, render_shard, worker_lost_record
+from tasks.results import history, read_results
 from tasks.summary import RunSummary
+
+from .cluster import dask_runner, share_prefect_api, worker_count
+
+#: Rounds of handing the jobs of lost workers to the remaining ones, before they are recorded as failed.
+RECOVERY_ROUNDS = 2
 
 
 def default_out_root(manifest_name: str) -> Path:
@@ -31,28 +42,121 @@ def render_job_task(job: Job, run: RunContext, attempt: int) -> dict:
     return render_job(job, run, attempt)
 
 
+@task(name="render-shard", task_run_name="{name}", cache_policy=NO_CACHE)
+def render_shard_task(name: str, jobs: list[Job], run: RunContext, attempts: dict, queued_at: datetime) -> list[dict]:
+    return render_shard(jobs, run, attempts, queued_at)
+
+
 @flow(name="videosweep-run", validate_parameters=False)
 def render_manifest(
-    manifest: str, out: str | None = None, device: str | None = None, force: bool = False
+    manifest: str, out: str | None = None, device: str | None = None, force: bool = False, workers: int = 1
 ) -> RunSummary:
     """Render every job of ``manifest`` not yet rendered into ``out`` (all of them with ``force``)."""
-    device = resolve_device(device)
+    distributed = _on_dask()
+    device = resolve_device(device) if not distributed else (device or "cpu")
     table = load_manifest(manifest, device)
     out_root = Path(out) if out else default_out_root(table.name)
     done = history(out_root)
-    todo = [job for job in plan(table.jobs) if force or job.job_id not in done.finished]
+    todo = [job for job in table.jobs if force or job.job_id not in done.finished]
     run = RunContext.new(out_root, device, table)
+    plan = make_plan(todo, workers)
 
-    records = []
+    started = time.perf_counter()
     with job_progress(len(todo)) as progress:
-        for job in todo:
-            progress.start(job)
-            records.append(render_job_task(job, run, done.attempts.get(job.job_id, 0) + 1))
-            progress.finish(records[-1])
-    return RunSummary.of(run, total=len(table.jobs), records=records)
+        for level in plan.levels:
+            if distributed:
+                _render_on_dask(level, run, done.attempts, progress)
+            else:
+                for job in (job for shard in level for job in shard.jobs):
+                    progress.start(job)
+                    progress.finish(render_job_task(job, run, done.attempts.get(job.job_id, 0) + 1))
+    return RunSummary.of(run, total=len(table.jobs), records=_records_of(run), wall_s=time.perf_counter() - started)
+
+
+def _render_on_dask(level: list[Shard], run: RunContext, attempts: dict[str, int], progress: JobProgress) -> None:
+    """Submit a level's shards to their preferred workers; hand the jobs of a lost worker to the others."""
+    import dask
+    from prefect.futures import as_completed
+
+    client = FlowRunContext.get().task_runner.client  # the runner's own: its cluster starts on first use
+
+    shards, pending = level, [job for shard in level for job in shard.jobs]
+    for _ in range(1 + RECOVERY_ROUNDS):
+        workers = client.scheduler_info()["workers"]
+        addresses = sorted(workers)
+        # a GPU resource only where every worker declares one: a task asking for it would wait forever
+        gpu_slots = all("GPU" in info.get("resources", {}) for info in workers.values())
+        futures = []
+        for shard in shards:
+            annotations = {"workers": [addresses[shard.worker % len(addresses)]], "allow_other_workers": True}
+            if gpu_slots:
+                annotations["resources"] = {"GPU": 1}
+            with dask.annotate(**annotations):
+                queued_at = datetime.now(timezone.utc)
+                futures.append(render_shard_task.submit(shard.name, shard.jobs, run, attempts, queued_at))
+        for future in as_completed(futures):
+            if future.state.is_completed():
+                for record in future.result():
+                    progress.finish(record)
+        # the records on disk are the truth: a worker that died mid-shard wrote the jobs it finished
+        recorded = {record["job_id"] for record in _records_of(run)}
+        pending = [job for job in pending if job.job_id not in recorded]
+        if not pending:
+            return
+        shards = make_plan(pending, len(addresses)).shards  # what is left, over the workers still alive
+    for job in pending:
+        progress.finish(worker_lost_record(job, run, attempts.get(job.job_id, 0) + 1))
+
+
+def _records_of(run: RunContext) -> list[dict]:
+    table = read_results(run.out_root)
+    return table[table["run_id"] == run.run_id].to_dict(orient="records")
+
+
+def _on_dask() -> bool:
+    from prefect_dask import DaskTaskRunner
+
+    context = FlowRunContext.get()
+    return context is not None and isinstance(context.task_runner, DaskTaskRunner)
+
+
+def run_manifest(
+    manifest: str,
+    out: str | None = None,
+    device: str | None = None,
+    force: bool = False,
+    workers: int | None = None,
+    dask_address: str | None = None,
+) -> RunSummary:
+    """Run the flow here, or with its tasks on Dask: a local cluster of ``workers``, or ``dask_address``."""
+    device = device or resolve_device(None)
+    slots = worker_count(workers, device)
+    runner = dask_runner(slots, dask_address, device)
+    if runner is None:
+        return render_manifest(manifest, out, device, force, 1)
+    share_prefect_api()
+    if dask_address:
+        from distributed import Client
+
+        with Client(dask_address) as client:
+            slots = len(client.scheduler_info()["workers"])
+    # a worker pinned to one GPU sees it as "cuda"
+    worker_device = "cuda" if device.startswith("cuda") else device
+    return render_manifest.with_options(task_runner=runner)(manifest, out, worker_device, force, slots)
+
+
+def plan_manifest(manifest: str, device: str | None = None, workers: int | None = None, force: bool = False,
+                  out: str | None = None) -> tuple[Plan, list[Job]]:
+    """The plan a run would follow (what is left to render, placed on the workers), without running it."""
+    device = device or resolve_device(None)
+    table = load_manifest(manifest, device)
+    out_root = Path(out) if out else default_out_root(table.name)
+    done = history(out_root)
+    todo = [job for job in table.jobs if force or job.job_id not in done.finished]
+    return make_plan(todo, worker_count(workers, device)), todo
 
 
 if __name__ == "__main__":
-    summary = render_manifest(*sys.argv[1:2])
+    summary = run_manifest(*sys.argv[1:2])
     print(summary.format())
     sys.exit(1 if summary.failed else 0)

@@ -22,7 +22,7 @@ from typing import Any
 from .jobs import Job, job_video_path
 from .models import FAMILIES, ensure_built, file_sha256, known_models
 from .provenance import environment, gpu_name
-from .results import input_hash_column, write_record
+from .results import RESULTS_DIR, input_hash_column, write_record
 from .tuning import Baseline, prepare_job, prepare_load
 from .video import write_mp4
 
@@ -106,19 +106,21 @@ def pipeline_cache() -> PipelineCache:
     return _CACHE
 
 
-def plan(jobs: list[Job]) -> list[Job]:
-    """The order to render in: jobs that take another job's video after it, and within that,
-    jobs grouped by pipeline (in order of first use, manifest order inside): one load each."""
-    level: dict[str, int] = {}
-    for job in jobs:  # sources come before their dependants in a job table
-        level[job.job_id] = 1 + max((level.get(source, 0) for source in job.depends_on), default=-1)
-    first_use: dict[tuple, int] = {}
+def render_shard(jobs: list[Job], run: RunContext, attempts: dict[str, int], queued_at: datetime) -> list[dict]:
+    """Render a shard's jobs one after another in this process (one Prefect task on a worker).
+
+    Idempotent: when Dask hands a shard out again after its worker died, the jobs that worker
+    had already recorded (this attempt's part file exists) are not rendered twice.
+    """
+    records = []
     for job in jobs:
-        first_use.setdefault((level[job.job_id], job.pipeline_key), job.index)
-    return sorted(jobs, key=lambda job: (level[job.job_id], first_use[(level[job.job_id], job.pipeline_key)], job.index))
+        attempt = attempts.get(job.job_id, 0) + 1
+        if not any((run.out_root / RESULTS_DIR).glob(f"part-*-{job.job_id}-{attempt}.parquet")):
+            records.append(render_job(job, run, attempt, queued_at))
+    return records
 
 
-def render_job(job: Job, run: RunContext, attempt: int = 1) -> dict[str, Any]:
+def render_job(job: Job, run: RunContext, attempt: int = 1, queued_at: datetime | None = None) -> dict[str, Any]:
     """Render ``job``, write its video and its record, and return the record.
 
     Any exception of the job is caught and recorded as ``failed``: one bad job never ends a run.
@@ -129,6 +131,7 @@ def render_job(job: Job, run: RunContext, attempt: int = 1) -> dict[str, Any]:
     started = time.perf_counter()
     module = FAMILIES[job.family]
     record = _base_record(job, run, attempt, started_at)
+    record["queued_at"] = queued_at or started_at
     cuda = run.device.startswith("cuda")
     try:
         # 1. the pipeline, loaded once per process, set up for this job
@@ -176,6 +179,21 @@ def render_job(job: Job, run: RunContext, attempt: int = 1) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - the record is where the failure goes
         record.update(status="failed", error_type=type(exc).__name__, error=_describe(exc))
     record.update(total_s=time.perf_counter() - started, finished_at=datetime.now(timezone.utc))
+    write_record(run.out_root, record)
+    return record
+
+
+def worker_lost_record(job: Job, run: RunContext, attempt: int) -> dict[str, Any]:
+    """Record a job as failed because every worker that took it died (killed, out of memory, crashed)."""
+    now = datetime.now(timezone.utc)
+    record = _base_record(job, run, attempt, now)
+    record.update(
+        status="failed",
+        error_type="WorkerLost",
+        error="the Dask worker running this job died each time it was handed out; see the worker logs",
+        queued_at=now,
+        finished_at=now,
+    )
     write_record(run.out_root, record)
     return record
 

@@ -73,6 +73,7 @@ _OUTPUT = [
     ("git_commit", pa.string()),
     ("host", pa.string()),
     ("worker", pa.string()),
+    ("queued_at", pa.timestamp("us", tz="UTC")),  # when its shard was handed to the workers
     ("started_at", pa.timestamp("us", tz="UTC")),
     ("finished_at", pa.timestamp("us", tz="UTC")),
 ]

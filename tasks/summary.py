@@ -18,10 +18,11 @@ class RunSummary:
     failed: int
     skipped: int
     seconds_per_video: float | None  # mean total_s of the videos rendered in this run
+    wall_s: float  # the rendering of this run, start to end (workers in parallel)
     failures: list[str] = field(default_factory=list)  # "job_id: ErrorType: message"
 
     @classmethod
-    def of(cls, run: RunContext, total: int, records: list[dict]) -> RunSummary:
+    def of(cls, run: RunContext, total: int, records: list[dict], wall_s: float) -> RunSummary:
         ok = [record for record in records if record["status"] == "ok"]
         failed = [record for record in records if record["status"] != "ok"]
         return cls(
@@ -32,6 +33,7 @@ class RunSummary:
             failed=len(failed),
             skipped=total - len(records),
             seconds_per_video=sum(record["total_s"] for record in ok) / len(ok) if ok else None,
+            wall_s=wall_s,
             failures=[f"{record['job_id']}: {record['error_type']}: {record['error']}" for record in failed],
         )
 
@@ -40,7 +42,10 @@ class RunSummary:
         if self.skipped == self.total:
             lines.append("nothing to render: every job already has a video (use --force to render again)")
         if self.seconds_per_video is not None:
-            lines.append(f"{self.seconds_per_video:.2f} s per video (load included)")
+            rate = 60 * self.ok / self.wall_s if self.wall_s else 0.0
+            lines.append(
+                f"{self.seconds_per_video:.2f} s per video (load included); {self.wall_s:.1f} s in all, {rate:.1f} videos/min"
+            )
         lines += [f"  failed {failure}" for failure in self.failures]
         lines.append(f"videos:  {self.out_root / 'videos'}")
         lines.append(f"results: {self.out_root / RESULTS_DIR}  (pandas.read_parquet)")

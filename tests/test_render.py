@@ -6,7 +6,8 @@ from pathlib import Path
 import pandas as pd
 
 from tasks.manifest import load_manifest
-from tasks.render import PipelineCache, RunContext, pipeline_cache, plan, render_job
+from tasks.plan import in_order
+from tasks.render import PipelineCache, RunContext, pipeline_cache, render_job
 
 from .conftest import ROCKET
 
@@ -30,7 +31,7 @@ def test_plan_groups_jobs_by_pipeline_in_order_of_first_use(tiny_svd, tmp_path):
         (copy / "scheduler" / "scheduler_config.json").read_text().replace('"steps_offset": 1', '"steps_offset": 0')
     )
     jobs = load_manifest(write_manifest(tmp_path, ["tiny-svd", str(copy), "tiny-svd, fps: 9"]), "cpu").jobs
-    ordered = plan(jobs)
+    ordered = in_order(jobs)
     assert sorted(job.job_id for job in ordered) == sorted(job.job_id for job in jobs)
     assert [job.origin for job in ordered] == ["rows[0]"] * 2 + ["rows[2]"] * 2 + ["rows[1]"] * 2
 
@@ -56,7 +57,7 @@ def test_a_broken_checkpoint_fails_its_jobs_once_each_and_quickly(tiny_svd, tmp_
         weights.unlink()
     manifest = load_manifest(write_manifest(tmp_path, [str(broken), "tiny-svd"]), "cpu")
     run = RunContext.new(tmp_path / "out", "cpu", manifest)
-    records = [render_job(job, run) for job in plan(manifest.jobs)]
+    records = [render_job(job, run) for job in in_order(manifest.jobs)]
 
     assert [record["status"] for record in records] == ["failed", "failed", "ok", "ok"]
     assert "earlier in this run" not in records[0]["error"]

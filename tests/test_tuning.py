@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from tasks.manifest import ManifestError, load_manifest
-from tasks.render import RunContext, plan, render_job
+from tasks.plan import in_order
+from tasks.render import RunContext, render_job
 
 from .conftest import ROCKET
 
@@ -47,7 +48,7 @@ def test_options_apply_per_job_and_reset_after(tmp_path):
     """A scheduler swap for one job must not leak into the next job on the same cached pipeline."""
     table = manifest(tmp_path, ["seed: 1", "scheduler: euler-a, seed: 2", "seed: 3", "forward_chunking: 1, seed: 4"])
     run = RunContext.new(tmp_path / "out", "cpu", table)
-    records = [render_job(job, run) for job in plan(table.jobs)]
+    records = [render_job(job, run) for job in in_order(table.jobs)]
     assert [r["status"] for r in records] == ["ok"] * 4, [r["error"] for r in records]
     assert [r["scheduler_class"] for r in records] == [
         "EulerDiscreteScheduler",

@@ -12,7 +12,8 @@ from tasks.jobs import job_video_path
 from tasks.manifest import ManifestError, load_manifest
 from tasks.models import ensure_built, known_models, video_to_video_sd
 from tasks.models.base import LoadOptions
-from tasks.render import RunContext, plan, render_job
+from tasks.plan import in_order
+from tasks.render import RunContext, render_job
 from tasks.video import read_mp4
 
 from .conftest import REPO, make_video
@@ -183,7 +184,7 @@ def test_the_docs_two_stage_recipe_chains_through_a_manifest(tmp_path: Path):
     }
     path = tmp_path / "chain.yaml"
     path.write_text(yaml.safe_dump(manifest, sort_keys=False))
-    low, high = plan(load_manifest(path, "cpu").jobs)
+    low, high = in_order(load_manifest(path, "cpu").jobs)
     assert high.depends_on == [low.job_id]
     run = RunContext("chain", tmp_path / "out", "cpu", "chain", str(path), "-")
     records = [render_job(job, run) for job in (low, high)]
@@ -195,8 +196,8 @@ def test_the_docs_two_stage_recipe_chains_through_a_manifest(tmp_path: Path):
 def test_example_manifests_validate_and_the_tiny_one_mirrors_the_real_one():
     real = load_manifest(REPO / "manifests" / "video-to-video-sd.yaml", "cpu")
     tiny = load_manifest(REPO / "manifests" / "tiny" / "video-to-video-sd.yaml", "cpu")
-    assert [job.model for job in plan(real.jobs)] == ["zeroscope-576w", "zeroscope-xl"]
-    assert [job.model for job in plan(tiny.jobs)] == ["tiny-text-to-video-sd", "tiny-video-to-video-sd"]
-    upscale = plan(real.jobs)[1]
+    assert [job.model for job in in_order(real.jobs)] == ["zeroscope-576w", "zeroscope-xl"]
+    assert [job.model for job in in_order(tiny.jobs)] == ["tiny-text-to-video-sd", "tiny-video-to-video-sd"]
+    upscale = in_order(real.jobs)[1]
     assert upscale.params["strength"] == 0.6 and (upscale.params["width"], upscale.params["height"]) == (1024, 576)
     assert all(job.variant is None for job in real.jobs)  # the docs load both repos without a variant

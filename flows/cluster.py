@@ -1,0 +1,61 @@
+"""Where the render tasks run: this process, a local Dask cluster (one worker per GPU or slot), or an
+existing Dask scheduler. Dask executes; Prefect orchestrates; nothing here schedules jobs itself.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+
+def worker_count(workers: int | None, device: str) -> int:
+    """``--workers``, else one per visible GPU (one on a CPU)."""
+    if workers is not None:
+        if workers < 1:
+            raise ValueError(f"--workers {workers}: need at least 1")
+        return workers
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.device_count() if device == "cuda" else 1
+    return 1
+
+
+def dask_runner(workers: int, address: str | None, device: str):
+    """A prefect-dask task runner for ``workers`` slots (or the cluster at ``address``); None for this process only.
+
+    Each worker process runs one render at a time (one thread, a ``GPU`` resource of 1); on GPUs,
+    dask-cuda's LocalCUDACluster pins each worker to its own GPU with CUDA_VISIBLE_DEVICES.
+    """
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        return DaskTaskRunner(address=address)
+    if workers == 1:
+        return None
+    slots = {"n_workers": workers, "threads_per_worker": 1, "resources": {"GPU": 1}, "dashboard_address": None}
+    if device.startswith("cuda"):
+        if importlib.util.find_spec("dask_cuda") is None:
+            raise ValueError(
+                f"{workers} GPU workers need dask-cuda to pin each to its GPU: pip install 'videosweep[gpu]'"
+            )
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        gpus = {"CUDA_VISIBLE_DEVICES": visible} if visible else {}
+        return DaskTaskRunner(cluster_class="dask_cuda.LocalCUDACluster", cluster_kwargs={**slots, **gpus})
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs={**slots, "processes": True})
+
+
+def share_prefect_api() -> None:
+    """Give Dask workers this run's Prefect API.
+
+    Left alone in ephemeral mode, every worker process starts a throwaway API server of its own
+    (seconds each, some left running at exit). Starting the ephemeral server here, before the
+    cluster, and exporting its URL makes the workers, which inherit the environment, use it.
+    """
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the instance Prefect's own ephemeral client uses
+    server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")))
+    os.environ["PREFECT_API_URL"] = server.api_url

@@ -1,0 +1,219 @@
+"""Video Instruct-Pix2Pix (Text2Video-Zero): a video + an edit instruction -> the edited video.
+
+Loaded and called as in the diffusers docs (``api/pipelines/text_to_video_zero``, "Video
+Instruct-Pix2Pix"): ``StableDiffusionInstructPix2PixPipeline.from_pretrained("timbrooks/instruct-pix2pix",
+torch_dtype=torch.float16)`` (no weight variant; the repo's own scheduler and safety checker),
+Text2Video-Zero's ``CrossFrameAttnProcessor(batch_size=3)`` on the UNet (every frame's
+self-attention looks at the first frame), the instruction repeated per frame, the video's frames
+as ``image=``, the pipeline's own defaults (100 steps, guidance 7.5, image guidance 1.5), the
+whole clip in one call.
+
+Where this differs from the docs' code, and why:
+- the docs import the processor from ``diffusers.pipelines.text_to_video_synthesis``; in diffusers
+  0.42.1 that module lives under ``diffusers.pipelines.deprecated`` (the old path fails).
+- the docs pass no generator (torch's global RNG draws the noise); here the job's generator does.
+- ``guidance_scale`` must be > 1 and ``image_guidance_scale`` >= 1: ``batch_size=3`` tells the
+  processor that the UNet sees the frames three times (text, image, unconditional), which the
+  pipeline does only with both guidances on; otherwise the processor would cut the one batch of
+  frames in three and anchor them on the wrong frames.
+- ``height`` / ``width`` resize the input frames (PIL's default filter) before the call; by
+  default the video's own size is kept, and a size the VAE cannot take (not a multiple of 8) is
+  refused where the pipeline would silently round it down.
+- the decode after the loop is done here (``output_type="latent"`` stops before it), timed apart:
+  the pipeline's own steps, VAE decode, safety checker, postprocess.
+
+The output is written at the input video's frame rate: its frames are the input's, edited one for
+one (the docs write their 8 frames at ``fps=4``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from ._tiny import clip_text_parts
+from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, to_uint8_frames, video_field
+from .text2video_zero_controlnet import MAX_FRAMES, input_frames, output_size, prompt_dtype
+
+if TYPE_CHECKING:
+    import torch
+
+FAMILY = "text2video-zero-pix2pix"
+PIPELINE_CLASS = "StableDiffusionInstructPix2PixPipeline"
+DESCRIPTION = "Video Instruct-Pix2Pix (Text2Video-Zero): video + edit instruction -> edited video, cross-frame attention"
+DEPRECATED = False  # the pipeline is current; only CrossFrameAttnProcessor's module is under deprecated/
+
+#: Short keys for the released checkpoints.
+MODELS = {
+    "t2v-zero-pix2pix": {"source": "timbrooks/instruct-pix2pix", "variant": "none"},  # the docs load it without one
+}
+
+
+class Params(VideoParams):
+    """The call parameters of ``StableDiffusionInstructPix2PixPipeline``, with its own defaults, and the input video."""
+
+    prompt: str = Field(min_length=1, description="the edit instruction, e.g. 'make it Van Gogh Starry Night style'")
+    video: Path = video_field("the video to edit (a file, or '@<row id>' for another row's output)")
+    num_frames: int | None = Field(
+        None, ge=1, le=MAX_FRAMES, description=f"edit the video's first N frames; default: all (at most {MAX_FRAMES})"
+    )
+    height: int | None = Field(
+        None, ge=16, le=4096, multiple_of=8, description="resize the input frames to this height; default: the video's"
+    )
+    width: int | None = Field(
+        None,
+        ge=16,
+        le=4096,
+        multiple_of=8,
+        validate_default=True,  # so that a height without a width is refused
+        description="resize the input frames to this width; default: the video's",
+    )
+    num_inference_steps: int = Field(100, ge=1, le=1000, description="denoising steps")
+    guidance_scale: float = Field(
+        7.5,
+        gt=1.0,
+        le=100.0,
+        description="how closely to follow the instruction; must be > 1: the cross-frame attention expects the guided batch",
+    )
+    image_guidance_scale: float = Field(
+        1.5,
+        ge=1.0,
+        le=100.0,
+        description="how closely to keep to the input frames; must be >= 1 (the pipeline's guided batch)",
+    )
+    negative_prompt: str | None = Field(None, description="what to steer away from; default: the empty prompt")
+    eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta (scheduler: ddim only): 0 is deterministic DDIM")
+
+    @field_validator("width")
+    @classmethod
+    def _sizes_in_pairs(cls, width: int | None, info: ValidationInfo) -> int | None:
+        if "height" in info.data and (info.data["height"] is None) != (width is None):
+            raise ValueError("give both height and width (the output size), or neither (the input video's size)")
+        return width
+
+
+def load(options: LoadOptions, device: str):
+    """The pipeline, on ``device``, ready to call."""
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+    from diffusers.pipelines.deprecated.text_to_video_synthesis.pipeline_text_to_video_zero import (
+        CrossFrameAttnProcessor,
+    )
+
+    pipe = from_pretrained(StableDiffusionInstructPix2PixPipeline, options)
+    # cross-frame attention; batch_size=3: the text, image and unconditional thirds of the batch
+    pipe.unet.set_attn_processor(CrossFrameAttnProcessor(batch_size=3))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def render(pipe, params: Params, generator: torch.Generator, device: str) -> Rendered:
+    """Render one video; input encoding + denoising and the VAE decode are timed apart."""
+    import torch
+
+    # 1. the input frames: the video's first num_frames, resized to the output size if one is given
+    frames, fps = input_frames(params.video, params.num_frames)
+    width, height = output_size(frames[0].size, params.width, params.height, pipe.vae_scale_factor)
+    frames = [frame.resize((width, height)) if frame.size != (width, height) else frame for frame in frames]
+    count = len(frames)
+
+    # 2. encode the instructions and the frames, denoise all frames in one batch; stop at the latents
+    watch = Stopwatch(device)
+    negative = [params.negative_prompt] * count if params.negative_prompt is not None else None
+    latents = pipe(
+        prompt=[params.prompt] * count,
+        image=frames,
+        num_inference_steps=params.num_inference_steps,
+        guidance_scale=params.guidance_scale,
+        image_guidance_scale=params.image_guidance_scale,
+        negative_prompt=negative,  # a list, as the prompt is: the pipeline refuses a str beside a list
+        eta=params.eta,
+        generator=generator,
+        output_type="latent",
+    ).images
+    denoise_s = watch.lap()
+
+    # 3. decode exactly as the pipeline does after its loop: VAE, safety checker (it blacks out
+    #    flagged frames), postprocess without denormalising those, then free offload hooks
+    with torch.no_grad():
+        image = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
+        image, nsfw = pipe.run_safety_checker(image, pipe._execution_device, prompt_dtype(pipe))
+    denormalize = [True] * len(image) if nsfw is None else [not flagged for flagged in nsfw]
+    video = pipe.image_processor.postprocess(image, output_type="np", do_denormalize=denormalize)
+    pipe.maybe_free_model_hooks()
+    decode_s = watch.lap()
+    return Rendered(frames=to_uint8_frames(video), fps=fps, denoise_s=denoise_s, decode_s=decode_s)
+
+
+def build_tiny(path: Path) -> None:
+    """Save a random-weight InstructPix2Pix in the layout of the real repo (fp32 and fp16 variant weights).
+
+    Modelled on diffusers' ``tests/pipelines/stable_diffusion/test_stable_diffusion_instruction_pix2pix``
+    dummy components: an SD 1.5 UNet whose ``conv_in`` takes 8 channels (the noisy latents and
+    the input image's latents), two levels deep; a four-level VAE (8x, as the real one); a 2-layer
+    CLIP text encoder; a tiny safety checker and its feature extractor, as the real repo ships
+    them; the real repo's Euler-ancestral scheduler config.
+    """
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        EulerAncestralDiscreteScheduler,
+        StableDiffusionInstructPix2PixPipeline,
+        UNet2DConditionModel,
+    )
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPImageProcessor
+
+    tokenizer, text_encoder = clip_text_parts()
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=8,  # noisy latents + image latents
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        norm_num_groups=8,
+        cross_attention_dim=32,
+        attention_head_dim=4,
+    )
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        block_out_channels=(8, 8, 16, 16),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=32,
+    )
+    torch.manual_seed(0)
+    layers = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4)
+    safety_checker = StableDiffusionSafetyChecker(
+        CLIPConfig(text_config=layers, vision_config={**layers, "image_size": 32, "patch_size": 8}, projection_dim=32)
+    )
+    # Euler ancestral with SD 1.5's betas: what timbrooks/instruct-pix2pix ships, as far as its model card
+    # and users' code show (they also set it explicitly); not checked against the hub, which is offline here
+    scheduler = EulerAncestralDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        prediction_type="epsilon",
+        steps_offset=1,
+    )
+    pipe = StableDiffusionInstructPix2PixPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=safety_checker,
+        feature_extractor=CLIPImageProcessor(crop_size=32, size=32),  # the tiny checker's 32 px input
+    )
+    pipe.save_pretrained(path)
+    pipe.to(torch.float16).save_pretrained(path, variant="fp16")

@@ -1,0 +1,169 @@
+"""Sharding on Dask (CPU, tiny models): a local 2-worker cluster, a lost worker, and an existing scheduler."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.cluster import share_prefect_api
+from tasks.manifest import load_manifest
+from tasks.plan import make_plan, naive_loads
+from tasks.render import pipeline_cache
+
+from .conftest import ROCKET
+
+
+def two_models(folder: Path, tiny_svd: Path, seeds: int = 4, frames: int = 4) -> Path:
+    """A manifest of two pipelines (tiny-svd and a copy with another scheduler config), interleaved."""
+    import shutil
+
+    other = folder / "other-svd"
+    if not other.exists():
+        shutil.copytree(tiny_svd, other)
+        config = other / "scheduler" / "scheduler_config.json"
+        config.write_text(config.read_text().replace('"steps_offset": 1', '"steps_offset": 0'))
+    rows = "\n".join(f"  - {{model: {model}, motion_bucket_id: {bucket}}}" for bucket in (60, 120) for model in ("tiny-svd", str(other)))
+    (folder / "two.yaml").write_text(
+        f"name: two\ndefaults: {{image: {ROCKET}, height: 32, width: 48, num_frames: {frames}, num_inference_steps: 2}}\n"
+        f"rows:\n{rows}\nseeds: {{from: 1, count: {seeds}}}\n"
+    )
+    return folder / "two.yaml"
+
+
+def videosweep(*args) -> object:
+    return CliRunner().invoke(app, [str(arg) for arg in args], catch_exceptions=False)
+
+
+def test_the_plan_puts_two_equal_models_on_two_workers_and_beats_manifest_order(tiny_svd, tmp_path):
+    jobs = load_manifest(two_models(tmp_path, tiny_svd), "cpu").jobs
+    plan = make_plan(jobs, 2)
+    by_worker = {worker: {job.model for shard in plan.shards if shard.worker == worker for job in shard.jobs} for worker in (0, 1)}
+    assert len(by_worker[0]) == len(by_worker[1]) == 1 and by_worker[0] != by_worker[1]
+    assert plan.loads == 2 < naive_loads(jobs, 2) == 8
+    assert sorted(job.job_id for shard in plan.shards for job in shard.jobs) == sorted(job.job_id for job in jobs)
+    assert abs(plan.worker_costs()[0] - plan.worker_costs()[1]) < 1e-9
+
+
+def test_a_large_model_group_spills_onto_the_idle_worker(tiny_svd, tmp_path):
+    (tmp_path / "one.yaml").write_text(
+        f"name: one\ndefaults: {{model: tiny-svd, image: {ROCKET}, height: 32, width: 48}}\nseeds: {{from: 0, count: 8}}\n"
+    )
+    plan = make_plan(load_manifest(tmp_path / "one.yaml", "cpu").jobs, 2)
+    assert plan.worker_costs()[0] == plan.worker_costs()[1]
+    assert plan.loads == 2  # one model, loaded on both workers because balance demands it
+
+
+def test_two_workers_render_every_job_once_loading_each_pipeline_once_per_worker(tiny_svd, tmp_path):
+    manifest = two_models(tmp_path, tiny_svd)
+    result = videosweep("run", manifest, "--out", tmp_path / "out", "--device", "cpu", "--workers", 2)
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(tmp_path / "out" / "results")
+    jobs = load_manifest(manifest, "cpu").jobs
+    assert sorted(table["job_id"]) == sorted(job.job_id for job in jobs)  # every job, exactly once
+    assert (table["status"] == "ok").all()
+    loads = table[~table["cache_hit"]].groupby(["worker", "model"]).size()
+    assert (loads == 1).all(), loads.to_dict()  # a pipeline loads once per worker that renders it
+    assert table["worker"].nunique() == 2
+    assert table["worker"].str.split(":").str[1].astype(int).ne(os.getpid()).all()
+    assert not pipeline_cache()._pipes, "the main process holds no pipeline"
+    assert (table["queued_at"] <= table["started_at"]).all()
+
+
+def test_a_killed_worker_leaves_a_complete_results_table(tiny_svd, tmp_path):
+    manifest = two_models(tmp_path, tiny_svd, seeds=6, frames=8)
+    out = tmp_path / "out"
+    outcome = {}
+
+    def run():
+        outcome["result"] = videosweep("run", manifest, "--out", out, "--device", "cpu", "--workers", 2)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list((out / "results").glob("part-*.parquet")):
+        time.sleep(0.2)
+    victim = int(pd.read_parquet(out / "results")["worker"].iloc[0].split(":")[1])
+    os.kill(victim, signal.SIGKILL)  # mid-run: it has more shards queued
+    runner.join(timeout=600)
+
+    assert outcome["result"].exit_code == 0, outcome["result"].output
+    table = pd.read_parquet(out / "results")
+    assert sorted(table["job_id"]) == sorted(job.job_id for job in load_manifest(manifest, "cpu").jobs)
+    assert (table["status"] == "ok").all()
+    assert victim in set(table["worker"].str.split(":").str[1].astype(int))
+    assert table["worker"].nunique() >= 2
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    """A scheduler and two one-slot workers on loopback, as a user's existing cluster would be."""
+    share_prefect_api()  # the workers below inherit this run's Prefect API
+    scheduler_file = tmp_path / "scheduler.json"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+             "--no-dashboard", "--scheduler-file", str(scheduler_file)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for _ in range(2):
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(scheduler_file),
+                     "--nthreads", "1", "--resources", "GPU=1", "--no-dashboard", "--host", "127.0.0.1"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
+            )
+        from distributed import Client
+
+        with Client(scheduler_file=str(scheduler_file), timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+            yield client.scheduler.address
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+
+
+def test_dask_address_runs_on_an_existing_cluster(tiny_svd, tmp_path, dask_cluster):
+    manifest = two_models(tmp_path, tiny_svd, seeds=2)
+    result = videosweep("run", manifest, "--out", tmp_path / "out", "--device", "cpu", "--dask-address", dask_cluster)
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(tmp_path / "out" / "results")
+    assert len(table) == 8 and (table["status"] == "ok").all()
+    assert table["worker"].nunique() == 2
+
+
+def test_plan_command_shows_shards_costs_and_loads(tiny_svd, tmp_path):
+    result = videosweep("plan", two_models(tmp_path, tiny_svd), "--workers", 2, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "16 of 16 jobs to render" in result.output
+    assert "pipeline loads: 2 planned, 8 in manifest order" in result.output
+    assert "worker 0: 8 jobs" in result.output and "worker 1: 8 jobs" in result.output
+
+
+def test_a_pipeline_shared_by_two_levels_is_rendered_across_the_join(tmp_path):
+    """Level 0 ends, and level 1 starts, with the pipeline both use: no reload between them."""
+    from .test_mixed import MIXED
+    from .conftest import make_video
+
+    (tmp_path / "mixed.yaml").write_text(MIXED)
+    make_video(tmp_path / "clip.mp4", frames=4, height=32, width=48)
+    plan = make_plan(load_manifest(tmp_path / "mixed.yaml", "cpu").jobs, 1)
+    levels = plan.levels
+    assert len(levels) == 2
+    assert levels[0][-1].jobs[0].model == levels[1][0].jobs[0].model == "tiny-video-to-video-sd"
+    assert plan.loads == 7  # seven pipelines, each loaded once: video-to-video-sd serves both levels
