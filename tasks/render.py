@@ -44,11 +44,19 @@ class RunContext:
 
 
 class PipelineCache:
-    """Loaded pipelines by (pipeline key, device), least recently used evicted beyond ``capacity``."""
+    """Loaded pipelines by (pipeline key, device), bounded by the device's memory.
 
-    def __init__(self, capacity: int = 1) -> None:
+    Before a load, least recently used pipelines are freed (with gc and the CUDA cache emptied)
+    until the new one fits in the free memory with some headroom: its size is known from an
+    earlier load, else estimated from its weight files; if neither is known, everything goes.
+    ``capacity`` caps the count as well, where given.
+    """
+
+    def __init__(self, capacity: int | None = None, headroom: float = 1.5) -> None:
         self.capacity = capacity
+        self.headroom = headroom
         self._pipes: OrderedDict[tuple, Any] = OrderedDict()
+        self._sizes: dict[tuple, int] = {}  # bytes of parameters and buffers, measured at load
         self._failed: dict[tuple, tuple[str, Exception]] = {}  # key -> (run_id, why it failed)
 
     def get(self, job: Job, device: str, run_id: str) -> tuple[Any, Baseline, float, bool]:
@@ -64,9 +72,7 @@ class PipelineCache:
         failed_run, reason = self._failed.get(key, (None, None))
         if failed_run == run_id:
             raise PipelineLoadError(f"loading {job.model_id} failed earlier in this run: {reason}") from reason
-        while len(self._pipes) >= self.capacity:
-            self._pipes.popitem(last=False)
-            _free_memory(device)
+        self._make_room(self._sizes.get(key) or weights_bytes(job), device)
         started = time.perf_counter()
         try:
             if job.model in known_models():  # a tiny checkpoint is built where it is first needed
@@ -79,7 +85,55 @@ class PipelineCache:
             raise
         self._failed.pop(key, None)
         self._pipes[key] = (pipe, Baseline.of(pipe))
+        self._sizes[key] = pipeline_bytes(pipe)
         return pipe, self._pipes[key][1], time.perf_counter() - started, False
+
+    def _make_room(self, needed: int | None, device: str) -> None:
+        def too_full() -> bool:
+            if self.capacity is not None and len(self._pipes) >= self.capacity:
+                return True
+            return needed is None or free_bytes(device) < needed * self.headroom
+
+        while self._pipes and too_full():
+            self._pipes.popitem(last=False)
+            _free_memory(device)
+
+
+def pipeline_bytes(pipe: Any) -> int:
+    """Bytes held by a pipeline's torch modules (parameters and buffers)."""
+    import torch
+
+    modules = [part for part in pipe.components.values() if isinstance(part, torch.nn.Module)]
+    return sum(t.numel() * t.element_size() for m in modules for t in [*m.parameters(), *m.buffers()])
+
+
+def weights_bytes(job: Job) -> int | None:
+    """The size of the weight files a job's pipeline would load, where they are on disk; None if unknown."""
+    folder = Path(job.model_id)
+    if not folder.is_absolute():  # a hub id: its snapshot in the local cache, if there is one
+        from huggingface_hub import snapshot_download
+
+        try:
+            folder = Path(snapshot_download(job.model_id, revision=job.load_options.revision, local_files_only=True))
+        except Exception:  # noqa: BLE001 - not cached (or offline): no estimate
+            return None
+    marker = f".{job.variant}." if job.variant else None
+    weights = [p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin") and p.is_file()]
+    chosen = [p for p in weights if (marker in p.name) == bool(marker)] if marker else [
+        p for p in weights if p.name.count(".") == 1
+    ]
+    return sum(p.stat().st_size for p in chosen or weights) or None
+
+
+def free_bytes(device: str) -> int:
+    """Free memory where pipelines live: the GPU's, or the host's available RAM."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.mem_get_info(torch.device(device))[0]
+    import psutil
+
+    return psutil.virtual_memory().available
 
 
 class SourceNotRendered(RuntimeError):

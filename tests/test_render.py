@@ -72,3 +72,28 @@ def test_a_broken_checkpoint_fails_its_jobs_once_each_and_quickly(tiny_svd, tmp_
 
 def test_pipeline_cache_is_one_per_process():
     assert pipeline_cache() is pipeline_cache()
+
+
+def test_cache_keeps_what_fits_in_memory_and_frees_what_does_not(tiny_svd, tmp_path, monkeypatch):
+    from tasks import render
+
+    copy = shutil.copytree(tiny_svd, tmp_path / "svd-copy")
+    (copy / "unet" / "config.json").write_text((copy / "unet" / "config.json").read_text() + "\n")
+    first, second = (
+        load_manifest(write_manifest(tmp_path, [model]), "cpu").jobs[0] for model in ("tiny-svd", str(copy))
+    )
+    assert render.weights_bytes(first) > 0  # estimated from the weight files before the first load
+
+    cache = PipelineCache()
+    cache.get(first, "cpu", "run")
+    cache.get(second, "cpu", "run")
+    assert cache.get(first, "cpu", "run")[3], "both tiny pipelines fit in this machine's memory"
+
+    monkeypatch.setattr(render, "free_bytes", lambda device: 0)  # a full device: make room first
+    third = load_manifest(write_manifest(tmp_path, ["tiny-svd, fps: 9, scheduler: euler-a"]), "cpu").jobs[0]
+    assert third.pipeline_key == first.pipeline_key  # per-job options share the pipeline: still a hit
+    copy2 = shutil.copytree(tiny_svd, tmp_path / "svd-copy-2")
+    (copy2 / "vae" / "config.json").write_text((copy2 / "vae" / "config.json").read_text() + "\n")
+    fourth = load_manifest(write_manifest(tmp_path, [str(copy2)]), "cpu").jobs[0]
+    cache.get(fourth, "cpu", "run")
+    assert list(cache._pipes) == [(fourth.pipeline_key, "cpu")], "everything else freed to make room"
