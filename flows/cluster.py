@@ -27,8 +27,12 @@ def dask_runner(workers: int, address: str | None, device: str):
     Each worker process runs one render at a time (one thread, a ``GPU`` resource of 1); on GPUs,
     dask-cuda's LocalCUDACluster pins each worker to its own GPU with CUDA_VISIBLE_DEVICES.
     """
+    import dask
     from prefect_dask import DaskTaskRunner
 
+    # Dask's default MALLOC_TRIM_THRESHOLD_ for worker processes turns off glibc's adaptive mmap
+    # threshold, so every large tensor is mmapped and unmapped again: renders ran 2.5x slower.
+    dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
     if address:
         return DaskTaskRunner(address=address)
     if workers == 1:

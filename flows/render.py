@@ -22,7 +22,7 @@ from tasks.jobs import Job
 from tasks.manifest import load_manifest
 from tasks.plan import Plan, Shard, make_plan
 from tasks.progress import JobProgress, job_progress
-from tasks.render import RunContext, render_job, render_shard, worker_lost_record
+from tasks.render import RunContext, render_job, render_shard, warm_up, worker_lost_record
 from tasks.results import history, read_results
 from tasks.summary import RunSummary
 
@@ -61,6 +61,9 @@ def render_manifest(
     run = RunContext.new(out_root, device, table)
     plan = make_plan(todo, workers)
 
+    if distributed and todo:
+        # every worker imports torch and diffusers now, all at once, rather than in its first job
+        FlowRunContext.get().task_runner.client.run(warm_up)
     started = time.perf_counter()
     with job_progress(len(todo)) as progress:
         for level in plan.levels:

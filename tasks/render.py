@@ -155,6 +155,13 @@ def _free_memory(device: str) -> None:
 _CACHE = PipelineCache()
 
 
+def warm_up() -> None:
+    """Import what rendering needs (seconds of torch and diffusers), e.g. on a fresh worker before its first job."""
+    import diffusers  # noqa: F401
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+
+
 def pipeline_cache() -> PipelineCache:
     """This process's pipeline cache."""
     return _CACHE
