@@ -19,11 +19,11 @@ from prefect.context import FlowRunContext
 
 from tasks.devices import resolve_device
 from tasks.jobs import Job
-from tasks.manifest import load_manifest
+from tasks.manifest import Manifest, load_manifest
 from tasks.plan import Plan, Shard, make_plan
 from tasks.progress import JobProgress, job_progress
 from tasks.render import RunContext, render_job, render_shard, warm_up, worker_lost_record
-from tasks.results import history, read_results
+from tasks.results import History, history, read_results
 from tasks.summary import RunSummary
 
 from .cluster import dask_runner, share_prefect_api, worker_count
@@ -54,10 +54,7 @@ def render_manifest(
     """Render every job of ``manifest`` not yet rendered into ``out`` (all of them with ``force``)."""
     distributed = _on_dask()
     device = resolve_device(device) if not distributed else (device or "cpu")
-    table = load_manifest(manifest, device)
-    out_root = Path(out) if out else default_out_root(table.name)
-    done = history(out_root)
-    todo = [job for job in table.jobs if force or job.job_id not in done.finished]
+    table, out_root, done, todo = pending(manifest, device, out, force)
     run = RunContext.new(out_root, device, table)
     plan = make_plan(todo, workers)
 
@@ -148,14 +145,20 @@ def run_manifest(
     return render_manifest.with_options(task_runner=runner)(manifest, out, worker_device, force, slots)
 
 
-def plan_manifest(manifest: str, device: str | None = None, workers: int | None = None, force: bool = False,
-                  out: str | None = None) -> tuple[Plan, list[Job]]:
-    """The plan a run would follow (what is left to render, placed on the workers), without running it."""
-    device = device or resolve_device(None)
+def pending(manifest: str, device: str, out: str | None, force: bool) -> tuple[Manifest, Path, History, list[Job]]:
+    """The validated manifest, its output root, what earlier runs left there, and the jobs still to render."""
     table = load_manifest(manifest, device)
     out_root = Path(out) if out else default_out_root(table.name)
     done = history(out_root)
-    todo = [job for job in table.jobs if force or job.job_id not in done.finished]
+    return table, out_root, done, [job for job in table.jobs if force or job.job_id not in done.finished]
+
+
+def plan_manifest(
+    manifest: str, device: str | None = None, workers: int | None = None, force: bool = False, out: str | None = None
+) -> tuple[Plan, list[Job]]:
+    """The plan a run would follow (what is left to render, placed on the workers), without running it."""
+    device = device or resolve_device(None)
+    _, _, _, todo = pending(manifest, device, out, force)
     return make_plan(todo, worker_count(workers, device)), todo
 
 
