@@ -97,3 +97,32 @@ def test_cache_keeps_what_fits_in_memory_and_frees_what_does_not(tiny_svd, tmp_p
     fourth = load_manifest(write_manifest(tmp_path, [str(copy2)]), "cpu").jobs[0]
     cache.get(fourth, "cpu", "run")
     assert list(cache._pipes) == [(fourth.pipeline_key, "cpu")], "everything else freed to make room"
+
+
+def test_a_failed_source_skips_the_jobs_that_take_its_video(tmp_path, monkeypatch):
+    from tasks.models import text_to_video_sd
+
+    (tmp_path / "chain.yaml").write_text(
+        "name: chain\ndefaults: {prompt: a rocket, num_inference_steps: 2}\nrows:\n"
+        "  - {id: low, model: tiny-text-to-video-sd, height: 32, width: 48, num_frames: 4}\n"
+        "  - {model: tiny-video-to-video-sd, video: '@low', strength: 0.6}\n"
+        "  - {model: tiny-text-to-video-sd, height: 32, width: 48, num_frames: 3}\n"  # no chain: unaffected
+        "seeds: [1, 2]\n"
+    )
+    table = load_manifest(tmp_path / "chain.yaml", "cpu")
+    real = text_to_video_sd.render
+
+    def fails_for_seed_1(pipe, params, generator, device):
+        if generator.initial_seed() == 1 and params.num_frames == 4:
+            raise RuntimeError("source broke")
+        return real(pipe, params, generator, device)
+
+    monkeypatch.setattr(text_to_video_sd, "render", fails_for_seed_1)
+    run = RunContext.new(tmp_path / "out", "cpu", table)
+    records = {record["job_id"]: record for record in (render_job(job, run) for job in in_order(table.jobs))}
+    chained = [job for job in table.jobs if job.depends_on]
+    assert len(chained) == 2
+    by_source_seed = {records[job.depends_on[0]]["seed"]: records[job.job_id] for job in chained}
+    assert by_source_seed[1]["status"] == "skipped" and by_source_seed[1]["error_type"] == "SourceNotRendered"
+    assert by_source_seed[2]["status"] == "ok"
+    assert sorted(r["status"] for r in records.values()) == ["failed", "ok", "ok", "ok", "ok", "skipped"]
