@@ -88,6 +88,18 @@ class PipelineCache:
         self._sizes[key] = pipeline_bytes(pipe)
         return pipe, self._pipes[key][1], time.perf_counter() - started, False
 
+    def clear(self) -> None:
+        """Free every pipeline (a fresh start, as in a new worker)."""
+        devices = {device for _, device in self._pipes}
+        self._pipes.clear()
+        for device in devices or {"cpu"}:
+            _free_memory(device)
+
+    @property
+    def loaded(self) -> list[tuple]:
+        """The keys of the pipelines held now, least recently used first."""
+        return list(self._pipes)
+
     def _make_room(self, needed: int | None, device: str) -> None:
         def too_full() -> bool:
             if self.capacity is not None and len(self._pipes) >= self.capacity:

@@ -33,6 +33,15 @@ def tiny_svd() -> Path:
 
 
 @pytest.fixture
+def fresh_pipeline_cache():
+    """This process's pipeline cache, emptied: for tests that count loads (other tests leave pipelines in it)."""
+    from tasks.render import pipeline_cache
+
+    pipeline_cache().clear()
+    return pipeline_cache()
+
+
+@pytest.fixture
 def demo_copy(tmp_path: Path) -> Path:
     """manifests/demo.yaml and its input image, copied into a fresh folder."""
     shutil.copytree(REPO / "manifests" / "inputs", tmp_path / "inputs")

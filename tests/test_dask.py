@@ -16,7 +16,6 @@ from flows.cli import app
 from flows.cluster import share_prefect_api
 from tasks.manifest import load_manifest
 from tasks.plan import make_plan, naive_loads
-from tasks.render import pipeline_cache
 
 from .conftest import ROCKET
 
@@ -61,7 +60,7 @@ def test_a_large_model_group_spills_onto_the_idle_worker(tiny_svd, tmp_path):
     assert plan.loads == 2  # one model, loaded on both workers because balance demands it
 
 
-def test_two_workers_render_every_job_once_loading_each_pipeline_once_per_worker(tiny_svd, tmp_path):
+def test_two_workers_render_every_job_once_loading_each_pipeline_once_per_worker(tiny_svd, tmp_path, fresh_pipeline_cache):
     manifest = two_models(tmp_path, tiny_svd)
     result = videosweep("run", manifest, "--out", tmp_path / "out", "--device", "cpu", "--workers", 2)
     assert result.exit_code == 0, result.output
@@ -73,7 +72,7 @@ def test_two_workers_render_every_job_once_loading_each_pipeline_once_per_worker
     assert (loads == 1).all(), loads.to_dict()  # a pipeline loads once per worker that renders it
     assert table["worker"].nunique() == 2
     assert table["worker"].str.split(":").str[1].astype(int).ne(os.getpid()).all()
-    assert not pipeline_cache()._pipes, "the main process holds no pipeline"
+    assert not fresh_pipeline_cache.loaded, "the main process holds no pipeline"
     assert (table["queued_at"] <= table["started_at"]).all()
 
 

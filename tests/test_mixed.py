@@ -27,7 +27,7 @@ seeds: [1, 2]
 """
 
 
-def test_a_mixed_manifest_loads_each_pipeline_once_and_records_every_job(tmp_path):
+def test_a_mixed_manifest_loads_each_pipeline_once_and_records_every_job(tmp_path, fresh_pipeline_cache):
     (tmp_path / "mixed.yaml").write_text(MIXED)
     make_video(tmp_path / "clip.mp4", frames=4, height=32, width=48)
     jobs = load_manifest(tmp_path / "mixed.yaml", "cpu").jobs

@@ -96,7 +96,7 @@ def test_cache_keeps_what_fits_in_memory_and_frees_what_does_not(tiny_svd, tmp_p
     (copy2 / "vae" / "config.json").write_text((copy2 / "vae" / "config.json").read_text() + "\n")
     fourth = load_manifest(write_manifest(tmp_path, [str(copy2)]), "cpu").jobs[0]
     cache.get(fourth, "cpu", "run")
-    assert list(cache._pipes) == [(fourth.pipeline_key, "cpu")], "everything else freed to make room"
+    assert cache.loaded == [(fourth.pipeline_key, "cpu")], "everything else freed to make room"
 
 
 def test_a_failed_source_skips_the_jobs_that_take_its_video(tmp_path, monkeypatch):

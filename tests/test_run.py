@@ -30,6 +30,9 @@ def parts(out: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> tuple[Path, Path, object]:
     """The demo manifest rendered once for this module: (manifest, output root, CLI result)."""
+    from tasks.render import pipeline_cache
+
+    pipeline_cache().clear()  # its loads are counted below
     folder = tmp_path_factory.mktemp("demo")
     shutil.copytree(Path(__file__).parent.parent / "manifests" / "inputs", folder / "inputs")
     manifest = shutil.copy(Path(__file__).parent.parent / "manifests" / "demo.yaml", folder / "demo.yaml")
