@@ -44,7 +44,7 @@ def test_bad_options_are_refused_before_rendering(tmp_path, row, message):
         manifest(tmp_path, [row])
 
 
-def test_options_apply_per_job_and_reset_after(tmp_path):
+def test_options_apply_per_job_and_reset_after(tmp_path, fresh_pipeline_cache):
     """A scheduler swap for one job must not leak into the next job on the same cached pipeline."""
     table = manifest(tmp_path, ["seed: 1", "scheduler: euler-a, seed: 2", "seed: 3", "forward_chunking: 1, seed: 4"])
     run = RunContext.new(tmp_path / "out", "cpu", table)
