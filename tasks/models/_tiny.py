@@ -59,3 +59,22 @@ def t5_text_parts(umt5: bool = False, model_max_length: int | None = None):
         )
     )
     return tokenizer, text_encoder
+
+
+def sd_vae():
+    """A Stable Diffusion AutoencoderKL with the real one's four levels, so pixels -> latents is 8x as there."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        block_out_channels=(8, 8, 16, 16),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=32,
+    )

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from ._tiny import clip_text_parts
+from ._tiny import clip_text_parts, sd_vae
 from .base import (
     LoadOptions,
     Rendered,
@@ -116,7 +116,7 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
 def build_tiny(path: Path) -> None:
     """Save a random-weight I2VGen-XL in the layout of the real repo (fp32 and fp16 variant weights)."""
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, I2VGenXLPipeline
+    from diffusers import DDIMScheduler, I2VGenXLPipeline
     from diffusers.models.unets import I2VGenXLUNet
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
@@ -135,19 +135,7 @@ def build_tiny(path: Path) -> None:
         cross_attention_dim=32,
         attention_head_dim=4,
     )
-    torch.manual_seed(0)
-    # four levels like the real VAE, so pixels -> latents is 8x as there (the size rule holds)
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4,
-        block_out_channels=(8, 8, 16, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=32,
-    )
+    vae = sd_vae()
     torch.manual_seed(0)
     # the pipeline resizes the image to the feature extractor's crop size (224 px in the real repo)
     image_encoder = CLIPVisionModelWithProjection(

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from ._tiny import clip_text_parts
+from ._tiny import clip_text_parts, sd_vae
 from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, to_uint8_frames
 
 if TYPE_CHECKING:
@@ -171,7 +171,7 @@ def build_tiny(path: Path) -> None:
     deep instead of four, with the repo's own PNDM scheduler config.
     """
     import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, TextToVideoZeroPipeline, UNet2DConditionModel
+    from diffusers import PNDMScheduler, TextToVideoZeroPipeline, UNet2DConditionModel
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from transformers import CLIPConfig, CLIPImageProcessor
 
@@ -190,19 +190,7 @@ def build_tiny(path: Path) -> None:
         cross_attention_dim=32,
         attention_head_dim=4,
     )
-    torch.manual_seed(0)
-    # four levels like the real VAE, so pixels -> latents is 8x as there (the size rule holds)
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4,
-        block_out_channels=(8, 8, 16, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=32,
-    )
+    vae = sd_vae()
     torch.manual_seed(0)
     # its concept embeddings start as ones: random image embeddings never come near them, so
     # the tiny checker flags nothing (a test raises its thresholds to see it black frames out)

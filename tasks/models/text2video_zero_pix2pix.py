@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from ._tiny import clip_text_parts
+from ._tiny import clip_text_parts, sd_vae
 from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, to_uint8_frames, video_field
 from .text2video_zero_controlnet import MAX_FRAMES, input_frames, output_size, prompt_dtype
 
@@ -157,7 +157,6 @@ def build_tiny(path: Path) -> None:
     """
     import torch
     from diffusers import (
-        AutoencoderKL,
         EulerAncestralDiscreteScheduler,
         StableDiffusionInstructPix2PixPipeline,
         UNet2DConditionModel,
@@ -179,18 +178,7 @@ def build_tiny(path: Path) -> None:
         cross_attention_dim=32,
         attention_head_dim=4,
     )
-    torch.manual_seed(0)
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4,
-        block_out_channels=(8, 8, 16, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=32,
-    )
+    vae = sd_vae()
     torch.manual_seed(0)
     layers = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4)
     safety_checker = StableDiffusionSafetyChecker(
