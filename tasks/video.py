@@ -71,9 +71,31 @@ def read_video_info(path: Path) -> dict:
         reader.close()
 
 
-def read_video(path: Path) -> list:
-    """A video's frames as RGB PIL images: what diffusers' video pipelines take as ``video=``."""
+def read_video(path: Path, num_frames: int | None = None, max_frames: int | None = None) -> tuple[list, int]:
+    """A video input's first ``num_frames`` frames (all by default) as RGB PIL images, and its frame rate.
+
+    What diffusers' video pipelines take as ``video=``/``image=``. Nothing is silently cut: a clip
+    shorter than ``num_frames``, or longer than ``max_frames`` when no ``num_frames`` is given, is refused.
+    """
     from PIL import Image
 
-    frames, _ = read_mp4(path)
-    return [Image.fromarray(frame) for frame in frames]
+    frames, fps = read_mp4(path)
+    if num_frames is not None and num_frames > len(frames):
+        raise ValueError(f"num_frames={num_frames}, but the video {path} has only {len(frames)} frames")
+    if num_frames is None and max_frames is not None and len(frames) > max_frames:
+        raise ValueError(
+            f"the video {path} has {len(frames)} frames, more than {max_frames} in one batch; "
+            f"set num_frames (1-{max_frames}) to take its first frames"
+        )
+    return [Image.fromarray(frame) for frame in frames[: num_frames or len(frames)]], max(1, round(fps))
+
+
+def output_size(size: tuple[int, int], width: int | None, height: int | None, scale: int) -> tuple[int, int]:
+    """A video input's output (width, height): the row's, else the video's ``size``; both must divide by ``scale``."""
+    width, height = (width, height) if width is not None else size
+    if width % scale or height % scale:
+        raise ValueError(
+            f"the input video is {width}x{height}, not a multiple of {scale} on each side; "
+            f"give height and width (multiples of {scale}) to resize it"
+        )
+    return width, height

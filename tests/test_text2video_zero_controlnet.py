@@ -256,7 +256,7 @@ def test_canny_control_feeds_the_edges_of_each_frame(pipe, clip):
     from tasks.video import read_video
 
     ours = frames(pipe, clip, seed=4, control="canny", canny_low=40, canny_high=90)
-    resized = [frame.resize((48, 32)) for frame in read_video(clip)[:4]]
+    resized = [frame.resize((48, 32)) for frame in read_video(clip)[0][:4]]
     edges = [canny_edges(np.asarray(frame), 40, 90) for frame in resized]
     assert all(edge.any() for edge in edges)
     images = [Image.fromarray(np.stack([edge] * 3, axis=-1)) for edge in edges]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 if TYPE_CHECKING:
     import numpy as np
@@ -24,6 +24,30 @@ class VideoParams(BaseModel):
     """Base of each family's ``Params``: unknown keys are errors, and a validated row is frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ResizedVideoParams(VideoParams):
+    """Base of the ``Params`` of a family that takes a video: an optional output size, both sides or neither."""
+
+    height: int | None = Field(
+        None, ge=16, le=4096, multiple_of=8, description="resize the input frames to this height; default: the video's"
+    )
+    width: int | None = Field(
+        None,
+        ge=16,
+        le=4096,
+        multiple_of=8,
+        validate_default=True,  # so that a height without a width is refused
+        description="resize the input frames to this width; default: the video's",
+    )
+
+    # a field validator, not a model validator: the manifest reports the error under its key
+    @field_validator("width")
+    @classmethod
+    def _sizes_in_pairs(cls, width: int | None, info: ValidationInfo) -> int | None:
+        if "height" in info.data and (info.data["height"] is None) != (width is None):
+            raise ValueError("give both height and width (the output size), or neither (the input video's size)")
+        return width
 
 
 def image_field(description: str, **kwargs: Any) -> Any:

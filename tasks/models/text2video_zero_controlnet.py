@@ -36,12 +36,13 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from ..video import output_size, read_video
 from .animatediff import revision_kwargs
 from .base import (
+    ResizedVideoParams,
     LoadOptions,
     Rendered,
     Stopwatch,
-    VideoParams,
     from_pretrained,
     to_uint8_frames,
     torch_dtype,
@@ -85,7 +86,7 @@ COMPONENTS = {"controlnet": "ControlNetModel (pose or canny)"}
 MAX_FRAMES = 64
 
 
-class Params(VideoParams):
+class Params(ResizedVideoParams):
     """The call parameters of ``StableDiffusionControlNetPipeline``, with its own defaults, and the control video."""
 
     prompt: str = Field(min_length=1, description="what the video shows (the same prompt for every frame)")
@@ -110,17 +111,6 @@ class Params(VideoParams):
     )
     num_frames: int | None = Field(
         None, ge=1, le=MAX_FRAMES, description=f"use the video's first N frames; default: all (at most {MAX_FRAMES})"
-    )
-    height: int | None = Field(
-        None, ge=16, le=4096, multiple_of=8, description="output height in pixels; default: the video's"
-    )
-    width: int | None = Field(
-        None,
-        ge=16,
-        le=4096,
-        multiple_of=8,
-        validate_default=True,  # so that a height without a width is refused
-        description="output width in pixels; default: the video's",
     )
     num_inference_steps: int = Field(50, ge=1, le=1000, description="denoising steps")
     guidance_scale: float = Field(
@@ -159,13 +149,6 @@ class Params(VideoParams):
         if low is not None and low > high:
             raise ValueError(f"canny_low={low} is above canny_high={high}; the low threshold must be the smaller")
         return high
-
-    @field_validator("width")
-    @classmethod
-    def _sizes_in_pairs(cls, width: int | None, info: ValidationInfo) -> int | None:
-        if "height" in info.data and (info.data["height"] is None) != (width is None):
-            raise ValueError("give both height and width (the output size), or neither (the input video's size)")
-        return width
 
     @field_validator("control_guidance_end")
     @classmethod
@@ -206,7 +189,7 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
     # 1. the control frames: the video's first num_frames; frames/pose go in as they are (the
     #    pipeline resizes them to height x width), Canny edges are found at the output size, so
     #    that they stay one pixel thin
-    frames, fps = input_frames(params.video, params.num_frames)
+    frames, fps = read_video(params.video, params.num_frames, MAX_FRAMES)
     width, height = output_size(frames[0].size, params.width, params.height, pipe.vae_scale_factor)
     if params.control == "canny":
         frames = [frame.resize((width, height)) if frame.size != (width, height) else frame for frame in frames]
@@ -253,37 +236,6 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
 
 
 # -- helpers shared with the Video Instruct-Pix2Pix family ----------------------------------------
-
-
-def input_frames(path: Path, num_frames: int | None) -> tuple[list, int]:
-    """The first ``num_frames`` frames of a video (all by default) as PIL images, and its frame rate.
-
-    Refuses a clip shorter than ``num_frames``, or one longer than :data:`MAX_FRAMES` when no
-    ``num_frames`` is given: nothing is silently cut.
-    """
-    from ..video import read_video, read_video_info
-
-    frames = read_video(path)
-    if num_frames is not None and num_frames > len(frames):
-        raise ValueError(f"num_frames={num_frames}, but the video {path} has only {len(frames)} frames")
-    if num_frames is None and len(frames) > MAX_FRAMES:
-        raise ValueError(
-            f"the video {path} has {len(frames)} frames, more than {MAX_FRAMES} in one batch; "
-            f"set num_frames (1-{MAX_FRAMES}) to take its first frames"
-        )
-    fps = max(1, round(read_video_info(path)["fps"]))
-    return frames[: num_frames or len(frames)], fps
-
-
-def output_size(size: tuple[int, int], width: int | None, height: int | None, scale: int) -> tuple[int, int]:
-    """The row's (width, height), else the video's; refused unless both divide by the VAE's scale."""
-    width, height = (width, height) if width is not None else size
-    if width % scale or height % scale:
-        raise ValueError(
-            f"the input video is {width}x{height}, not a multiple of {scale} on each side; "
-            f"give height and width (multiples of {scale}) to resize it"
-        )
-    return width, height
 
 
 def prompt_dtype(pipe) -> torch.dtype:

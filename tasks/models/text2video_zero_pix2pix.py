@@ -31,11 +31,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field
 
 from ._tiny import clip_text_parts, sd_vae
-from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, to_uint8_frames, video_field
-from .text2video_zero_controlnet import MAX_FRAMES, input_frames, output_size, prompt_dtype
+from .base import ResizedVideoParams, LoadOptions, Rendered, Stopwatch, from_pretrained, to_uint8_frames, video_field
+from ..video import output_size, read_video
+from .text2video_zero_controlnet import MAX_FRAMES, prompt_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -51,24 +52,13 @@ MODELS = {
 }
 
 
-class Params(VideoParams):
+class Params(ResizedVideoParams):
     """The call parameters of ``StableDiffusionInstructPix2PixPipeline``, with its own defaults, and the input video."""
 
     prompt: str = Field(min_length=1, description="the edit instruction, e.g. 'make it Van Gogh Starry Night style'")
     video: Path = video_field("the video to edit (a file, or '@<row id>' for another row's output)")
     num_frames: int | None = Field(
         None, ge=1, le=MAX_FRAMES, description=f"edit the video's first N frames; default: all (at most {MAX_FRAMES})"
-    )
-    height: int | None = Field(
-        None, ge=16, le=4096, multiple_of=8, description="resize the input frames to this height; default: the video's"
-    )
-    width: int | None = Field(
-        None,
-        ge=16,
-        le=4096,
-        multiple_of=8,
-        validate_default=True,  # so that a height without a width is refused
-        description="resize the input frames to this width; default: the video's",
     )
     num_inference_steps: int = Field(100, ge=1, le=1000, description="denoising steps")
     guidance_scale: float = Field(
@@ -85,13 +75,6 @@ class Params(VideoParams):
     )
     negative_prompt: str | None = Field(None, description="what to steer away from; default: the empty prompt")
     eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta (scheduler: ddim only): 0 is deterministic DDIM")
-
-    @field_validator("width")
-    @classmethod
-    def _sizes_in_pairs(cls, width: int | None, info: ValidationInfo) -> int | None:
-        if "height" in info.data and (info.data["height"] is None) != (width is None):
-            raise ValueError("give both height and width (the output size), or neither (the input video's size)")
-        return width
 
 
 def load(options: LoadOptions, device: str):
@@ -113,7 +96,7 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
     import torch
 
     # 1. the input frames: the video's first num_frames, resized to the output size if one is given
-    frames, fps = input_frames(params.video, params.num_frames)
+    frames, fps = read_video(params.video, params.num_frames, MAX_FRAMES)
     width, height = output_size(frames[0].size, params.width, params.height, pipe.vae_scale_factor)
     frames = [frame.resize((width, height)) if frame.size != (width, height) else frame for frame in frames]
     count = len(frames)

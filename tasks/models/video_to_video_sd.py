@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, to_uint8_frames, video_field
+from .base import ResizedVideoParams, LoadOptions, Rendered, Stopwatch, from_pretrained, to_uint8_frames, video_field
 
 if TYPE_CHECKING:
     import torch
@@ -46,23 +46,12 @@ MODELS = {
 TINY_NAME = "text-to-video-sd"
 
 
-class Params(VideoParams):
+class Params(ResizedVideoParams):
     """The call parameters of ``VideoToVideoSDPipeline``, with its own defaults, and the docs' resize."""
 
     prompt: str = Field(min_length=1, description="what the re-rendered video shows")
     video: Path = video_field("input video (a file, or '@<row id>' for another row's output); all its frames are used")
     negative_prompt: str | None = Field(None, description="what to steer away from; default: the empty prompt")
-    height: int | None = Field(
-        None, ge=16, le=4096, multiple_of=8, description="resize the input frames to this height; default: the video's"
-    )
-    width: int | None = Field(
-        None,
-        ge=16,
-        le=4096,
-        multiple_of=8,
-        validate_default=True,  # so that a height without a width is refused
-        description="resize the input frames to this width; default: the video's",
-    )
     strength: float = Field(0.6, ge=0.0, le=1.0, description="how far the video is re-noised: 0 keeps it, 1 ignores it")
     num_inference_steps: int = Field(
         50,
@@ -73,15 +62,6 @@ class Params(VideoParams):
     )
     guidance_scale: float = Field(15.0, ge=0.0, le=100.0, description="classifier-free guidance; <= 1 turns it off")
     eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta; ignored by the docs' DPM++ scheduler")
-
-    # Field validators, not a model validator: the manifest reports an error under the key it
-    # names, and a model-level error has none.
-    @field_validator("width")
-    @classmethod
-    def _sizes_in_pairs(cls, width: int | None, info: ValidationInfo) -> int | None:
-        if "height" in info.data and (info.data["height"] is None) != (width is None):
-            raise ValueError("give both height and width (the output size), or neither (the input video's size)")
-        return width
 
     @field_validator("num_inference_steps")
     @classmethod
@@ -110,20 +90,13 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
     """Render one video; input encoding + denoising and the VAE decode are timed apart."""
     import torch
 
-    from ..video import read_video, read_video_info
+    from ..video import output_size, read_video
 
     # 1. the input frames, resized as in the docs; the VAE needs sides divisible by its scale
-    video = read_video(params.video)
-    fps = max(1, round(read_video_info(params.video)["fps"]))
+    video, fps = read_video(params.video)
+    size = output_size(video[0].size, params.width, params.height, pipe.vae_scale_factor)
     if params.width is not None:
-        video = [frame.resize((params.width, params.height)) for frame in video]
-    width, height = video[0].size
-    scale = pipe.vae_scale_factor
-    if width % scale or height % scale:
-        raise ValueError(
-            f"the input video is {width}x{height}, not a multiple of {scale} on each side; "
-            f"give height and width (multiples of {scale}) to resize it"
-        )
+        video = [frame.resize(size) for frame in video]
 
     # 2. encode the video and the prompt, denoise from strength; stop at the latents
     watch = Stopwatch(device)
