@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from .jobs import Job, job_video_path
+from .metrics import video_metrics
 from .models import FAMILIES, ensure_built, file_sha256, known_models
+from .models.base import conditioning_image
 from .provenance import environment, gpu_name
 from .results import RESULTS_DIR, input_hash_column, write_record
 from .tuning import Baseline, prepare_job, prepare_load
@@ -222,7 +224,8 @@ def render_job(job: Job, run: RunContext, attempt: int = 1, queued_at: datetime 
         # 3. denoise and decode, seeded on the generator device
         generator_device = run.device if job.generator_device == "cuda" else "cpu"
         generator = torch.Generator(generator_device).manual_seed(job.seed)
-        rendered = module.render(pipe, job.typed_params(run.out_root), generator, run.device)
+        params = job.typed_params(run.out_root)
+        rendered = module.render(pipe, params, generator, run.device)
         scheduler = rendered.scheduler or pipe.scheduler
         record.update(
             scheduler_class=type(scheduler).__name__,
@@ -247,6 +250,7 @@ def render_job(job: Job, run: RunContext, attempt: int = 1, queued_at: datetime 
             decode_s=rendered.decode_s,
             export_s=time.perf_counter() - exporting,
         )
+        record.update(video_metrics(rendered.frames, conditioning_image(params)))
     except SourceNotRendered as exc:
         record.update(status="skipped", error_type=type(exc).__name__, error=str(exc))
     except Exception as exc:  # noqa: BLE001 - the record is where the failure goes

@@ -17,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from .metrics import METRICS
 from .models import FAMILIES
 from .models.base import input_fields
 
@@ -65,6 +66,7 @@ _OUTPUT = [
     ("export_s", pa.float64()),  # mp4 encode + write
     ("total_s", pa.float64()),  # the whole job, load included
     ("peak_gpu_mem_bytes", pa.int64()),
+    *((name, pa.float64()) for name in METRICS),  # tasks.metrics: motion, flicker, first-frame fidelity
     ("python_version", pa.string()),
     ("torch_version", pa.string()),
     ("diffusers_version", pa.string()),

@@ -83,6 +83,9 @@ def test_results_table_has_one_typed_ok_row_per_job(demo):
     assert (table["total_s"] >= table["denoise_s"] + table["decode_s"] + table["export_s"]).all()
     for row in table.itertuples():
         assert file_sha256(out / row.video_path) == row.video_sha256
+    # metrics of an image-to-video row: all four, in range
+    assert table["motion_score"].between(0, 1).all() and table["flicker"].between(0, 1).all()
+    assert table["first_frame_psnr"].between(0, 100).all() and table["first_frame_ssim"].between(-1, 1).all()
 
 
 def test_second_run_renders_nothing(demo):

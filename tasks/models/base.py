@@ -69,6 +69,12 @@ def input_fields(params_cls: type[VideoParams]) -> dict[str, str]:
     }
 
 
+def conditioning_image(params: VideoParams) -> Path | None:
+    """The image an image-to-video row animates (its first frame should match it), or None."""
+    images = [name for name, kind in input_fields(type(params)).items() if kind == "image"]
+    return Path(getattr(params, images[0])) if images else None
+
+
 @dataclass
 class Rendered:
     """One rendered video, in memory: uint8 frames shaped (frames, height, width, 3)."""

@@ -1,0 +1,83 @@
+"""Cheap, model-free measures of a rendered video, computed on its frames in memory.
+
+Each one is a column of the results table (``METRICS``: name -> what it measures and its range),
+so a sweep can be sorted by motion, or checked for flicker and first-frame fidelity.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+#: Column -> one line for users: what it measures, its range.
+METRICS = {
+    "motion_score": "mean absolute change between consecutive frames, pixel values in 0-1: 0 is a still video, "
+    "about 0.01-0.1 gentle to strong motion, 1 the most possible",
+    "flicker": "mean absolute change of the frame's mean brightness between consecutive frames, in 0-1: "
+    "global pumping of light that motion alone does not cause; 0 is steady",
+    "first_frame_psnr": "image-to-video rows: PSNR in dB of the first frame against the conditioning image "
+    f"(fitted to the video's size); higher is closer, capped at {100.0:g} for identical frames",
+    "first_frame_ssim": "image-to-video rows: SSIM (luma, 11-pixel Gaussian window) of the first frame against the "
+    "conditioning image, in -1..1; 1 is identical",
+}
+
+PSNR_CAP = 100.0
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def video_metrics(frames: np.ndarray, image: Path | None = None) -> dict[str, float | None]:
+    """The ``METRICS`` of uint8 frames shaped (frames, height, width, 3); first-frame ones only with ``image``."""
+    clip = frames.astype(np.float32) / 255.0
+    steps = np.abs(np.diff(clip, axis=0)) if len(clip) > 1 else np.zeros((1,), np.float32)
+    brightness = clip.mean(axis=(1, 2, 3))
+    metrics: dict[str, float | None] = {
+        "motion_score": float(steps.mean()),
+        "flicker": float(np.abs(np.diff(brightness)).mean()) if len(clip) > 1 else 0.0,
+        "first_frame_psnr": None,
+        "first_frame_ssim": None,
+    }
+    if image is not None:
+        reference = fitted_image(image, width=frames.shape[2], height=frames.shape[1])
+        metrics["first_frame_psnr"] = psnr(frames[0], reference)
+        metrics["first_frame_ssim"] = ssim(frames[0], reference)
+    return metrics
+
+
+def fitted_image(path: Path, width: int, height: int) -> np.ndarray:
+    """An image as uint8 RGB of exactly width x height: centre-cropped to that aspect, then resized."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as image:
+        return np.asarray(ImageOps.fit(image.convert("RGB"), (width, height), Image.Resampling.BICUBIC))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio of two uint8 images, in dB (``PSNR_CAP`` when they are equal)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return PSNR_CAP if mse == 0 else min(PSNR_CAP, 10 * np.log10(255.0**2 / mse))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Structural similarity of two uint8 RGB images on luma (Wang et al. 2004: Gaussian window, sigma 1.5)."""
+    import torch
+    import torch.nn.functional as F
+
+    def luma(image: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(image.astype(np.float32) @ _LUMA)[None, None]
+
+    x, y = luma(a), luma(b)
+    size = min(11, x.shape[-1], x.shape[-2])
+    taps = torch.exp(-((torch.arange(size) - (size - 1) / 2) ** 2) / (2 * 1.5**2))
+    window = (taps[:, None] * taps[None, :] / taps.sum() ** 2)[None, None]
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, window)
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x**2
+    var_y = blur(y * y) - mu_y**2
+    cov = blur(x * y) - mu_x * mu_y
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    index = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return float(index.mean())
