@@ -20,9 +20,10 @@ from prefect.context import FlowRunContext
 from tasks.devices import resolve_device
 from tasks.jobs import Job
 from tasks.manifest import Manifest, load_manifest
-from tasks.plan import Plan, Shard, make_plan
+from tasks.plan import Dispatcher, Plan, Shard, make_plan
 from tasks.progress import JobProgress, job_progress
 from tasks.render import RunContext, render_job, render_shard, warm_up, worker_lost_record
+from tasks.reproduce import write_lock
 from tasks.results import History, history, read_results
 from tasks.summary import RunSummary
 
@@ -55,6 +56,7 @@ def render_manifest(
     distributed = _on_dask()
     device = resolve_device(device) if not distributed else (device or "cpu")
     table, out_root, done, todo = pending(manifest, device, out, force)
+    write_lock(table, out_root)  # the expanded job table, revisions and input hashes resolved
     run = RunContext.new(out_root, device, table)
     plan = make_plan(todo, workers)
 
@@ -74,38 +76,59 @@ def render_manifest(
 
 
 def _render_on_dask(level: list[Shard], run: RunContext, attempts: dict[str, int], progress: JobProgress) -> None:
-    """Submit a level's shards to their preferred workers; hand the jobs of a lost worker to the others."""
-    import dask
-    from prefect.futures import as_completed
-
+    """Hand a level's shards to the workers as they free up; give the jobs of a lost worker to the others."""
     client = FlowRunContext.get().task_runner.client  # the runner's own: its cluster starts on first use
 
     shards, pending = level, [job for shard in level for job in shard.jobs]
     for _ in range(1 + RECOVERY_ROUNDS):
-        workers = client.scheduler_info()["workers"]
-        addresses = sorted(workers)
-        # a GPU resource only where every worker declares one: a task asking for it would wait forever
-        gpu_slots = all("GPU" in info.get("resources", {}) for info in workers.values())
-        futures = []
-        for shard in shards:
-            annotations = {"workers": [addresses[shard.worker % len(addresses)]], "allow_other_workers": True}
-            if gpu_slots:
-                annotations["resources"] = {"GPU": 1}
-            with dask.annotate(**annotations):
-                queued_at = datetime.now(timezone.utc)
-                futures.append(render_shard_task.submit(shard.name, shard.jobs, run, attempts, queued_at))
-        for future in as_completed(futures):
-            if future.state.is_completed():
-                for record in future.result():
-                    progress.finish(record)
+        addresses = sorted(client.scheduler_info()["workers"])
+        _dispatch(client, Dispatcher(shards, len(addresses)), addresses, run, attempts, progress)
         # the records on disk are the truth: a worker that died mid-shard wrote the jobs it finished
         recorded = {record["job_id"] for record in _records_of(run)}
         pending = [job for job in pending if job.job_id not in recorded]
         if not pending:
             return
-        shards = make_plan(pending, len(addresses)).shards  # what is left, over the workers still alive
+        shards = make_plan(pending, len(client.scheduler_info()["workers"]) or 1).shards  # what is left, on those alive
     for job in pending:
         progress.finish(worker_lost_record(job, run, attempts.get(job.job_id, 0) + 1))
+
+
+def _dispatch(client, dispatcher: Dispatcher, addresses: list[str], run, attempts, progress: JobProgress) -> None:
+    """One shard in flight per worker, the next one chosen by ``dispatcher`` when it finishes.
+
+    A shard is pinned to its worker but may run on another if that worker dies. A GPU resource is
+    asked for only where every worker declares one: a task asking for it would wait forever.
+    """
+    import dask
+    import distributed
+
+    gpu_slots = all("GPU" in info.get("resources", {}) for info in client.scheduler_info()["workers"].values())
+    queued_at = datetime.now(timezone.utc)  # every job of the level waits from now until a worker takes it
+    in_flight: dict[distributed.Future, tuple[int, object]] = {}
+    finished = distributed.as_completed(loop=client.loop)  # shards are added as they are handed out
+
+    def hand_out(slot: int) -> None:
+        if addresses[slot] not in client.scheduler_info()["workers"]:
+            return  # a lost worker: the others take its queue
+        shard = dispatcher.next_for(slot)
+        if shard is None:
+            return
+        annotations = {"workers": [addresses[slot]], "allow_other_workers": True}
+        if gpu_slots:
+            annotations["resources"] = {"GPU": 1}
+        with dask.annotate(**annotations):
+            future = render_shard_task.submit(shard.name, shard.jobs, run, attempts, queued_at)
+        in_flight[future.wrapped_future] = (slot, future)
+        finished.add(future.wrapped_future)
+
+    for slot in range(len(addresses)):
+        hand_out(slot)
+    for wrapped in finished:
+        slot, future = in_flight.pop(wrapped)
+        if future.state.is_completed():
+            for record in future.result():
+                progress.finish(record)
+        hand_out(slot)
 
 
 def _records_of(run: RunContext) -> list[dict]:

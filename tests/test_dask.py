@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.cluster import share_prefect_api
 from tasks.manifest import load_manifest
-from tasks.plan import make_plan, naive_loads
+from tasks.plan import Dispatcher, Shard, make_plan, naive_loads
 
 from .conftest import ROCKET
 
@@ -58,6 +58,28 @@ def test_a_large_model_group_spills_onto_the_idle_worker(tiny_svd, tmp_path):
     plan = make_plan(load_manifest(tmp_path / "one.yaml", "cpu").jobs, 2)
     assert plan.worker_costs()[0] == plan.worker_costs()[1]
     assert plan.loads == 2  # one model, loaded on both workers because balance demands it
+
+
+def test_a_worker_that_runs_dry_takes_queued_work_preferring_its_own_pipeline(tiny_svd, tmp_path):
+    jobs = load_manifest(two_models(tmp_path, tiny_svd, seeds=8), "cpu").jobs
+    plan = make_plan(jobs, 2)
+    dispatcher = Dispatcher(plan.shards, 2)
+    mine = [dispatcher.next_for(0) for _ in range(len(dispatcher.queues[0]))]
+    assert all(shard.worker == 0 for shard in mine) and dispatcher.stolen == 0  # its own shards first, in order
+    # worker 0 is dry while worker 1 has queued work of the other pipeline: it takes it, from the end of the queue
+    theirs = list(dispatcher.queues[1])
+    stolen = dispatcher.next_for(0)
+    assert stolen is theirs[-1] and dispatcher.stolen == 1
+    assert dispatcher.next_for(1) is theirs[0]  # the owner goes on with its own run of shards
+
+    # with work of both pipelines queued elsewhere, a dry worker takes the pipeline it holds
+    a, b = ([job for job in jobs if job.model == model] for model in ("tiny-svd", str(tmp_path / "other-svd")))
+    shards = [Shard(0, 0, 0, a[:1]), *(Shard(i, 0, 1, [job]) for i, job in enumerate([b[0], b[1], a[1], b[2]], 1))]
+    dispatcher = Dispatcher(shards, 2)
+    assert dispatcher.next_for(0).jobs == a[:1]
+    assert dispatcher.next_for(0).jobs == [a[1]]  # not the last queued shard, but the one of its pipeline
+    assert dispatcher.next_for(0).jobs == [b[2]] and dispatcher.next_for(1).jobs == [b[0]]
+    assert dispatcher.next_for(0).jobs == [b[1]] and dispatcher.next_for(0) is None and dispatcher.queued == 0
 
 
 def test_two_workers_render_every_job_once_loading_each_pipeline_once_per_worker(tiny_svd, tmp_path, fresh_pipeline_cache):
