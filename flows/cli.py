@@ -1,4 +1,5 @@
-"""``videosweep``: run, plan, validate, models.
+"""``videosweep``: run, plan, validate, models, results, rerun, show, export-manifest, inspect;
+submit, status, cancel, worker (queued runs on a Prefect server).
 
 Exit codes: 0 all good; 1 some jobs failed (the others finished); 2 nothing was done because
 the input was wrong (the message says where and how to fix it).
@@ -6,14 +7,16 @@ the input was wrong (the message says where and how to fix it).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, NoReturn, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 import flows  # noqa: F401  (quiet, offline defaults before Prefect or diffusers load)
+from tasks.watchdog import DEFAULT_HANG_TIMEOUT_S
 
 app = typer.Typer(
     help="Declarative batch rendering for video diffusion models.",
@@ -59,14 +62,24 @@ def run(
     dask_address: Annotated[
         Optional[str], typer.Option("--dask-address", help="an existing Dask scheduler, e.g. tcp://host:8786")
     ] = None,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="render only the jobs whose last attempt failed")
+    ] = False,
+    hang_timeout: Annotated[
+        float, typer.Option("--hang-timeout", min=0, help="cancel a job after this many seconds without progress (0: never)")
+    ] = DEFAULT_HANG_TIMEOUT_S,
 ) -> None:
     """Render every job of MANIFEST; jobs already rendered into the output root are skipped."""
     table = _load(manifest, device)  # fail fast, before Prefect starts
     from flows.render import run_manifest
+    from tasks.outroot import NoRoom, RootBusy
 
     try:
-        summary = run_manifest(str(manifest), str(out_dir) if out_dir else None, table.device, force, workers, dask_address)
-    except ValueError as exc:  # a setup that cannot run (workers, cluster): say why, plainly
+        summary = run_manifest(
+            str(manifest), str(out_dir) if out_dir else None, table.device, force, workers, dask_address,
+            retry_failed=retry_failed, hang_timeout=hang_timeout or None,
+        )
+    except (ValueError, RootBusy, NoRoom) as exc:  # a setup that cannot run (workers, cluster, busy root, disk)
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     typer.echo(summary.format())
@@ -144,6 +157,81 @@ def models() -> None:
         _print_params(title, module.Params, extra=extra)
 
 
+OutArg = Annotated[Path, typer.Argument(help="an output root (the folder holding results/)")]
+JobArg = Annotated[str, typer.Argument(help="a job id, or a unique prefix of one")]
+
+
+@app.command()
+def rerun(
+    out_root: OutArg,
+    job_id: JobArg,
+    into: Annotated[Optional[Path], typer.Option("--into", help="output root of the rerun (default: OUT/reruns)")] = None,
+    sets: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", help="key=value (repeatable): render a new job, linked to this one, with these values"),
+    ] = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Render a recorded job again from its record; say whether the video is bit-identical, or make a derived job (--set)."""
+    from tasks.devices import resolve_device
+    from tasks.reproduce import plan_rerun, run_rerun
+
+    try:
+        planned = plan_rerun(out_root, job_id, sets or [], resolve_device(device), into)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    for line in planned.differences:
+        typer.echo(f"differs from the record: {line}")
+    for line in planned.notes:
+        typer.echo(line)
+    typer.echo(f"rendering job {planned.job.job_id} into {planned.into}")
+    outcome = run_rerun(planned)
+    typer.echo(outcome.message)
+    raise typer.Exit(0 if outcome.record["status"] == "ok" else 1)
+
+
+@app.command()
+def show(out_root: OutArg, job_id: JobArg) -> None:
+    """Print the full record of a job (its latest ok attempt), readable."""
+    from tasks.reproduce import find_record, readable
+
+    try:
+        typer.echo(readable(find_record(out_root, job_id)), nl=False)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command("export-manifest")
+def export_manifest(
+    out_root: OutArg,
+    where: Annotated[
+        Optional[str], typer.Option("--where", help="a pandas query on the results, e.g. 'motion_bucket_id == 127'")
+    ] = None,
+) -> None:
+    """Print a YAML manifest that renders exactly the selected jobs of OUT (same job ids)."""
+    from tasks.reproduce import export_manifest as export
+
+    try:
+        typer.echo(export(out_root, where), nl=False)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def inspect(video: Annotated[Path, typer.Argument(help="an mp4 rendered by videosweep")]) -> None:
+    """Print the record a video carries in its container metadata."""
+    from tasks.reproduce import read_embedded_record, readable
+
+    try:
+        typer.echo(readable(read_embedded_record(video)), nl=False)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
 def _print_params(title: str, model, skip=(), extra: dict[str, str] | None = None) -> None:
     listing = Table(title=title, title_justify="left")
     for column in ("key", "type", "default", "allowed", "meaning"):
@@ -171,6 +259,230 @@ def _type_name(annotation) -> str:
     if typing.get_origin(annotation) is typing.Literal:
         return " | ".join(map(str, typing.get_args(annotation)))
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+@app.command()
+def results(
+    out_root: Annotated[Path, typer.Argument(help="an output root: the folder that holds results/")],
+    where: Annotated[
+        Optional[str], typer.Option("--where", help="a pandas query over the columns: 'seed == 42 and status == \"ok\"'")
+    ] = None,
+    columns: Annotated[
+        Optional[str],
+        typer.Option("--columns", help="comma-separated (default: job, varying parameters, status, total_s, metrics)"),
+    ] = None,
+    sort: Annotated[
+        Optional[str], typer.Option("--sort", help="comma-separated columns, '-' before one for descending: -motion_score")
+    ] = None,
+    fmt: Annotated[Literal["table", "csv", "json", "parquet"], typer.Option("--format")] = "table",
+    summary: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--summary/--no-summary",
+            help="means by value of each varying parameter (default: after the table; csv/json/parquet: instead of rows)",
+        ),
+    ] = None,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", help="file for csv/json/parquet (parquet needs one; else stdout)")
+    ] = None,
+) -> None:
+    """Show the latest attempt of each job in OUT's results table: selected, sorted, summarised by parameter."""
+    from tasks.query import (
+        QueryError,
+        export,
+        latest_attempts,
+        parameter_summary,
+        rich_table,
+        root_summary,
+        select,
+        with_swept_columns,
+    )
+    from tasks.results import RESULTS_DIR, read_results
+
+    if not any((out_root / RESULTS_DIR).glob("part-*.parquet")):
+        _refuse(f"no results under {out_root / RESULTS_DIR}: give the --out folder of a run (outputs/<manifest name>)")
+    if fmt == "parquet" and output is None:
+        _refuse("--format parquet writes a file: add --output FILE.parquet")
+    if fmt == "table" and output is not None:
+        _refuse("--output needs --format csv, json or parquet")
+    attempts = read_results(out_root)
+    table = with_swept_columns(latest_attempts(attempts))
+    try:
+        rows = select(table, where, list(table.columns), sort)  # every column: the summary averages what is not shown
+        shown = select(rows, columns=[name.strip() for name in columns.split(",")] if columns else None)
+        per_value = parameter_summary(rows) if summary or (summary is None and fmt == "table") else None
+    except QueryError as exc:
+        _refuse(str(exc))
+    if fmt != "table":
+        text = export(per_value if summary else shown, fmt, output)
+        if text is not None:
+            typer.echo(text, nl=False)
+        return
+    facts = root_summary(attempts).items()
+    out.print("; ".join(f"{label}: {text}" for label, text in facts if text))
+    out.print(rich_table(shown, title=f"{len(shown)} of {len(table)} jobs (latest attempt of each)"))
+    if per_value is None:
+        return
+    for parameter, group in per_value.groupby("parameter", sort=False):
+        by_value = group.drop(columns="parameter").rename(columns={"value": parameter})
+        out.print(rich_table(by_value, title=f"by {parameter} (time and metrics: means over ok jobs)"))
+
+
+@app.command()
+def grid(
+    out_root: Annotated[Path, typer.Argument(help="an output root: the folder that holds results/ and videos/")],
+    x: Annotated[str, typer.Option("--x", help="the parameter along the columns")],
+    y: Annotated[Optional[str], typer.Option("--y", help="the parameter along the rows")] = None,
+    z: Annotated[Optional[str], typer.Option("--z", help="one grid per value of this parameter")] = None,
+    where: Annotated[
+        Optional[str], typer.Option("--where", help="a pandas query on the results, e.g. 'seed == 42'")
+    ] = None,
+    fit: Annotated[
+        Literal["hold", "loop"], typer.Option("--fit", help="what a clip shorter than the grid does at its end")
+    ] = "hold",
+    max_width: Annotated[int, typer.Option("--max-width", min=64, help="the grid's largest width in pixels")] = 1920,
+    max_height: Annotated[int, typer.Option("--max-height", min=64, help="the grid's largest height in pixels")] = 1080,
+) -> None:
+    """Draw sweep grids (mp4, animated WebP, JSON sidecar) of OUT's videos into OUT/grids/; print the files."""
+    from tasks.grid import draw_grids
+
+    try:
+        grids = draw_grids(out_root, x, y, z, where=where, fit=fit, max_width=max_width, max_height=max_height)
+    except ValueError as exc:
+        _refuse(str(exc))
+    for drawn in grids:
+        for path in (drawn.mp4, drawn.preview, drawn.sidecar):
+            if path is not None:
+                typer.echo(str(path))
+
+
+def _refuse(message: str) -> NoReturn:
+    """Print why the input is wrong and exit 2 (no traceback)."""
+    typer.echo(message, err=True)
+    raise typer.Exit(2)
+
+
+# -- queued runs on a Prefect server (flows/queue.py) ------------------------------------------------
+
+RunArg = Annotated[str, typer.Argument(help="a submitted run's name (e.g. crimson-lemur) or a prefix of its id")]
+
+
+@contextmanager
+def _server_errors():
+    """A missing server, an unknown run or a refused change: one plain line and exit 2."""
+    try:
+        yield
+    except (ValueError, LookupError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def submit(
+    manifest: ManifestArg,
+    at: Annotated[
+        Optional[str],
+        typer.Option("--at", help="start at HH:MM (its next occurrence) or an ISO date and time (default: now)"),
+    ] = None,
+    priority: Annotated[int, typer.Option("--priority", min=1, max=5, help="1 runs first ... 5 last")] = 3,
+    out_dir: Annotated[
+        Optional[Path], typer.Option("--out", help="output root (default: outputs/<manifest name>, from here)")
+    ] = None,
+    device: DeviceOpt = None,
+    workers: WorkersOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="render again jobs that already have a video")] = False,
+) -> None:
+    """Queue MANIFEST on the Prefect server (PREFECT_API_URL) for `videosweep worker`; a frozen copy of it runs."""
+    from datetime import datetime
+
+    table = _load(manifest, device)  # checked here, on this machine; the worker's device if --device is not given
+    from flows.queue import api_client
+    from flows.queue import submit as queue_run
+    from flows.render import default_out_root
+    from tasks.submission import freeze_manifest, start_time
+
+    with _server_errors():
+        when = start_time(at, datetime.now()) if at else None
+        out_root = (out_dir or default_out_root(table.name)).resolve()
+        with api_client() as client:
+            copy = freeze_manifest(manifest, out_root)
+            run = queue_run(client, copy, out_root, len(table.jobs), when, priority, device, workers, force)
+    starts = when.strftime("%Y-%m-%d %H:%M") if when else "as soon as a worker is free"
+    typer.echo(f"queued {run.name} ({run.id}): {table.name}, {len(table.jobs)} jobs, priority {priority}")
+    typer.echo(f"starts:   {starts}")
+    typer.echo(f"manifest: {copy}")
+    typer.echo(f"output:   {out_root}")
+
+
+@app.command()
+def status(
+    run: Annotated[Optional[str], typer.Argument(help="a run's name or id prefix: its jobs and ETA")] = None,
+) -> None:
+    """Submitted runs (queued, running, finished), or one run's jobs done / failed / running and its ETA."""
+    from datetime import datetime, timedelta, timezone
+
+    from flows.queue import api_client, find_run, run_progress, submitted_runs
+
+    with _server_errors(), api_client() as client:
+        if run is None:
+            runs = submitted_runs(client)
+            # plain columns, not a rich table: paths stay whole and greppable at any width
+            rows = [("run", "id", "state", "queue", "scheduled", "manifest", "output")]
+            for each in runs:
+                when, manifest = _local(each.expected_start_time), Path(each.parameters["manifest"]).name
+                queue, output = each.work_queue_name, each.parameters["out"]
+                rows.append((each.name, str(each.id)[:8], each.state_name, queue, when, manifest, output))
+            widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+            typer.echo(f"{len(runs)} submitted runs, latest first")
+            for row in rows:
+                typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+            return
+        found = find_run(client, run)
+        progress = run_progress(client, found)
+    typer.echo(f"{found.name} ({found.id}): {found.state_name}")
+    typer.echo(f"manifest: {found.parameters['manifest']}")
+    typer.echo(f"output:   {found.parameters['out']}")
+    started = found.start_time if found.run_count else None  # a run cancelled while queued never started
+    times = [("scheduled", found.expected_start_time), ("started", started), ("ended", found.end_time)]
+    typer.echo("; ".join(f"{label} {_local(moment)}" for label, moment in times if moment))
+    typer.echo(progress.format())
+    if found.state is not None and not found.state.is_final():
+        eta = progress.eta_s
+        if eta is None:
+            typer.echo("ETA: once the first job has finished")
+        elif found.state.is_running():
+            typer.echo(f"ETA: {eta:.0f} s (about {_local(datetime.now(timezone.utc) + timedelta(seconds=eta))})")
+        else:
+            typer.echo(f"ETA: {eta:.0f} s of rendering, once it starts")
+
+
+@app.command()
+def cancel(run: RunArg) -> None:
+    """Cancel a submitted run: a queued one at once, a running one through its worker."""
+    from flows.queue import api_client, find_run
+    from flows.queue import cancel as cancel_run
+
+    with _server_errors(), api_client() as client:
+        found = find_run(client, run)
+        typer.echo(f"{found.name}: {cancel_run(client, found)}")
+
+
+@app.command()
+def worker(
+    pool: Annotated[
+        Optional[str], typer.Option("--pool", help="work pool to serve (default: prefect.yaml's, videosweep)")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="runs at once (each uses every GPU it sees)")] = 1,
+) -> None:
+    """Serve submitted runs on this machine, one after another (PREFECT_API_URL: the Prefect server)."""
+    from flows.queue import serve
+
+    with _server_errors():
+        serve(pool, limit)
+
+
+def _local(moment) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else ""
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ jobs on one worker, whose pipeline cache lives as long as the worker.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -24,8 +25,11 @@ from tasks.plan import Dispatcher, Plan, Shard, make_plan
 from tasks.progress import JobProgress, job_progress
 from tasks.render import RunContext, render_job, render_shard, warm_up, worker_lost_record
 from tasks.reproduce import write_lock
+from tasks.outroot import check_room, claim
+from tasks.report import Outputs, draw_outputs, results_rows, summary_markdown
 from tasks.results import History, history, read_results
 from tasks.summary import RunSummary
+from tasks.watchdog import DEFAULT_HANG_TIMEOUT_S
 
 from .cluster import dask_runner, share_prefect_api, worker_count
 
@@ -48,31 +52,64 @@ def render_shard_task(name: str, jobs: list[Job], run: RunContext, attempts: dic
     return render_shard(jobs, run, attempts, queued_at)
 
 
+@task(name="grids-and-report", cache_policy=NO_CACHE)
+def draw_outputs_task(out_root: Path, grids: list[dict], job_ids: list[str]) -> Outputs:
+    return draw_outputs(out_root, grids, job_ids)
+
+
 @flow(name="videosweep-run", validate_parameters=False)
 def render_manifest(
-    manifest: str, out: str | None = None, device: str | None = None, force: bool = False, workers: int = 1
+    manifest: str,
+    out: str | None = None,
+    device: str | None = None,
+    force: bool = False,
+    workers: int = 1,
+    retry_failed: bool = False,
+    hang_timeout: float | None = DEFAULT_HANG_TIMEOUT_S,
 ) -> RunSummary:
-    """Render every job of ``manifest`` not yet rendered into ``out`` (all of them with ``force``)."""
+    """Render every job of ``manifest`` not yet rendered into ``out`` (all of them with ``force``).
+
+    ``retry_failed`` renders only the jobs whose last attempt failed; ``hang_timeout`` cancels a
+    job after that many seconds without progress.
+    """
     distributed = _on_dask()
     device = resolve_device(device) if not distributed else (device or "cpu")
-    table, out_root, done, todo = pending(manifest, device, out, force)
-    write_lock(table, out_root)  # the expanded job table, revisions and input hashes resolved
-    run = RunContext.new(out_root, device, table)
-    plan = make_plan(todo, workers)
+    table, out_root, done, todo = pending(manifest, device, out, force, retry_failed)
+    run = RunContext.new(out_root, device, table, hang_timeout)
+    with claim(out_root, run.run_id, table.name):  # one run per output root; ends what a killed run left
+        check_room(out_root, todo)
+        write_lock(table, out_root)  # the expanded job table, revisions and input hashes resolved
+        plan = make_plan(todo, workers)
+        if distributed and todo:
+            # every worker imports torch and diffusers now, all at once, rather than in its first job
+            FlowRunContext.get().task_runner.client.run(warm_up)
+        started = time.perf_counter()
+        with job_progress(len(todo)) as progress:
+            for level in plan.levels:
+                if distributed:
+                    _render_on_dask(level, run, done.attempts, progress)
+                else:
+                    for job in (job for shard in level for job in shard.jobs):
+                        progress.start(job)
+                        progress.finish(render_job_task(job, run, done.attempts.get(job.job_id, 0) + 1))
+                        if progress.stopped:
+                            break
+                if progress.stopped:  # the disk is full: what is done is recorded, the rest waits for a rerun
+                    break
+        records, wall_s = _records_of(run), time.perf_counter() - started
+        # grids and report where the workers are (no frames in this process), then the UI's artifacts
+        outputs = draw_outputs_task.submit(out_root, table.grids, [job.job_id for job in table.jobs]).result()
+        _publish(table.name, out_root, outputs)
+    return RunSummary.of(run, total=len(table.jobs), records=records, wall_s=wall_s, outputs=outputs)
 
-    if distributed and todo:
-        # every worker imports torch and diffusers now, all at once, rather than in its first job
-        FlowRunContext.get().task_runner.client.run(warm_up)
-    started = time.perf_counter()
-    with job_progress(len(todo)) as progress:
-        for level in plan.levels:
-            if distributed:
-                _render_on_dask(level, run, done.attempts, progress)
-            else:
-                for job in (job for shard in level for job in shard.jobs):
-                    progress.start(job)
-                    progress.finish(render_job_task(job, run, done.attempts.get(job.job_id, 0) + 1))
-    return RunSummary.of(run, total=len(table.jobs), records=_records_of(run), wall_s=time.perf_counter() - started)
+
+def _publish(name: str, out_root: Path, outputs: Outputs) -> None:
+    """The summary and the results table as artifacts of this flow run, for the Prefect UI."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    key = "videosweep-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    create_markdown_artifact(summary_markdown(out_root, outputs), key=f"{key}-summary", description=str(out_root))
+    create_table_artifact(results_rows(out_root), key=f"{key}-results", description=f"results of {out_root}")
 
 
 def _render_on_dask(level: list[Shard], run: RunContext, attempts: dict[str, int], progress: JobProgress) -> None:
@@ -86,7 +123,7 @@ def _render_on_dask(level: list[Shard], run: RunContext, attempts: dict[str, int
         # the records on disk are the truth: a worker that died mid-shard wrote the jobs it finished
         recorded = {record["job_id"] for record in _records_of(run)}
         pending = [job for job in pending if job.job_id not in recorded]
-        if not pending:
+        if not pending or progress.stopped:
             return
         shards = make_plan(pending, len(client.scheduler_info()["workers"]) or 1).shards  # what is left, on those alive
     for job in pending:
@@ -108,7 +145,7 @@ def _dispatch(client, dispatcher: Dispatcher, addresses: list[str], run, attempt
     finished = distributed.as_completed(loop=client.loop)  # shards are added as they are handed out
 
     def hand_out(slot: int) -> None:
-        if addresses[slot] not in client.scheduler_info()["workers"]:
+        if progress.stopped or addresses[slot] not in client.scheduler_info()["workers"]:
             return  # a lost worker: the others take its queue
         shard = dispatcher.next_for(slot)
         if shard is None:
@@ -150,13 +187,16 @@ def run_manifest(
     force: bool = False,
     workers: int | None = None,
     dask_address: str | None = None,
+    retry_failed: bool = False,
+    hang_timeout: float | None = DEFAULT_HANG_TIMEOUT_S,
 ) -> RunSummary:
     """Run the flow here, or with its tasks on Dask: a local cluster of ``workers``, or ``dask_address``."""
     device = device or resolve_device(None)
     slots = worker_count(workers, device)
     runner = dask_runner(slots, dask_address, device)
+    options = {"force": force, "retry_failed": retry_failed, "hang_timeout": hang_timeout}
     if runner is None:
-        return render_manifest(manifest, out, device, force, 1)
+        return render_manifest(manifest, out, device, workers=1, **options)
     share_prefect_api()
     if dask_address:
         from distributed import Client
@@ -165,14 +205,18 @@ def run_manifest(
             slots = len(client.scheduler_info()["workers"])
     # a worker pinned to one GPU sees it as "cuda"
     worker_device = "cuda" if device.startswith("cuda") else device
-    return render_manifest.with_options(task_runner=runner)(manifest, out, worker_device, force, slots)
+    return render_manifest.with_options(task_runner=runner)(manifest, out, worker_device, workers=slots, **options)
 
 
-def pending(manifest: str, device: str, out: str | None, force: bool) -> tuple[Manifest, Path, History, list[Job]]:
+def pending(
+    manifest: str, device: str, out: str | None, force: bool, retry_failed: bool = False
+) -> tuple[Manifest, Path, History, list[Job]]:
     """The validated manifest, its output root, what earlier runs left there, and the jobs still to render."""
     table = load_manifest(manifest, device)
     out_root = Path(out) if out else default_out_root(table.name)
     done = history(out_root)
+    if retry_failed:
+        return table, out_root, done, [job for job in table.jobs if job.job_id in done.failed]
     return table, out_root, done, [job for job in table.jobs if force or job.job_id not in done.finished]
 
 

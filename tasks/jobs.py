@@ -41,6 +41,7 @@ class Job(BaseModel):
     component_revisions: dict[str, str] = {}  # name -> hub commit or "sha256:" of the folder
     depends_on: list[str] = []  # job ids whose videos this job takes as input ("@<job_id>" values)
     options: dict[str, Any] = {}  # the pipeline options the row set (tasks.tuning)
+    parent_job_id: str | None = None  # the job `rerun --set` derived this one from (not part of the id)
 
     @property
     def load_options(self) -> LoadOptions:

@@ -198,6 +198,29 @@ def load_manifest(path: str | Path, device: str) -> Manifest:
     return Manifest(path=path, name=name, sha256=file_sha256(path), device=device, jobs=jobs, grids=grids)
 
 
+def job_from_row(
+    values: dict[str, Any],
+    device: str,
+    *,
+    where: str,
+    origin: str = "row",
+    coords: dict[str, Any] | None = None,
+    index: int = 0,
+    base_dir: Path | None = None,
+) -> Job:
+    """One row's values -> its Job, checked exactly as a manifest row is; ManifestError (under ``where``) if not valid.
+
+    For rows that do not come from a manifest file (a rerun of a recorded job); relative paths
+    resolve against ``base_dir`` (default: the working directory). ``"@<job_id>"`` inputs are
+    taken as is: that job's video.
+    """
+    checker = _RowChecker(base_dir=(base_dir or Path.cwd()).resolve(), device=device)
+    job = checker.check(index, _Entry(values, origin, coords or {}))
+    if job is None:
+        raise ManifestError(Path(where), checker.problems)
+    return job
+
+
 def _references(entry: _Entry) -> dict[str, str]:
     """The keys of a row that name another row's output (``"@name"``), and those names."""
     return {

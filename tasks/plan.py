@@ -22,17 +22,17 @@ from .jobs import Job
 MAX_SHARD_JOBS = 8
 
 
-def job_cost(job: Job) -> float:
-    """Estimated cost in megapixel-frame-steps: frames x height x width x denoising steps / 1e6.
-
-    Family defaults stand in where the row left a value to the pipeline (16 frames, 512 px, 25 steps).
-    """
+def video_shape(job: Job) -> tuple[int, int, int]:
+    """(frames, height, width) of a job's video; 16 frames of 512 px where the row left them to the pipeline."""
     params = job.params
     frames = params.get("num_frames") or params.get("video_length") or 16
-    height = params.get("height") or 512
-    width = params.get("width") or 512
-    steps = params.get("num_inference_steps") or 25
-    return frames * height * width * steps / 1e6
+    return frames, params.get("height") or 512, params.get("width") or 512
+
+
+def job_cost(job: Job) -> float:
+    """Estimated cost in megapixel-frame-steps: frames x height x width x denoising steps / 1e6 (25 steps if unset)."""
+    frames, height, width = video_shape(job)
+    return frames * height * width * (job.params.get("num_inference_steps") or 25) / 1e6
 
 
 @dataclass

@@ -12,16 +12,21 @@ from .jobs import Job
 
 
 class JobProgress:
+    """The bar, fed every record of the run as it arrives; ``stopped`` once a record says the run cannot go on."""
+
     def __init__(self, progress: Progress, total: int) -> None:
         self._progress = progress
         self._task = progress.add_task("rendering", total=total, job="")
+        self.stopped = False  # the output disk is full: hand out no more jobs
 
     def start(self, job: Job) -> None:
         self._progress.update(self._task, job=f"{job.job_id} {job.label()}")
 
     def finish(self, record: dict) -> None:
         if record["status"] != "ok":
-            self._progress.console.print(f"[red]failed[/red] {record['job_id']}: {record['error_type']}: {record['error']}")
+            line = f"[red]{record['status']}[/red] {record['job_id']}: {record['error_type']}: {record['error']}"
+            self._progress.console.print(line, markup=True, highlight=False)
+        self.stopped = self.stopped or record.get("error_type") == "DiskFull"
         self._progress.advance(self._task)
 
 

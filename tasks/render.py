@@ -6,9 +6,11 @@ that a task shipped to another process by value still finds that process's one c
 
 from __future__ import annotations
 
+import errno
 import gc
 import json
 import os
+import shutil
 import socket
 import time
 import traceback
@@ -20,12 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from .jobs import Job, job_video_path
+from .memory import OutOfMemory, is_out_of_memory, ladder
 from .metrics import video_metrics
 from .models import FAMILIES, ensure_built, file_sha256, known_models
 from .models.base import conditioning_image
 from .provenance import environment, gpu_name
+from .reproduce import METADATA_TAG, embedded_record, keep_inputs
 from .results import RESULTS_DIR, input_hash_column, write_record
 from .tuning import Baseline, prepare_job, prepare_load
+from .watchdog import watchdog
 from .video import write_mp4
 
 @dataclass(frozen=True)
@@ -38,11 +43,13 @@ class RunContext:
     manifest_name: str
     manifest_path: str
     manifest_sha256: str
+    hang_timeout_s: float | None = None  # cancel a job after this long without progress (tasks.watchdog)
 
     @classmethod
-    def new(cls, out_root: Path, device: str, manifest) -> RunContext:
+    def new(cls, out_root: Path, device: str, manifest, hang_timeout_s: float | None = None) -> RunContext:
         run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-        return cls(run_id, out_root, device, manifest.name, str(manifest.path.resolve()), manifest.sha256)
+        path = str(manifest.path.resolve())
+        return cls(run_id, out_root, device, manifest.name, path, manifest.sha256, hang_timeout_s)
 
 
 class PipelineCache:
@@ -154,6 +161,14 @@ class SourceNotRendered(RuntimeError):
     """A job whose input is another job's video, which does not exist: recorded as skipped."""
 
 
+#: Below this much free space on the output disk, a failed export counts as a full disk.
+MIN_FREE_BYTES = 64 * 2**20
+
+
+class DiskFull(OSError):
+    """The output disk is full: the run stops (jobs already recorded are kept)."""
+
+
 class PipelineLoadError(RuntimeError):
     """A pipeline that could not be loaded, reported again for each job that needed it."""
 
@@ -192,6 +207,8 @@ def render_shard(jobs: list[Job], run: RunContext, attempts: dict[str, int], que
         attempt = attempts.get(job.job_id, 0) + 1
         if not any((run.out_root / RESULTS_DIR).glob(f"part-*-{job.job_id}-{attempt}.parquet")):
             records.append(render_job(job, run, attempt, queued_at))
+            if records[-1].get("error_type") == DiskFull.__name__:
+                break  # the run stops: the rest of the shard is left for the next run
     return records
 
 
@@ -204,28 +221,19 @@ def render_job(job: Job, run: RunContext, attempt: int = 1, queued_at: datetime 
 
     started_at = datetime.now(timezone.utc)
     started = time.perf_counter()
-    module = FAMILIES[job.family]
     record = _base_record(job, run, attempt, started_at)
     record["queued_at"] = queued_at or started_at
     cuda = run.device.startswith("cuda")
     try:
-        # 1. the pipeline, loaded once per process, set up for this job
-        pipe, baseline, load_s, hit = pipeline_cache().get(job, run.device, run.run_id)
-        prepare_job(pipe, job.options, baseline)
-        record.update(load_s=load_s, cache_hit=hit, pipeline_class=type(pipe).__name__)
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(run.device)
-
-        # 2. inputs taken from other jobs must exist: a failed source skips its dependants
+        # 1. inputs taken from other jobs must exist: a failed source skips its dependants;
+        #    input files are kept by hash under OUT/inputs/, where a rerun finds them
         missing = [source for source in job.depends_on if not (run.out_root / job_video_path(source)).is_file()]
         if missing:
             raise SourceNotRendered(f"input job {', '.join(missing)} has no video (it failed or was not rendered)")
+        keep_inputs(job, run.out_root)
 
-        # 3. denoise and decode, seeded on the generator device
-        generator_device = run.device if job.generator_device == "cuda" else "cpu"
-        generator = torch.Generator(generator_device).manual_seed(job.seed)
-        params = job.typed_params(run.out_root)
-        rendered = module.render(pipe, params, generator, run.device)
+        # 2. the pipeline (loaded once per process), denoise and decode: one rung lighter after running out of memory
+        pipe, rendered, params = _render_on_ladder(job, run, record)
         scheduler = rendered.scheduler or pipe.scheduler
         record.update(
             scheduler_class=type(scheduler).__name__,
@@ -234,10 +242,16 @@ def render_job(job: Job, run: RunContext, attempt: int = 1, queued_at: datetime 
         if cuda:
             record["peak_gpu_mem_bytes"] = torch.cuda.max_memory_allocated(run.device)
 
-        # 4. export, then account for it
+        # 3. export (the mp4 carries its record), then account for it
         exporting = time.perf_counter()
         relative = job_video_path(job.job_id)
-        height, width = write_mp4(rendered.frames, rendered.fps, run.out_root / relative)
+        metadata = {METADATA_TAG: embedded_record(record)}
+        try:
+            height, width = write_mp4(rendered.frames, rendered.fps, run.out_root / relative, metadata=metadata)
+        except Exception as exc:  # ffmpeg reports a full disk as a broken pipe: look at the disk
+            if getattr(exc, "errno", None) == errno.ENOSPC or shutil.disk_usage(run.out_root).free < MIN_FREE_BYTES:
+                raise DiskFull(f"no space left on the disk of {run.out_root}: free some and run again") from exc
+            raise
         record.update(
             status="ok",
             video_path=relative,
@@ -258,6 +272,43 @@ def render_job(job: Job, run: RunContext, attempt: int = 1, queued_at: datetime 
     record.update(total_s=time.perf_counter() - started, finished_at=datetime.now(timezone.utc))
     write_record(run.out_root, record)
     return record
+
+
+def _render_on_ladder(job: Job, run: RunContext, record: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """Load, set up and render ``job`` (tasks.memory): the pipeline, the rendered video and the typed parameters."""
+    import torch
+
+    cuda = run.device.startswith("cuda")
+    fallbacks: list[str] = []
+    tried: list[tuple] = []  # what each rung really ran with, after options its pipeline lacks were left out
+    for rung, attempt in ladder(job, run.device):
+        added = {key for key in attempt.options if key not in job.options}
+        try:
+            pipe, baseline, load_s, hit = pipeline_cache().get(attempt, run.device, run.run_id)
+            skipped = prepare_job(pipe, attempt.options, baseline, best_effort=added)
+            setup = ({k: v for k, v in attempt.options.items() if k not in skipped}, attempt.params)
+            if setup in tried:
+                continue  # this rung changes nothing this pipeline supports
+            tried.append(setup)
+            record.update(load_s=load_s, cache_hit=hit, pipeline_class=type(pipe).__name__)
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(run.device)
+            # seeded on the generator device, afresh on each rung
+            generator_device = run.device if job.generator_device == "cuda" else "cpu"
+            generator = torch.Generator(generator_device).manual_seed(job.seed)
+            params = attempt.typed_params(run.out_root)
+            with watchdog(run.hang_timeout_s):
+                rendered = FAMILIES[job.family].render(pipe, params, generator, run.device)
+            record.update(memory_rung=rung, memory_fallbacks=json.dumps(fallbacks) if fallbacks else None)
+            return pipe, rendered, params
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            fallbacks.append(f"{rung}: {type(exc).__name__}: {str(exc)[:300]}")
+        pipe = rendered = None  # what the failed rung held goes before the next one loads
+        _free_memory(run.device)
+    record["memory_fallbacks"] = json.dumps(fallbacks)
+    raise OutOfMemory(f"out of memory on every rung of the memory ladder ({len(fallbacks)} tried): {fallbacks[-1]}")
 
 
 def worker_lost_record(job: Job, run: RunContext, attempt: int) -> dict[str, Any]:
@@ -300,6 +351,14 @@ def _base_record(job: Job, run: RunContext, attempt: int, started_at: datetime) 
         "generator_device": job.generator_device,
         "params_json": json.dumps(params, sort_keys=True),
         "options_json": json.dumps(job.options, sort_keys=True),
+        "components_json": json.dumps(
+            {
+                name: {"source": source, "revision": job.component_revisions.get(name)}
+                for name, source in job.components.items()
+            },
+            sort_keys=True,
+        ),
+        "parent_job_id": job.parent_job_id,
         **params,
         **{input_hash_column(name): digest for name, digest in job.input_sha256.items()},
         **environment(),

@@ -51,6 +51,8 @@ _FIXED = [
     ("generator_device", pa.string()),
     ("params_json", pa.string()),
     ("options_json", pa.string()),  # pipeline options the row set: scheduler, offload, FreeU...
+    ("components_json", pa.string()),  # separately stored parts: name -> {source, revision}
+    ("parent_job_id", pa.string()),  # the job `videosweep rerun --set` derived this one from
 ]
 _OUTPUT = [
     ("video_path", pa.string()),  # relative to the output root
@@ -66,6 +68,8 @@ _OUTPUT = [
     ("export_s", pa.float64()),  # mp4 encode + write
     ("total_s", pa.float64()),  # the whole job, load included
     ("peak_gpu_mem_bytes", pa.int64()),
+    ("memory_rung", pa.string()),  # the rung of the memory ladder that rendered it (tasks.memory): "asked" first
+    ("memory_fallbacks", pa.string()),  # JSON list of the rungs that ran out of memory before it
     *((name, pa.float64()) for name in METRICS),  # tasks.metrics: motion, flicker, first-frame fidelity
     ("python_version", pa.string()),
     ("torch_version", pa.string()),
@@ -152,10 +156,12 @@ class History:
 
     finished: frozenset[str]  # jobs with an ``ok`` record whose video is still on disk: a rerun skips them
     attempts: dict[str, int]  # records per job: the next attempt is one more
+    failed: frozenset[str]  # jobs with records but no video: what ``--retry-failed`` renders
 
 
 def history(out_root: Path) -> History:
     table = read_results(out_root, ["job_id", "status", "video_path"])
     done = table[table["status"] == "ok"]
     finished = {job_id for job_id, video in zip(done["job_id"], done["video_path"]) if (out_root / video).is_file()}
-    return History(frozenset(finished), table["job_id"].value_counts().to_dict())
+    failed = set(table["job_id"]) - finished
+    return History(frozenset(finished), table["job_id"].value_counts().to_dict(), frozenset(failed))

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .render import RunContext
+from .grid import GRIDS_DIR
+from .report import Outputs
 from .results import RESULTS_DIR
 
 
@@ -20,9 +22,10 @@ class RunSummary:
     seconds_per_video: float | None  # mean total_s of the videos rendered in this run
     wall_s: float  # the rendering of this run, start to end (workers in parallel)
     failures: list[str] = field(default_factory=list)  # "job_id: ErrorType: message"
+    outputs: Outputs = field(default_factory=Outputs)  # grids and report drawn after the jobs
 
     @classmethod
-    def of(cls, run: RunContext, total: int, records: list[dict], wall_s: float) -> RunSummary:
+    def of(cls, run: RunContext, total: int, records: list[dict], wall_s: float, outputs: Outputs | None = None) -> RunSummary:
         ok = [record for record in records if record["status"] == "ok"]
         failed = [record for record in records if record["status"] != "ok"]
         return cls(
@@ -35,6 +38,7 @@ class RunSummary:
             seconds_per_video=sum(record["total_s"] for record in ok) / len(ok) if ok else None,
             wall_s=wall_s,
             failures=[f"{record['job_id']}: {record['error_type']}: {record['error']}" for record in failed],
+            outputs=outputs or Outputs(),
         )
 
     def format(self) -> str:
@@ -47,6 +51,16 @@ class RunSummary:
                 f"{self.seconds_per_video:.2f} s per video (load included); {self.wall_s:.1f} s in all, {rate:.1f} videos/min"
             )
         lines += [f"  failed {failure}" for failure in self.failures]
+        if any(": DiskFull: " in failure for failure in self.failures):
+            lines.append(
+                f"stopped early: the disk of {self.out_root} is full; every finished job is recorded. "
+                "Free some space and run the same command again to render the rest"
+            )
         lines.append(f"videos:  {self.out_root / 'videos'}")
-        lines.append(f"results: {self.out_root / RESULTS_DIR}  (pandas.read_parquet)")
+        lines.append(f"results: {self.out_root / RESULTS_DIR}  (videosweep results {self.out_root})")
+        if self.outputs.grids:
+            lines.append(f"grids:   {self.out_root / GRIDS_DIR}  ({len(self.outputs.grids)} drawn)")
+        lines += [f"  not drawn: {problem}" for problem in self.outputs.problems]
+        if self.outputs.report:
+            lines.append(f"report:  {self.outputs.report}")
         return "\n".join(lines)

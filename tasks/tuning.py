@@ -14,6 +14,7 @@ the others only change speed and memory.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Collection
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -84,6 +85,10 @@ class PipelineOptions(BaseModel):
         return self.model_dump(exclude_defaults=True)
 
 
+class UnsupportedOption(ValueError):
+    """A row's option that its pipeline does not have."""
+
+
 def pixel_options(chosen: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in chosen.items() if key in PIXEL_OPTIONS}
 
@@ -121,8 +126,12 @@ def prepare_load(pipe: Any, chosen: dict[str, Any], device: str) -> Any:
     return pipe
 
 
-def prepare_job(pipe: Any, chosen: dict[str, Any], baseline: Baseline) -> None:
-    """Set ``pipe`` up for one job: the row's options, or the loaded state where it set none."""
+def prepare_job(pipe: Any, chosen: dict[str, Any], baseline: Baseline, best_effort: Collection[str] = ()) -> list[str]:
+    """Set ``pipe`` up for one job: the row's options, or the loaded state where it set none.
+
+    An option the pipeline lacks is an error, except those in ``best_effort`` (the memory ladder's
+    own): they are left out, and returned.
+    """
     import diffusers
 
     # scheduler: a fresh one from the loaded config (plus overrides), or the loaded one back
@@ -134,10 +143,17 @@ def prepare_job(pipe: Any, chosen: dict[str, Any], baseline: Baseline) -> None:
     else:
         pipe.scheduler = baseline.scheduler
 
+    skipped: list[str] = []
+
+    def unsupported(option: str, owner: Any) -> None:
+        if option not in best_effort:
+            raise UnsupportedOption(f"{option} is not supported by {type(owner).__name__}; drop it from the row")
+        skipped.append(option)
+
     freeu = chosen.get("freeu")
     if freeu is not None:
         if not hasattr(pipe, "enable_freeu"):
-            raise ValueError(f"freeu is not supported by {type(pipe).__name__}; drop it from the row")
+            raise UnsupportedOption(f"freeu is not supported by {type(pipe).__name__}; drop it from the row")
         pipe.enable_freeu(**freeu)
     elif hasattr(pipe, "disable_freeu"):
         pipe.disable_freeu()
@@ -148,16 +164,20 @@ def prepare_job(pipe: Any, chosen: dict[str, Any], baseline: Baseline) -> None:
         if wanted is None:
             continue
         method = ("enable_" if wanted else "disable_") + option.removeprefix("vae_")
-        if not hasattr(vae, method):
-            raise ValueError(f"{option} is not supported by {type(vae).__name__}; drop it from the row")
-        getattr(vae, method)()
+        try:
+            getattr(vae, method)()
+        except (AttributeError, NotImplementedError):  # some VAEs define the method only to refuse
+            if wanted:
+                unsupported(option, vae)
 
     denoiser = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
     chunks = chosen.get("forward_chunking")
     if chunks is not None:
-        if not hasattr(denoiser, "enable_forward_chunking"):
-            raise ValueError(f"forward_chunking is not supported by {type(denoiser).__name__}; drop it from the row")
-        denoiser.enable_forward_chunking(chunk_size=chunks, dim=1)
+        if hasattr(denoiser, "enable_forward_chunking"):
+            denoiser.enable_forward_chunking(chunk_size=chunks, dim=1)
+        else:
+            unsupported("forward_chunking", denoiser)
     elif hasattr(denoiser, "disable_forward_chunking"):
         denoiser.disable_forward_chunking()
+    return skipped
 

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 
-def write_mp4(frames: np.ndarray, fps: int, path: Path, crf: int = 17) -> tuple[int, int]:
+def write_mp4(
+    frames: np.ndarray, fps: int, path: Path, crf: int = 17, metadata: dict[str, str] | None = None
+) -> tuple[int, int]:
     """Encode uint8 frames (frames, height, width, 3) to ``path`` atomically; return the encoded (height, width).
 
     Odd sizes are padded by one edge pixel (yuv420p needs even sides); nothing is rescaled.
+    ``metadata`` goes into the container's tags (``comment``, ``title``...; read back by
+    :func:`read_mp4_metadata`); ffmpeg adds no timestamp, so equal frames and tags give equal bytes.
     """
     import imageio_ffmpeg
 
@@ -24,6 +30,7 @@ def write_mp4(frames: np.ndarray, fps: int, path: Path, crf: int = 17) -> tuple[
 
     path.parent.mkdir(parents=True, exist_ok=True)
     scratch = path.with_name(f".{path.stem}.{os.getpid()}.tmp.mp4")
+    tags = [arg for key, value in (metadata or {}).items() for arg in ("-metadata", f"{key}={value}")]
     writer = imageio_ffmpeg.write_frames(
         str(scratch),
         (width, height),
@@ -32,7 +39,7 @@ def write_mp4(frames: np.ndarray, fps: int, path: Path, crf: int = 17) -> tuple[
         pix_fmt_out="yuv420p",
         macro_block_size=1,
         quality=None,
-        output_params=["-crf", str(crf), "-movflags", "+faststart"],
+        output_params=["-crf", str(crf), "-movflags", "+faststart", *tags],
         ffmpeg_log_level="error",
     )
     try:
@@ -49,13 +56,41 @@ def write_mp4(frames: np.ndarray, fps: int, path: Path, crf: int = 17) -> tuple[
 
 def read_mp4(path: Path) -> tuple[np.ndarray, float]:
     """All frames of a video as uint8 (frames, height, width, 3), and its fps."""
+    frames, fps = iter_mp4(path)
+    return np.stack(list(frames)), fps
+
+
+def iter_mp4(path: Path) -> tuple[Iterator[np.ndarray], float]:
+    """A video's frames one at a time (uint8 height x width x 3), and its fps: for readers that shrink each frame."""
     import imageio_ffmpeg
 
     reader = imageio_ffmpeg.read_frames(str(path))
     meta = reader.__next__()
     width, height = meta["size"]
-    frames = [np.frombuffer(buffer, dtype=np.uint8).reshape(height, width, 3) for buffer in reader]
-    return np.stack(frames), float(meta["fps"])
+    frames = (np.frombuffer(buffer, dtype=np.uint8).reshape(height, width, 3) for buffer in reader)
+    return frames, float(meta["fps"])
+
+
+def read_mp4_metadata(path: Path) -> dict[str, str]:
+    """The container's global tags (``comment``, ``encoder``...), read by the bundled ffmpeg (there is no ffprobe)."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    done = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "ffmetadata", "-"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise ValueError(f"cannot read the metadata of {path}: {done.stderr.strip() or 'ffmpeg failed'}")
+    # ffmetadata: a ";FFMETADATA1" line, then key=value lines; '=', ';', '#', '\\' and newlines escaped by '\\'
+    line = re.compile(r"^((?:[^\\=\n]|\\.)+)=((?:[^\\\n]|\\.)*)$", re.MULTILINE | re.DOTALL)
+    escape = re.compile(r"\\(.)", re.DOTALL)
+    return {
+        escape.sub(r"\1", key): escape.sub(r"\1", value) for key, value in line.findall(done.stdout) if key[0] not in ";#"
+    }
 
 
 def read_video_info(path: Path) -> dict:

@@ -1,7 +1,9 @@
 """End to end through the CLI and the Prefect flow (ephemeral API, in this process): the demo manifest."""
 
+import json
 import shutil
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -11,6 +13,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from tasks.manifest import load_manifest
 from tasks.models import file_sha256
+from tasks.outroot import STATE_DIR
 from tasks.results import SCHEMA
 from tasks.video import read_mp4
 
@@ -50,7 +53,37 @@ def test_demo_renders_every_job_to_a_decodable_mp4(demo):
         frames, fps = read_mp4(out / "videos" / f"{job.job_id}.mp4")
         assert frames.shape == (8, 72, 128, 3)
         assert fps == 7
-    assert not [path for path in out.rglob(".*")], "scratch files left behind"
+    scratch = [path for path in out.rglob(".*") if STATE_DIR not in path.relative_to(out).parts]
+    assert not scratch, "scratch files left behind"
+
+
+def test_the_run_ends_with_the_declared_grids_the_report_and_prefect_artifacts(demo):
+    manifest, out, result = demo
+    # grid: {x: motion_bucket_id, y: noise_aug_strength, z: seed}, over 2 x 2 x 2 jobs: one 2x2 grid per seed
+    sidecars = sorted((out / "grids").glob("*.json"))
+    assert len(sidecars) == 2 and "grids:" in result.output and "(2 drawn)" in result.output
+    for sidecar in sidecars:
+        grid = json.loads(sidecar.read_text())
+        assert (grid["rows"], grid["cols"]) == (2, 2) and grid["z"] == "seed"
+        assert {cell["status"] for cell in grid["cells"]} == {"ok"}
+        frames, _ = read_mp4(out / grid["mp4"])
+        assert len(frames) == 8 and (out / grid["preview"]).is_file()
+    assert {json.loads(path.read_text())["z_value"] for path in sidecars} == {42, 43}
+    page = (out / "report.html").read_text()
+    assert f"report:  {out / 'report.html'}" in result.output
+    assert all(quote(json.loads(path.read_text())["mp4"]) in page for path in sidecars)
+    assert (out / "manifest.lock.yaml").is_file()
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        keys = {"videosweep-demo-summary", "videosweep-demo-results"}
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=list(keys))))
+    assert {artifact.key for artifact in artifacts} == keys
+    table = next(artifact for artifact in artifacts if artifact.type == "table")
+    rows = table.data if isinstance(table.data, list) else json.loads(table.data)
+    assert len(rows) == 8 and {row["status"] for row in rows} == {"ok"}
 
 
 def test_results_table_has_one_typed_ok_row_per_job(demo):

@@ -1,0 +1,253 @@
+"""Queued runs on a Prefect server: the deployment of prefect.yaml, its work pool and priority queues,
+and submit / status / cancel / worker.
+
+The deployment runs :func:`queued_manifest`, a flow around :func:`flows.render.run_manifest`, so a
+queued run places its jobs as ``videosweep run`` does (one Dask worker per visible GPU, or
+``workers``); the render flow itself is its subflow. Runs wait in the queues ``priority-1`` (first)
+to ``priority-5`` of one process work pool; a worker takes the most urgent queue's oldest run as
+soon as it has a free slot. Everything here talks to the API at ``PREFECT_API_URL``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+from prefect import flow
+
+from .render import run_manifest
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.objects import FlowRun
+
+    from tasks.submission import Progress
+    from tasks.summary import RunSummary
+
+PREFECT_YAML = Path(__file__).resolve().parent.parent / "prefect.yaml"
+PRIORITIES = range(1, 6)  # Prefect's order: 1 runs first
+DEFAULT_PRIORITY = 3
+JOBS_LABEL = "videosweep.jobs"  # a submitted run's job count, for status
+
+
+@flow(name="videosweep-queued", validate_parameters=False)
+def queued_manifest(
+    manifest: str, out: str, device: str | None = None, force: bool = False, workers: int | None = None
+) -> RunSummary:
+    """Render a submitted manifest (its frozen copy) into ``out``, on this worker's GPUs."""
+    from prefect.artifacts import create_markdown_artifact
+
+    summary = run_manifest(manifest, out, device=device, force=force, workers=workers)
+    create_markdown_artifact(f"```\n{summary.format()}\n```", key="videosweep-summary", description="what the run did")
+    return summary
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """The one deployment of prefect.yaml."""
+
+    name: str
+    entrypoint: str
+    pool: str
+    queue: str
+    description: str
+
+    @property
+    def full_name(self) -> str:
+        return f"{queued_manifest.name}/{self.name}"
+
+
+@cache
+def deployment_spec() -> DeploymentSpec:
+    import yaml
+
+    entry = yaml.safe_load(PREFECT_YAML.read_text())["deployments"][0]
+    pool = entry["work_pool"]
+    return DeploymentSpec(
+        entry["name"], entry["entrypoint"], pool["name"], pool["work_queue_name"], entry["description"]
+    )
+
+
+@contextmanager
+def api_client() -> Iterator[SyncPrefectClient]:
+    """A client of the Prefect server at ``PREFECT_API_URL``; ValueError, saying what to do, if there is none."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    if not url:  # an ephemeral API would vanish with this process, and the run with it
+        raise ValueError(
+            "no Prefect server: start one (`prefect server start`) and set PREFECT_API_URL, "
+            "e.g. export PREFECT_API_URL=http://127.0.0.1:4200/api"
+        )
+    with get_client(sync_client=True) as client:
+        problem = client.api_healthcheck()
+        if problem is not None:
+            raise ValueError(f"the Prefect server at PREFECT_API_URL={url} does not answer ({problem}); is it running?")
+        yield client
+
+
+def queue_name(priority: int) -> str:
+    if priority not in PRIORITIES:
+        raise ValueError(f"--priority {priority}: use {PRIORITIES.start} (first) to {PRIORITIES.stop - 1} (last)")
+    return f"priority-{priority}"
+
+
+def ensure_deployment(client: SyncPrefectClient) -> UUID:
+    """Create what is missing of the work pool, its queues and the deployment (updated to this code); its id."""
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+    from prefect.utilities.callables import parameter_schema
+    from prefect.workers.process import ProcessWorker
+
+    spec = deployment_spec()
+    try:
+        client.read_work_pool(spec.pool)
+    except ObjectNotFound:
+        template = ProcessWorker.get_default_base_job_template()
+        try:
+            client.create_work_pool(WorkPoolCreate(name=spec.pool, type=ProcessWorker.type, base_job_template=template))
+        except ObjectAlreadyExists:  # a worker or another submit made it meanwhile
+            pass
+    existing = {queue.name for queue in client.read_work_queues(work_pool_name=spec.pool)}
+    # in ascending order: a queue created at priority N moves those at N or later one down, keeping their order
+    for priority in PRIORITIES:
+        if queue_name(priority) not in existing:
+            try:
+                client.create_work_queue(queue_name(priority), priority=priority, work_pool_name=spec.pool)
+            except ObjectAlreadyExists:
+                pass
+    flow_id = client.create_flow_from_name(queued_manifest.name)
+    return client.create_deployment(  # an upsert: same flow and name, same deployment
+        flow_id=flow_id,
+        name=spec.name,
+        entrypoint=spec.entrypoint,
+        work_pool_name=spec.pool,
+        work_queue_name=spec.queue,
+        description=spec.description,
+        pull_steps=[],
+        parameter_openapi_schema=parameter_schema(queued_manifest).model_dump_for_openapi(),
+        enforce_parameter_schema=False,
+    )
+
+
+def submit(
+    client: SyncPrefectClient,
+    manifest: Path,
+    out: Path,
+    jobs: int,
+    at: datetime | None = None,
+    priority: int = DEFAULT_PRIORITY,
+    device: str | None = None,
+    workers: int | None = None,
+    force: bool = False,
+) -> FlowRun:
+    """Queue a run of ``manifest`` (a frozen copy) into ``out`` at ``at`` (now if None)."""
+    from prefect.states import Scheduled
+
+    queue = queue_name(priority)
+    return client.create_flow_run_from_deployment(
+        ensure_deployment(client),
+        parameters={"manifest": str(manifest), "out": str(out), "device": device, "force": force, "workers": workers},
+        state=Scheduled(scheduled_time=at or datetime.now(timezone.utc)),
+        work_queue_name=queue,
+        labels={JOBS_LABEL: jobs},
+    )
+
+
+def submitted_runs(client: SyncPrefectClient, limit: int = 50) -> list[FlowRun]:
+    """The deployment's runs, latest first (none if nothing was ever submitted)."""
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        deployment = client.read_deployment_by_name(deployment_spec().full_name)
+    except ObjectNotFound:
+        return []
+    return client.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
+        sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+        limit=limit,
+    )
+
+
+def find_run(client: SyncPrefectClient, ref: str) -> FlowRun:
+    """A submitted run by its name or a prefix of its id; LookupError naming the choices otherwise."""
+    runs = submitted_runs(client, limit=200)
+    named = [run for run in runs if run.name == ref] or [run for run in runs if str(run.id).startswith(ref.lower())]
+    if len(named) == 1:
+        return named[0]
+    if not named:
+        raise LookupError(f"no submitted run named {ref!r} or with an id starting so; `videosweep status` lists them")
+    choices = ", ".join(f"{run.name} ({str(run.id)[:8]})" for run in named)
+    raise LookupError(f"{ref!r} names {len(named)} runs: {choices}; give more of the id")
+
+
+def running_jobs(client: SyncPrefectClient, run: FlowRun) -> int:
+    """Render tasks running now in the run's subflow (a task renders a job, or on Dask a shard, one job at a time)."""
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterParentFlowRunId,
+        TaskRunFilter,
+        TaskRunFilterState,
+        TaskRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    running = TaskRunFilterState(type=TaskRunFilterStateType(any_=[StateType.RUNNING]))
+    subflows = FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id]))
+    return len(client.read_task_runs(flow_run_filter=subflows, task_run_filter=TaskRunFilter(state=running)))
+
+
+def cancel(client: SyncPrefectClient, run: FlowRun) -> str:
+    """Cancel a run: a waiting one at once, a running one through its worker (which ends its processes)."""
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.responses import SetStateStatus
+    from prefect.states import Cancelled, Cancelling
+
+    if run.state is None or run.state.is_final():
+        raise ValueError(f"run {run.name} is {run.state.name if run.state else 'gone'}: nothing to cancel")
+    waiting = run.state.type in (StateType.SCHEDULED, StateType.PAUSED)
+    result = client.set_flow_run_state(run.id, Cancelled() if waiting else Cancelling(), force=waiting)
+    if result.status != SetStateStatus.ACCEPT:
+        raise ValueError(f"run {run.name}: the server refused to cancel it ({result.details})")
+    return "Cancelled" if waiting else "Cancelling"
+
+
+def serve(pool: str | None = None, limit: int = 1) -> None:
+    """Run a process worker for ``pool`` (default: the deployment's) until interrupted, ``limit`` runs at a time."""
+    from prefect.utilities.asyncutils import run_coro_as_sync
+    from prefect.workers.process import ProcessWorker
+
+    with api_client() as client:
+        ensure_deployment(client)
+
+    async def work() -> None:
+        async with ProcessWorker(work_pool_name=pool or deployment_spec().pool, limit=limit) as worker:
+            await worker.start()
+
+    run_coro_as_sync(work())
+
+
+def run_progress(client: SyncPrefectClient, run: FlowRun) -> Progress:
+    """A submitted run's jobs, from the results table of its output root, and its running render tasks."""
+    from tasks.models import file_sha256
+    from tasks.submission import progress_of
+
+    manifest = Path(run.parameters["manifest"])
+    running = running_jobs(client, run) if run.state is not None and run.state.is_running() else 0
+    return progress_of(
+        Path(run.parameters["out"]),
+        file_sha256(manifest) if manifest.is_file() else "",
+        run.labels.get(JOBS_LABEL),
+        run.start_time,
+        running,
+        run.parameters.get("workers") or 1,
+    )

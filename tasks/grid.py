@@ -1,0 +1,664 @@
+"""Sweep grids: the videos of a sweep side by side, playing in sync, as one labelled video.
+
+Columns take the values of an x parameter, rows those of an optional y parameter, and an
+optional z parameter makes one grid per value. Records that would still share a cell (several
+seeds and no axis for seed) make one grid per value of the parameters that separate them.
+Every grid is written to ``OUT/grids/<name>.mp4`` with an animated preview (WebP or GIF) and a
+``<name>.json`` sidecar describing it, all atomically (temporary name, then rename).
+
+Memory stays bounded by the grid's size, not the sweep's: each cell is shrunk to its place in
+the grid frame by frame as it is decoded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .results import RESULTS_DIR, read_results
+from .video import iter_mp4, read_video_info, write_mp4
+
+GRIDS_DIR = "grids"
+FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
+FITS = ("hold", "loop")  # what a clip shorter than the grid shows after its end
+PREVIEW_FORMATS = ("webp", "gif")
+PREVIEW_MAX = (960, 540)  # an animated preview for chat and docs is shrunk to fit this
+MIN_CELL_WIDTH = 256  # smaller videos are enlarged to this (within the size cap) so labels have room
+TITLE_LINES = 3  # at most; a longer title ends in an ellipsis (the sidecar keeps it whole)
+EMPTY_CELL = (160, 90)  # the cell size when no cell has a video
+DECODERS = 4  # cells decoded at once: ffmpeg processes, mostly waiting on pipes
+STATUS_COLORS = {"failed": (235, 110, 100), "skipped": (230, 190, 90)}
+
+BACKGROUND, CELL, EMPTY, TEXT, DIM = (24, 24, 24), (0, 0, 0), (48, 48, 48), (235, 235, 235), (170, 170, 170)
+
+
+@dataclass(frozen=True)
+class Cell:
+    row: int
+    col: int
+    job_id: str | None  # None: no record for this combination
+    x: Any
+    y: Any
+    status: str  # ok | failed | skipped | missing (no record, or its video is gone) | unreadable
+    box: tuple[int, int, int, int]  # (left, top, width, height) in the grid's pixels
+
+
+@dataclass(frozen=True)
+class Grid:
+    name: str
+    title: str
+    mp4: Path | None
+    preview: Path | None
+    sidecar: Path
+    x: str
+    y: str | None
+    z: str | None
+    z_value: Any
+    group: dict[str, Any]  # the values that make this grid one of several: z, and parameters that would collide
+    fixed: dict[str, Any]  # parameters with one value across the grid
+    x_values: list[Any]
+    y_values: list[Any]
+    frames: int
+    fps: float
+    width: int
+    height: int
+    cells: list[Cell]
+
+    def to_json(self, out_root: Path) -> dict[str, Any]:
+        """The sidecar: what the HTML report reads (paths relative to the output root)."""
+
+        def relative(path: Path | None) -> str | None:
+            return path.relative_to(out_root).as_posix() if path else None
+
+        return {
+            "name": self.name,
+            "title": self.title,
+            "mp4": relative(self.mp4),
+            "preview": relative(self.preview),
+            "x": self.x,
+            "y": self.y,
+            "z": self.z,
+            "z_value": self.z_value,
+            "group": self.group,
+            "fixed": self.fixed,
+            "rows": len(self.y_values) or 1,
+            "cols": len(self.x_values),
+            "x_values": self.x_values,
+            "y_values": self.y_values,
+            "frames": self.frames,
+            "fps": self.fps,
+            "width": self.width,
+            "height": self.height,
+            "cells": [
+                {"row": c.row, "col": c.col, "job_id": c.job_id, "x": c.x, "y": c.y, "status": c.status, "box": c.box}
+                for c in self.cells
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class _Record:
+    job_id: str
+    status: str
+    video: Path | None  # absolute; None when the record names none
+    size: tuple[int, int] | None  # (width, height) from the table, if recorded
+    params: dict[str, Any]
+
+
+def draw_grids(
+    out_root: Path,
+    x: str,
+    y: str | None = None,
+    z: str | None = None,
+    *,
+    where: str | None = None,
+    job_ids: list[str] | None = None,
+    fit: str = "hold",
+    max_width: int = 1920,
+    max_height: int = 1080,
+    formats: tuple[str, ...] = ("mp4", "webp"),
+) -> list[Grid]:
+    """Draw the grids of ``x`` (columns) by ``y`` (rows), one per ``z`` value, from the results in ``out_root``.
+
+    ``where`` is a pandas query on the results ("seed == 42", "status == 'ok'"), ``job_ids``
+    restricts them to a run's jobs. Only the latest attempt of each job counts. Raises
+    ValueError, naming what is wrong, for an unknown parameter, a bad query or no results.
+
+    Example: ``draw_grids(Path("outputs/demo"), "motion_bucket_id", "noise_aug_strength", "seed")``
+    writes ``outputs/demo/grids/grid-x=motion_bucket_id-y=noise_aug_strength-seed=42.mp4`` and one for seed 43.
+    """
+    out_root = Path(out_root)
+    # 1. check the options, then select the records
+    if fit not in FITS:
+        raise ValueError(f"fit={fit!r} is not one of {', '.join(FITS)}")
+    unknown = [fmt for fmt in formats if fmt not in ("mp4", *PREVIEW_FORMATS)]
+    if unknown or not formats:
+        raise ValueError(f"formats={formats!r}: choose from mp4, {', '.join(PREVIEW_FORMATS)}")
+    records = _select(out_root, where, job_ids)
+    names = sorted({name for record in records for name in record.params})
+    varying = [name for name in names if len(_values(records, name)) > 1]
+    axes = [axis for axis in (x, y, z) if axis is not None]
+    for label, axis in zip(("x", "y", "z"), (x, y, z)):
+        if axis is not None and axis not in names:
+            raise ValueError(f"unknown parameter {axis!r} for {label}; parameters that vary: {_listing(varying)}")
+    if len(set(axes)) < len(axes):
+        raise ValueError(f"x={x!r}, y={y!r}, z={z!r} use one parameter on two axes; give each axis its own")
+
+    # 2. the parameters that would put two records on one cell split the grids, like z does
+    on_axes: dict[tuple, list[_Record]] = {}
+    for record in records:
+        on_axes.setdefault(_key(record, axes), []).append(record)
+    splits = [
+        name
+        for name in varying
+        if name not in axes and any(len(_values(members, name)) > 1 for members in on_axes.values())
+    ]
+    group_names = ([z] if z else []) + splits
+    groups: dict[tuple, list[_Record]] = {}
+    for record in records:
+        groups.setdefault(_key(record, group_names), []).append(record)
+
+    # 3. one layout for every grid: axis values and cell box over the whole selection
+    x_values = sorted(_values(records, x), key=_order)
+    y_values = sorted(_values(records, y), key=_order) if y else [None]
+    box = _cell_box(records)
+    spec = _AxisSpec(x, y, z, x_values, y_values)
+
+    grids, taken = [], set()
+    for group_key in sorted(groups, key=lambda key: tuple(map(_order, key))):
+        group = dict(zip(group_names, group_key))
+        name = _grid_name(x, y, group, where)
+        if name in taken:  # two values with one label (files of one name in two folders)
+            name += "-" + _digest(json.dumps(group_key, default=str))
+        taken.add(name)
+        members = groups[group_key]
+        fixed = {}  # what the title states: every parameter with one value in this grid (z and splits included)
+        for key in names:
+            values = _values(members, key)
+            if key not in (x, y) and len(values) == 1:
+                fixed[key] = values.pop()
+        title = " · ".join(f"{key}={_label(value)}" for key, value in _title_order(fixed, group_names).items())
+        grids.append(
+            _draw(out_root, name, title, spec, members, box, group, fixed, fit, (max_width, max_height), formats)
+        )
+    return grids
+
+
+# -- selecting records -------------------------------------------------------------------------------
+
+
+def _select(out_root: Path, where: str | None, job_ids: list[str] | None) -> list[_Record]:
+    """The latest attempt of each job, filtered; each with its parameters (swept, family, seed, model)."""
+    import pandas as pd
+
+    from .query import latest_attempts, with_swept_columns
+
+    table = read_results(out_root)
+    if table.empty:
+        raise ValueError(f"no results in {out_root / RESULTS_DIR}: render a manifest into {out_root} first")
+    if job_ids is not None:
+        table = table[table["job_id"].isin(set(job_ids))]
+        if table.empty:
+            raise ValueError(f"none of the {len(job_ids)} given jobs has a record in {out_root / RESULTS_DIR}")
+    table = with_swept_columns(latest_attempts(table))  # swept pipeline options get a column to query
+    if where:
+        try:
+            table = table.query(where)
+        except pd.errors.UndefinedVariableError as exc:
+            name = re.search(r"'([^']+)'", str(exc))
+            every = [_parameters(row) for _, row in table.iterrows()]
+            varying = sorted({key for values in every for key in values if len({v.get(key) for v in every}) > 1})
+            raise ValueError(
+                f"where {where!r}: unknown parameter {name.group(1) if name else str(exc)!r}; "
+                f"parameters that vary: {_listing(varying)}"
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - pandas raises many kinds for a malformed query
+            raise ValueError(f"where {where!r} is not a valid pandas query: {exc}") from None
+        if table.empty:
+            raise ValueError(f"no results in {out_root / RESULTS_DIR} match where {where!r}")
+    return [
+        _Record(
+            job_id=row["job_id"],
+            status=row["status"],
+            video=out_root / row["video_path"] if isinstance(row["video_path"], str) else None,
+            size=(int(row["video_width"]), int(row["video_height"])) if _known(row["video_width"]) else None,
+            params=_parameters(row),
+        )
+        for _, row in table.iterrows()
+    ]
+
+
+def _parameters(row) -> dict[str, Any]:
+    """A record's parameters for grids: its family parameters, swept values, seed and model (JSON values)."""
+    params: dict[str, Any] = {}
+    for column in ("params_json", "sweep_json"):
+        if isinstance(row[column], str):
+            params.update(json.loads(row[column]))
+    if _known(row["seed"]):
+        params["seed"] = int(row["seed"])
+    if isinstance(row["model"], str):
+        params["model"] = row["model"]
+    return {name: _hashable(value) for name, value in params.items()}
+
+
+def _known(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def _hashable(value: Any) -> Any:
+    """Lists and mappings (a swept FreeU setting) as their JSON text, so they can be compared and grouped."""
+    return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else value
+
+
+def _values(records: list[_Record], name: str) -> set:
+    return {record.params.get(name) for record in records}
+
+
+def _key(record: _Record, names: list[str]) -> tuple:
+    return tuple(record.params.get(name) for name in names)
+
+
+def _order(value: Any) -> tuple:
+    """Numbers numerically, then text, then missing values."""
+    if isinstance(value, (int, float)):
+        return (0, float(value), "")
+    return (2, 0.0, "") if value is None else (1, 0.0, str(value))
+
+
+def _listing(names: list[str]) -> str:
+    return ", ".join(names) or "none (every selected record has the same parameters)"
+
+
+# -- names and labels ----------------------------------------------------------------------------
+
+
+def _label(value: Any) -> str:
+    """A value as a cell or title shows it: 0.02, 180, rocket.png (a path's file name), none."""
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str) and ("/" in value or "\\" in value):
+        return Path(value).name
+    return str(value)
+
+
+def _grid_name(x: str, y: str | None, group: dict[str, Any], where: str | None) -> str:
+    """``grid-x=motion_bucket_id-y=noise_aug_strength-seed=42``: safe on any file system, the same every time."""
+    parts = [f"x={x}"] + ([f"y={y}"] if y else []) + [f"{key}={_label(value)}" for key, value in group.items()]
+    if where:  # a filtered grid does not replace the whole one
+        parts.append(f"where={_digest(where)}")
+    name = re.sub(r"[^A-Za-z0-9._=+-]+", "_", "-".join(["grid", *parts]))
+    return name if len(name) <= 120 else f"{name[:100]}-{_digest(name)}"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _title_order(fixed: dict[str, Any], group_names: list[str]) -> dict[str, Any]:
+    """What makes this grid one of several first, then model and seed, then the rest by name."""
+    first = [name for name in [*group_names, "model", "seed"] if name in fixed]
+    return {name: fixed[name] for name in dict.fromkeys(first + sorted(fixed))}
+
+
+# -- drawing -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _AxisSpec:
+    x: str
+    y: str | None
+    z: str | None
+    x_values: list[Any]
+    y_values: list[Any]  # [None] without a y axis
+
+
+@dataclass
+class _Clip:
+    """A cell's frames, already shrunk to the cell, and their own frame rate."""
+
+    frames: list[np.ndarray]
+    fps: float
+
+    def length(self, fps: float) -> int:
+        """Frames this clip lasts at the grid's frame rate."""
+        return max(1, round(len(self.frames) * fps / self.fps))
+
+    def frame(self, index: int, fps: float, fit: str) -> np.ndarray:
+        """The frame shown at grid frame ``index``: resampled by time, then held or looped past the end."""
+        length = self.length(fps)
+        index = index % length if fit == "loop" else min(index, length - 1)
+        return self.frames[min(len(self.frames) - 1, int(index * self.fps / fps + 1e-6))]
+
+
+def _cell_box(records: list[_Record]) -> tuple[int, int]:
+    """One cell size for every video: the largest width and the largest height among them."""
+    shown = [record for record in records if record.status == "ok" and record.video and record.video.is_file()]
+    sizes = [size for size in map(_video_size, shown) if size]
+    if not sizes:
+        return EMPTY_CELL
+    return max(width for width, _ in sizes), max(height for _, height in sizes)
+
+
+def _video_size(record: _Record) -> tuple[int, int] | None:
+    """(width, height) as recorded, else as ffmpeg reads it; None if unreadable (its cell says so later)."""
+    if record.size is not None:
+        return record.size
+    try:
+        return tuple(read_video_info(record.video)["size"])
+    except Exception:  # noqa: BLE001 - imageio-ffmpeg raises OSError, RuntimeError, StopIteration...
+        return None
+
+
+def _fit_size(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
+    """``size`` scaled to fit ``box``, aspect kept (the rest of the box is letterboxed)."""
+    scale = min(box[0] / size[0], box[1] / size[1])
+    return max(1, min(box[0], round(size[0] * scale))), max(1, min(box[1], round(size[1] * scale)))
+
+
+def _decode(path: Path, box: tuple[int, int]) -> _Clip:
+    """Every frame of ``path``, each shrunk (or enlarged) to fit ``box`` as soon as it is decoded."""
+    from PIL import Image
+
+    frames, fps = iter_mp4(path)
+    shrunk = []
+    for frame in frames:
+        size = _fit_size((frame.shape[1], frame.shape[0]), box)
+        image = Image.fromarray(frame)
+        shrunk.append(np.asarray(image.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)))
+    if not shrunk:
+        raise ValueError(f"{path} has no frames")
+    return _Clip(shrunk, fps)
+
+
+def _font(size: int, bold: bool = False):
+    from PIL import ImageFont
+
+    path = FONT_DIR / ("DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf")
+    return ImageFont.truetype(str(path), size) if path.is_file() else ImageFont.load_default(size=size)
+
+
+def _fit_text(text: str, font, width: float) -> str:
+    """``text``, cut with an ellipsis where it is wider than ``width`` pixels."""
+    if font.getlength(text) <= width:
+        return text
+    while text and font.getlength(text + "…") > width:
+        text = text[:-1]
+    return text + "…" if text else ""
+
+
+def _wrap(title: str, font, width: float, max_lines: int) -> list[str]:
+    """The title's ``key=value`` items packed into lines; the last line kept ends in an ellipsis if cut."""
+    lines: list[str] = []
+    for item in title.split(" · "):
+        if lines and font.getlength(lines[-1] + " · " + item) <= width:
+            lines[-1] += " · " + item
+        else:
+            lines.append(item)
+    cut = len(lines) > max_lines
+    lines = [_fit_text(line, font, width) for line in lines[:max_lines]]
+    if cut:
+        lines[-1] = _fit_text(lines[-1] + " …", font, width)
+    return lines
+
+
+@dataclass(frozen=True)
+class _Layout:
+    width: int
+    height: int
+    cell: tuple[int, int]  # (width, height) of every cell
+    left: int  # x of the cells block (row labels included)
+    row_labels: int  # width of the row label column
+    top: int  # y of the first row of cells
+    title_lines: list[str]
+    font_size: int
+    line: int  # line height
+    pad: int
+    gap: int = 2
+
+    def origin(self, row: int, col: int) -> tuple[int, int]:
+        x = self.left + self.row_labels + self.gap + col * (self.cell[0] + self.gap)
+        return x, self.top + self.gap + row * (self.cell[1] + self.gap)
+
+
+def _layout(spec: _AxisSpec, box: tuple[int, int], title: str, cap: tuple[int, int]) -> _Layout:
+    """Place title, axis labels and cells within ``cap``; cells shrink (never labels) to fit."""
+    font_size = int(min(max(10, min(cap[0] / 80, cap[1] / 45)), 18))
+    font, bold = _font(font_size), _font(font_size, bold=True)
+    line, pad, gap = round(font_size * 1.35), max(2, font_size // 3), _Layout.gap
+    cap_w, cap_h = cap[0] - cap[0] % 2, cap[1] - cap[1] % 2  # H.264 wants even sides
+    cols, rows = len(spec.x_values), len(spec.y_values)
+    row_labels = 0
+    if spec.y:
+        widest = max([bold.getlength(spec.y)] + [font.getlength(_label(v)) for v in spec.y_values])
+        row_labels = min(math.ceil(widest) + 2 * pad, cap_w // 4)
+
+    def place(lines: list[str]) -> _Layout:
+        top = len(lines) * line + 2 * pad + 2 * line  # title, x axis name, column values
+        room_w = cap_w - row_labels - (cols + 1) * gap
+        room_h = cap_h - top - (rows + 1) * gap - pad
+        scale = min(room_w / (cols * box[0]), room_h / (rows * box[1]))
+        if scale * min(box) < 8:
+            raise ValueError(
+                f"a {cols} x {rows} grid does not fit in {cap[0]}x{cap[1]} pixels with its labels; "
+                "raise max_width/max_height or select fewer values with where"
+            )
+        scale = min(scale, max(1.0, MIN_CELL_WIDTH / box[0]))
+        cell = (int(box[0] * scale), int(box[1] * scale))
+        block = row_labels + cols * cell[0] + (cols + 1) * gap
+        width = max(block, min(cap_w, 40 * font_size))  # room for a title over a small grid
+        height = top + rows * cell[1] + (rows + 1) * gap + pad
+        width, height = width + width % 2, height + height % 2
+        return _Layout(width, height, cell, (width - block) // 2, row_labels, top, lines, font_size, line, pad)
+
+    # the title's line count and the grid's width depend on each other: settle them in a few rounds
+    lines = [title]
+    for _ in range(4):
+        layout = place(lines)
+        wrapped = _wrap(title, font, layout.width - 2 * pad, TITLE_LINES)
+        if len(wrapped) == len(lines):
+            break
+        lines = wrapped
+    layout = place(lines)
+    return place(_wrap(title, font, layout.width - 2 * pad, len(lines)))
+
+
+def _static_layer(layout: _Layout, spec: _AxisSpec, cells: list[Cell]) -> np.ndarray:
+    """Background, title, axis names, values and empty cells: everything that does not move."""
+    from PIL import Image, ImageDraw
+
+    font, bold = _font(layout.font_size), _font(layout.font_size, bold=True)
+    image = Image.new("RGB", (layout.width, layout.height), BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    line, pad = layout.line, layout.pad
+    for index, text in enumerate(layout.title_lines):
+        draw.text((pad, pad + index * line), text, font=font, fill=TEXT)
+
+    # axis names and values
+    title_h = len(layout.title_lines) * line + 2 * pad
+    cols_left, _ = layout.origin(0, 0)
+    cols_right = layout.origin(0, len(spec.x_values) - 1)[0] + layout.cell[0]
+    names_width = cols_right - cols_left
+    draw.text(
+        ((cols_left + cols_right) / 2, title_h + line / 2),
+        _fit_text(spec.x, bold, names_width),
+        font=bold,
+        fill=TEXT,
+        anchor="mm",
+    )
+    for col, value in enumerate(spec.x_values):
+        center = layout.origin(0, col)[0] + layout.cell[0] / 2
+        text = _fit_text(_label(value), font, layout.cell[0])
+        draw.text((center, title_h + line * 1.5), text, font=font, fill=DIM, anchor="mm")
+    if spec.y:
+        labels_right = layout.left + layout.row_labels - pad
+        draw.text(
+            (labels_right, title_h + line * 1.5),
+            _fit_text(spec.y, bold, layout.row_labels - pad),
+            font=bold,
+            fill=TEXT,
+            anchor="rm",
+        )
+        for row, value in enumerate(spec.y_values):
+            middle = layout.origin(row, 0)[1] + layout.cell[1] / 2
+            text = _fit_text(_label(value), font, layout.row_labels - 2 * pad)
+            draw.text((labels_right, middle), text, font=font, fill=DIM, anchor="rm")
+
+    # cells: black behind a video (its letterbox), grey and labelled where there is none
+    for cell in cells:
+        left, top, width, height = cell.box
+        right, bottom = left + width - 1, top + height - 1
+        draw.rectangle((left, top, right, bottom), fill=CELL if cell.status == "ok" else EMPTY)
+        if cell.status != "ok":
+            text = _fit_text(cell.status, font, layout.cell[0] - 2)
+            color = STATUS_COLORS.get(cell.status, DIM)
+            draw.text(((left + right) / 2, (top + bottom) / 2), text, font=font, fill=color, anchor="mm")
+    return np.asarray(image)
+
+
+def _draw(
+    out_root: Path,
+    name: str,
+    title: str,
+    spec: _AxisSpec,
+    records: list[_Record],
+    box: tuple[int, int],
+    group: dict[str, Any],
+    fixed: dict[str, Any],
+    fit: str,
+    cap: tuple[int, int],
+    formats: tuple[str, ...],
+) -> Grid:
+    # 1. which record goes where; two on one cell differ in no parameter, and that is refused
+    by_cell: dict[tuple, _Record] = {}
+    for record in records:
+        key = (record.params.get(spec.y) if spec.y else None, record.params.get(spec.x))
+        if key in by_cell:
+            raise ValueError(
+                f"jobs {by_cell[key].job_id} and {record.job_id} have the same parameters "
+                f"({spec.x}={_label(key[1])}{f', {spec.y}={_label(key[0])}' if spec.y else ''}, and every other) "
+                "and would share a cell; select one of them with where or job_ids"
+            )
+        by_cell[key] = record
+
+    # 2. layout, then each cell's video decoded straight to its size in the grid (a few ffmpeg readers at once)
+    layout = _layout(spec, box, title, cap)
+    cells, clips = [], {}
+    with ThreadPoolExecutor(DECODERS) as pool:
+        decoding = {
+            (row, col): pool.submit(_decode, record.video, layout.cell)
+            for (row, y_value) in enumerate(spec.y_values)
+            for (col, x_value) in enumerate(spec.x_values)
+            if (record := by_cell.get((y_value, x_value)))
+            and record.status == "ok"
+            and record.video
+            and record.video.is_file()
+        }
+        for row, y_value in enumerate(spec.y_values):
+            for col, x_value in enumerate(spec.x_values):
+                record = by_cell.get((y_value, x_value))
+                status = record.status if record else "missing"
+                if (row, col) in decoding:
+                    try:
+                        clips[(row, col)] = decoding[(row, col)].result()
+                    except Exception:  # noqa: BLE001 - a broken file is a labelled cell, not a crash
+                        status = "unreadable"
+                elif status == "ok":
+                    status = "missing"  # recorded, but its video is gone
+                box = (*layout.origin(row, col), *layout.cell)
+                cells.append(Cell(row, col, record.job_id if record else None, x_value, y_value, status, box))
+
+    # 3. compose every frame: the grid runs at the most common frame rate, as long as its longest clip
+    counts = Counter(clip.fps for clip in clips.values())
+    fps = max(counts, key=lambda rate: (counts[rate], rate)) if counts else 8.0
+    frames = max((clip.length(fps) for clip in clips.values()), default=1)
+    video = np.empty((frames, layout.height, layout.width, 3), dtype=np.uint8)
+    video[:] = _static_layer(layout, spec, cells)
+    for (row, col), clip in clips.items():
+        left, top = layout.origin(row, col)
+        for index in range(frames):
+            frame = clip.frame(index, fps, fit)
+            dy, dx = (layout.cell[1] - frame.shape[0]) // 2, (layout.cell[0] - frame.shape[1]) // 2
+            video[index, top + dy : top + dy + frame.shape[0], left + dx : left + dx + frame.shape[1]] = frame
+
+    # 4. write: mp4, animated preview, sidecar last (it names the others)
+    folder = out_root / GRIDS_DIR
+    mp4 = folder / f"{name}.mp4" if "mp4" in formats else None
+    if mp4:
+        write_mp4(video, fps, mp4)
+    preview_format = next((fmt for fmt in formats if fmt in PREVIEW_FORMATS), None)
+    preview = folder / f"{name}.{preview_format}" if preview_format else None
+    if preview:
+        _write_preview(video, fps, preview)
+    grid = Grid(
+        name=name,
+        title=title,
+        mp4=mp4,
+        preview=preview,
+        sidecar=folder / f"{name}.json",
+        x=spec.x,
+        y=spec.y,
+        z=spec.z,
+        z_value=group.get(spec.z) if spec.z else None,
+        group=group,
+        fixed=fixed,
+        x_values=spec.x_values,
+        y_values=spec.y_values if spec.y else [],
+        frames=frames,
+        fps=fps,
+        width=layout.width,
+        height=layout.height,
+        cells=cells,
+    )
+    _write_atomic(grid.sidecar, lambda path: path.write_text(json.dumps(grid.to_json(out_root), indent=1)))
+    return grid
+
+
+def _write_preview(video: np.ndarray, fps: float, path: Path) -> None:
+    """An animated WebP or GIF of the grid, looping, shrunk to PREVIEW_MAX."""
+    from PIL import Image
+
+    height, width = video.shape[1:3]
+    scale = min(1.0, PREVIEW_MAX[0] / width, PREVIEW_MAX[1] / height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    images = [
+        Image.fromarray(frame).resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
+        if scale < 1
+        else Image.fromarray(frame)
+        for frame in video
+    ]
+    options = {"quality": 80} if path.suffix == ".webp" else {}
+    _write_atomic(
+        path,
+        lambda scratch: images[0].save(
+            scratch,
+            format=path.suffix[1:].upper(),
+            save_all=True,
+            append_images=images[1:],
+            duration=round(1000 / fps),
+            loop=0,
+            **options,
+        ),
+    )
+
+
+def _write_atomic(path: Path, write) -> None:
+    """``write(scratch)`` to a dot-name beside ``path``, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(scratch)
+        os.replace(scratch, path)
+    finally:
+        scratch.unlink(missing_ok=True)

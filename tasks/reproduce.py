@@ -1,0 +1,482 @@
+"""Make any video again from its record, and let every video carry its record.
+
+- At render time each input file is kept by content under ``OUT/inputs/<sha256><suffix>``, and
+  the mp4 carries the part of its record that made it (:data:`EMBEDDED`) in its ``comment`` tag.
+- ``rerun`` turns a record back into a manifest row, rebuilds the job through the manifest's own
+  row checker (:func:`tasks.manifest.job_from_row`) and renders it again; ``export_manifest``
+  writes such rows as a manifest that renders the same job ids.
+
+Bit-identical means equal mp4 bytes: the embedded record holds no run id, host or timestamp, and
+ffmpeg adds none, so equal frames from an equal recipe give an equal file. When the bytes differ,
+the frames are compared too, so a rerun says whether the pixels or only the embedded record changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .jobs import Job, job_video_path
+from .manifest import Manifest, job_from_row
+from .models import FAMILIES, file_sha256, known_models
+from .models.base import input_fields
+from .results import input_hash_column, read_results
+
+KEPT_INPUTS_DIR = "inputs"
+#: Larger input files (long videos) are not copied under OUT/inputs/; a rerun needs the original.
+KEEP_MAX_BYTES = 64 * 2**20
+RERUNS_DIR = "reruns"
+LOCK_FILE = "manifest.lock.yaml"
+#: The container tag that holds the embedded record.
+METADATA_TAG = "comment"
+#: Record columns a video carries: what made it, never when or where it ran, so the bytes stay reproducible.
+EMBEDDED = (
+    "job_id",
+    "parent_job_id",
+    "model",
+    "family",
+    "model_id",
+    "model_revision",
+    "components_json",
+    "pipeline_class",
+    "scheduler_class",
+    "scheduler_config_json",
+    "dtype",
+    "variant",
+    "device",
+    "gpu_name",
+    "seed",
+    "generator_device",
+    "params_json",
+    "options_json",
+    "python_version",
+    "torch_version",
+    "diffusers_version",
+    "transformers_version",
+    "videosweep_version",
+    "git_commit",
+)
+#: Software and hardware whose change may change pixels: rerun reports them before it starts.
+VERSIONS = ("torch_version", "diffusers_version", "transformers_version", "python_version", "device", "gpu_name")
+
+
+class ReproduceError(ValueError):
+    """A job that cannot be found or rebuilt as recorded; the message says why and what would work."""
+
+
+# -- at render time: keep the inputs, embed the record --------------------------------------------
+
+
+def keep_inputs(job: Job, out_root: Path) -> None:
+    """Copy each input file of ``job`` to ``OUT/inputs/<sha256><suffix>`` (atomically, once), so a rerun finds it by hash.
+
+    Raises if a file no longer has the hash the job id was computed with: the video would not be the job's.
+    """
+    for key, digest in job.input_sha256.items():
+        if digest.startswith("job:"):  # another job's video: it stays under OUT/videos/
+            continue
+        source = Path(job.params[key])
+        kept = out_root / KEPT_INPUTS_DIR / f"{digest}{source.suffix}"
+        if kept.is_file() or source.stat().st_size > KEEP_MAX_BYTES:
+            continue
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        scratch = kept.with_name(f".{kept.name}.{os.getpid()}.tmp")
+        try:
+            shutil.copyfile(source, scratch)
+            now = file_sha256(scratch)
+            if now != digest:
+                raise ReproduceError(
+                    f"{key}: {source} changed after the manifest was checked (sha256 {now}, expected {digest}); run again"
+                )
+            os.replace(scratch, kept)
+        finally:
+            scratch.unlink(missing_ok=True)
+
+
+def embedded_record(record: dict[str, Any]) -> str:
+    """The JSON an mp4 carries in its ``comment`` tag: the :data:`EMBEDDED` columns and the input hashes."""
+    keys = [*EMBEDDED, *sorted(key for key in record if _is_input_hash(key))]
+    return json.dumps({key: record[key] for key in keys if record.get(key) is not None})
+
+
+def read_embedded_record(video: Path) -> dict[str, Any]:
+    """The record an mp4 carries; ReproduceError if it carries none."""
+    from .video import read_mp4_metadata
+
+    if not video.is_file():
+        raise ReproduceError(f"no such file {video}")
+    text = read_mp4_metadata(video).get(METADATA_TAG)
+    try:
+        record = json.loads(text) if text else None
+    except ValueError:
+        record = None
+    if not isinstance(record, dict) or "job_id" not in record:
+        raise ReproduceError(f"{video} carries no videosweep record (its '{METADATA_TAG}' tag is {text!r})")
+    return record
+
+
+def write_lock(manifest: Manifest, out_root: Path) -> Path:
+    """``OUT/manifest.lock.yaml``: the expanded job table of a run, with resolved revisions and input hashes."""
+    import yaml
+
+    lock = {
+        "manifest": str(manifest.path.resolve()),
+        "manifest_sha256": manifest.sha256,
+        "device": manifest.device,
+        "jobs": [job.model_dump(mode="json") for job in manifest.jobs],
+    }
+    path = out_root / LOCK_FILE
+    out_root.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    scratch.write_text(yaml.safe_dump(lock, sort_keys=False))
+    os.replace(scratch, path)
+    return path
+
+
+# -- reading records back -------------------------------------------------------------------------
+
+
+def find_record(out_root: Path, prefix: str) -> dict[str, Any]:
+    """The record of the one job whose id starts with ``prefix``: its latest ``ok`` attempt, else its latest."""
+    from .query import latest_attempts
+
+    table = _results(out_root)
+    known = table["job_id"].unique()
+    matches = sorted(job_id for job_id in known if job_id.startswith(prefix))
+    if not matches:
+        raise ReproduceError(f"no job id in {out_root / 'results'} starts with {prefix!r} ({len(known)} jobs there)")
+    if len(matches) > 1:
+        shown = ", ".join(matches[:10]) + (f" and {len(matches) - 10} more" if len(matches) > 10 else "")
+        raise ReproduceError(f"job id prefix {prefix!r} is ambiguous, it matches {shown}; give more characters")
+    attempts = table[table["job_id"] == matches[0]]
+    ok = attempts[attempts["status"] == "ok"]
+    return _records(latest_attempts(ok if len(ok) else attempts))[0]
+
+
+def readable(record: dict[str, Any]) -> str:
+    """A record as YAML for people: JSON columns unfolded, per-parameter columns (repeated in ``params``) and nulls left out."""
+    import yaml
+
+    params = json.loads(record.get("params_json") or "{}")
+    shown: dict[str, Any] = {}
+    for key, value in record.items():
+        if value is None or key in params:
+            continue
+        if key.endswith("_json"):
+            shown[key.removesuffix("_json")] = json.loads(value)
+        else:
+            shown[key] = value if isinstance(value, (str, int, float, bool)) else str(value)
+    return yaml.safe_dump(shown, sort_keys=False, allow_unicode=True, width=120)
+
+
+def version_differences(record: dict[str, Any], device: str) -> list[str]:
+    """What differs between the software and hardware of a record and this process on ``device``."""
+    from .provenance import environment, gpu_name
+
+    now = {**environment(), "device": device, "gpu_name": gpu_name(device)}
+    return [
+        f"{key.removesuffix('_version')}: {record.get(key)} (recorded) -> {now.get(key)} (now)"
+        for key in VERSIONS
+        if record.get(key) != now.get(key)
+    ]
+
+
+# -- a record as a manifest row ---------------------------------------------------------------------
+
+
+def record_row(record: dict[str, Any]) -> dict[str, Any]:
+    """The manifest row that renders the job of ``record``: model, pinned revision, precision, seed, options, every parameter.
+
+    Input files keep their recorded paths (see :func:`locate_inputs`); an optional input left
+    empty stays out of the row.
+    """
+    family = record["family"]
+    known = known_models().get(record["model"])
+    row: dict[str, Any] = {}
+    if known is not None and known.source == record["model_id"]:
+        row["model"] = record["model"]
+    else:
+        row.update(model=record["model_id"], family=family)
+    revision = record["model_revision"]
+    if not Path(record["model_id"]).is_absolute():  # a hub model: pinned to its commit
+        row["revision"] = revision.removeprefix("unresolved:")
+    components = json.loads(record.get("components_json") or "{}")
+    row.update({name: part["source"] for name, part in components.items()})
+    row.update(
+        dtype=record["dtype"],
+        variant=record["variant"] or "none",
+        seed=int(record["seed"]),
+        generator_device=record["generator_device"],
+    )
+    row.update(json.loads(record.get("options_json") or "{}"))
+    inputs = input_fields(FAMILIES[family].Params)
+    params = json.loads(record["params_json"])
+    row.update({key: value for key, value in params.items() if not (key in inputs and value is None)})
+    return row
+
+
+def locate_inputs(
+    row: dict[str, Any], record: dict[str, Any], out_root: Path, skip: set[str] = frozenset()
+) -> list[str]:
+    """Point each input file of ``row`` at a file with its recorded hash: the original, else the copy kept under OUT.
+
+    Returns a note per input taken from the kept copy; ReproduceError (naming both hashes) when
+    the original changed or is gone and no copy is kept. Keys in ``skip`` (given anew) are left alone.
+    """
+    notes = []
+    for key in input_fields(FAMILIES[record["family"]].Params):
+        digest = record.get(input_hash_column(key))
+        if key in skip or key not in row or not digest or digest.startswith("job:"):
+            continue
+        original = Path(row[key])
+        now = file_sha256(original) if original.is_file() else None
+        if now == digest:
+            continue
+        kept = sorted((out_root / KEPT_INPUTS_DIR).glob(f"{digest}*"))
+        if kept:
+            row[key] = str(kept[0])
+            why = "changed" if now else "is gone"
+            notes.append(f"{key}: {original} {why}; using the copy kept by its hash, {kept[0]}")
+        elif now:
+            raise ReproduceError(
+                f"{key}: {original} has changed: its sha256 is now {now}, the record's is {digest}, and no copy "
+                f"is kept under {out_root / KEPT_INPUTS_DIR}; put the original back, or give another with --set {key}=PATH"
+            )
+        else:
+            raise ReproduceError(
+                f"{key}: {original} is gone and no copy of sha256 {digest} is kept under {out_root / KEPT_INPUTS_DIR}; "
+                f"put it back, or give another with --set {key}=PATH"
+            )
+    return notes
+
+
+def parse_sets(sets: list[str]) -> dict[str, Any]:
+    """``--set key=value`` options: values read as YAML scalars (``50``, ``0.5``, ``true``, ``euler``)."""
+    import yaml
+
+    values = {}
+    for item in sets:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ReproduceError(f"--set {item!r}: give key=value, e.g. --set num_inference_steps=50")
+        try:
+            values[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ReproduceError(f"--set {item!r}: {text!r} is not a YAML value ({exc})") from None
+    return values
+
+
+# -- rerun -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Rerun:
+    """A recorded job rebuilt for rendering again (or, with ``--set``, a new job derived from it)."""
+
+    record: dict[str, Any]  # the parent's record
+    job: Job
+    out_root: Path
+    into: Path
+    device: str
+    differences: list[str]  # versions / device that differ from the record's
+    notes: list[str] = field(default_factory=list)  # inputs taken from kept copies, ...
+
+    @property
+    def is_new_job(self) -> bool:
+        return self.job.job_id != self.record["job_id"]
+
+
+@dataclass
+class RerunOutcome:
+    record: dict[str, Any]  # the new attempt's record
+    video: Path | None
+    identical: bool | None  # bit-identical to the recorded video; None when there is nothing to compare
+    message: str
+
+
+def plan_rerun(out_root: Path, prefix: str, sets: list[str], device: str, into: Path | None = None) -> Rerun:
+    """Rebuild the recorded job whose id starts with ``prefix`` (with ``sets`` applied) for ``device``, without rendering.
+
+    Without ``sets`` the rebuilt job must have the recorded id: a changed model folder or input is refused, naming what changed.
+    """
+    record = find_record(out_root, prefix)
+    parent = record["job_id"]
+    changes = parse_sets(sets)
+    row = {**record_row(record), **changes}
+    notes = locate_inputs(row, record, out_root, skip=set(changes))
+    coords = json.loads(record.get("sweep_json") or "{}")
+    origin = record.get("origin") or "record"
+    if changes:  # the values set join the parent's sweep values: what makes the new job
+        coords, origin = {**coords, **changes}, f"rerun of {parent}"
+    job = job_from_row(
+        row, device, where=f"{out_root}: job {parent}", origin=origin, coords=coords, index=record.get("job_index") or 0
+    )
+    if changes and job.job_id != parent:
+        job = job.model_copy(update={"parent_job_id": parent})
+    elif job.job_id != parent:
+        raise ReproduceError(
+            f"job {parent} cannot be made as recorded: rebuilt from its record it is job {job.job_id}; "
+            + "; ".join(_job_differences(record, job) or ["the job id scheme changed"])
+        )
+    return Rerun(
+        record, job, out_root, into or out_root / RERUNS_DIR, device, version_differences(record, device), notes
+    )
+
+
+def run_rerun(rerun: Rerun) -> RerunOutcome:
+    """Render the rebuilt job into ``rerun.into`` and say whether the video is bit-identical to the recorded one."""
+    # imported here: tasks.render imports this module for the helpers it runs at render time
+    from .render import RunContext, render_job
+    from .results import history
+
+    record = rerun.record
+    for source in rerun.job.depends_on:  # a chained job's input video travels with it
+        target = rerun.into / job_video_path(source)
+        if not target.is_file() and (rerun.out_root / job_video_path(source)).is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(rerun.out_root / job_video_path(source), target)
+    manifest = Manifest(
+        path=Path(record.get("manifest_path") or "rerun"),
+        name=record.get("manifest_name") or "rerun",
+        sha256=record.get("manifest_sha256") or "",
+        device=rerun.device,
+        jobs=[rerun.job],
+    )
+    run = RunContext.new(rerun.into, rerun.device, manifest)
+    attempt = history(rerun.into).attempts.get(rerun.job.job_id, 0) + 1
+    new = render_job(rerun.job, run, attempt)
+    if new["status"] != "ok":
+        return RerunOutcome(
+            new, None, None, f"job {rerun.job.job_id} {new['status']}: {new['error_type']}: {new['error']}"
+        )
+    video = rerun.into / new["video_path"]
+    if rerun.is_new_job:
+        return RerunOutcome(new, video, None, f"new job {rerun.job.job_id} (parent {record['job_id']}): {video}")
+    if record["status"] != "ok":
+        return RerunOutcome(
+            new, video, None, f"rendered {video}; the recorded attempt {record['status']}, nothing to compare"
+        )
+    if new["video_sha256"] == record["video_sha256"]:
+        return RerunOutcome(
+            new, video, True, f"bit-identical to the recorded video (sha256 {new['video_sha256']}): {video}"
+        )
+    return RerunOutcome(
+        new,
+        video,
+        False,
+        f"NOT bit-identical: {_compare_videos(rerun.out_root / record['video_path'], video)}: {video}",
+    )
+
+
+def _job_differences(record: dict[str, Any], job: Job) -> list[str]:
+    """The pixel-deciding values where a rebuilt job and its record disagree."""
+    components = json.loads(record.get("components_json") or "{}")
+    pairs = {
+        "model_revision": (record["model_revision"], job.model_revision),
+        "dtype": (record["dtype"], job.dtype),
+        "variant": (record["variant"], job.variant),
+        "params": (json.loads(record["params_json"]), job.params),
+        **{
+            f"{name} revision": (part.get("revision"), job.component_revisions.get(name))
+            for name, part in components.items()
+        },
+        **{
+            input_hash_column(key): (record.get(input_hash_column(key)), digest)
+            for key, digest in job.input_sha256.items()
+        },
+    }
+    return [f"{key}: {old} (recorded) != {new} (now)" for key, (old, new) in pairs.items() if old != new]
+
+
+def _compare_videos(original: Path, new: Path) -> str:
+    """Why two videos of one job differ: their pixels, or only the record they carry."""
+    import numpy as np
+
+    from .video import read_mp4
+
+    if not original.is_file():
+        return f"the recorded video {original} is gone, so the frames cannot be compared"
+    (before, _), (after, _) = read_mp4(original), read_mp4(new)
+    if before.shape != after.shape:
+        return f"frames {before.shape} (recorded) vs {after.shape} (now)"
+    if np.array_equal(before, after):
+        old, now = read_embedded_record(original), read_embedded_record(new)
+        changed = sorted(key for key in old.keys() | now.keys() if old.get(key) != now.get(key))
+        return (
+            f"the frames are identical; the files differ in the record they carry ({', '.join(changed) or 'encoder'})"
+        )
+    diff = np.abs(before.astype(np.int16) - after.astype(np.int16))
+    return f"the pixels differ (max |difference| {diff.max()}, {np.count_nonzero(diff) / diff.size:.1%} of the values)"
+
+
+# -- export ------------------------------------------------------------------------------------------
+
+
+def export_manifest(out_root: Path, where: str | None = None) -> str:
+    """A YAML manifest that renders exactly the jobs of ``out_root`` that ``where`` (a pandas query) selects.
+
+    Values shared by every selected job go to ``defaults``, the rest to ``rows``; a chained job's
+    source must be selected too (it becomes the row with ``id: job-<source id>``).
+    """
+    import yaml
+
+    from .query import latest_attempts, select, with_swept_columns
+
+    table = latest_attempts(_results(out_root))
+    records = _records(select(with_swept_columns(table), where, columns=list(table.columns)))
+    if not records:
+        raise ReproduceError(f"--where {where!r} selects no job of {out_root / 'results'}")
+    selected = {record["job_id"] for record in records}
+    rows = []
+    for record in records:
+        row = record_row(record)
+        locate_inputs(row, record, out_root)
+        for key, value in row.items():
+            if isinstance(value, str) and value.startswith("@"):
+                if value[1:] not in selected:
+                    raise ReproduceError(
+                        f"job {record['job_id']} takes the video of job {value[1:]} as {key}; select that job too"
+                    )
+                row[key] = f"@job-{value[1:]}"
+        rows.append(row)
+    sources = {row[key][len("@job-") :] for row in rows for key in row if str(row[key]).startswith("@job-")}
+    for record, row in zip(records, rows):
+        if record["job_id"] in sources:
+            row["id"] = f"job-{record['job_id']}"
+    defaults = {
+        key: value for key, value in rows[0].items() if key != "id" and all(row.get(key, ...) == value for row in rows)
+    }
+    rows = [{key: value for key, value in row.items() if key not in defaults} for row in rows]
+    header = f"# videosweep export-manifest {out_root}" + (f" --where {where!r}" if where else "") + "\n"
+    header += "".join(f"# renders job {record['job_id']}\n" for record in records)
+    return header + yaml.safe_dump({"defaults": defaults, "rows": rows}, sort_keys=False, allow_unicode=True, width=120)
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+
+
+def _results(out_root: Path):
+    """Every attempt recorded under ``out_root``; ReproduceError if there is none."""
+    table = read_results(out_root)
+    if table.empty:
+        raise ReproduceError(f"no results under {out_root / 'results'}: is {out_root} an output root?")
+    return table
+
+
+def _records(table) -> list[dict[str, Any]]:
+    """Rows as plain dicts, nulls as None."""
+    return [{key: None if _missing(value) else value for key, value in row.items()} for row in table.to_dict("records")]
+
+
+def _missing(value: Any) -> bool:
+    import pandas as pd
+
+    return not isinstance(value, (list, dict)) and bool(pd.isna(value))
+
+
+def _is_input_hash(column: str) -> bool:
+    return column.startswith("input_") and column.endswith("_sha256")
