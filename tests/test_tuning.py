@@ -65,5 +65,5 @@ def test_an_unsupported_option_fails_its_job_only(tmp_path):
     table = manifest(tmp_path, ["vae_tiling: true", "seed: 2"])
     run = RunContext.new(tmp_path / "out", "cpu", table)
     tiled, plain = (render_job(job, run) for job in table.jobs)
-    assert tiled["status"] == "failed" and "Tiling doesn't seem to be implemented for AutoencoderKLTemporalDecoder" in tiled["error"]
+    assert tiled["status"] == "failed" and "vae_tiling is not supported by AutoencoderKLTemporalDecoder" in tiled["error"]
     assert plain["status"] == "ok"
