@@ -28,12 +28,12 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 def video_metrics(frames: np.ndarray, image: Path | None = None) -> dict[str, float | None]:
     """The ``METRICS`` of uint8 frames shaped (frames, height, width, 3); first-frame ones only with ``image``."""
-    clip = frames.astype(np.float32) / 255.0
-    steps = np.abs(np.diff(clip, axis=0)) if len(clip) > 1 else np.zeros((1,), np.float32)
-    brightness = clip.mean(axis=(1, 2, 3))
+    # frame pair by frame pair in integers: a 25-frame 1024x576 video takes ~0.1 s, not the 1.7 s of a float copy
+    changes = [np.abs(b.astype(np.int16) - a).mean(dtype=np.float64) for a, b in zip(frames, frames[1:])]
+    brightness = np.array([frame.mean(dtype=np.float64) for frame in frames])
     metrics: dict[str, float | None] = {
-        "motion_score": float(steps.mean()),
-        "flicker": float(np.abs(np.diff(brightness)).mean()) if len(clip) > 1 else 0.0,
+        "motion_score": float(np.mean(changes)) / 255 if changes else 0.0,
+        "flicker": float(np.abs(np.diff(brightness)).mean()) / 255 if changes else 0.0,
         "first_frame_psnr": None,
         "first_frame_ssim": None,
     }
@@ -55,7 +55,7 @@ def fitted_image(path: Path, width: int, height: int) -> np.ndarray:
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """Peak signal-to-noise ratio of two uint8 images, in dB (``PSNR_CAP`` when they are equal)."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return PSNR_CAP if mse == 0 else min(PSNR_CAP, 10 * np.log10(255.0**2 / mse))
+    return PSNR_CAP if mse == 0 else min(PSNR_CAP, float(10 * np.log10(255.0**2 / mse)))
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -69,15 +69,14 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     x, y = luma(a), luma(b)
     size = min(11, x.shape[-1], x.shape[-2])
     taps = torch.exp(-((torch.arange(size) - (size - 1) / 2) ** 2) / (2 * 1.5**2))
-    window = (taps[:, None] * taps[None, :] / taps.sum() ** 2)[None, None]
-
-    def blur(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(t, window)
-
-    mu_x, mu_y = blur(x), blur(y)
-    var_x = blur(x * x) - mu_x**2
-    var_y = blur(y * y) - mu_y**2
-    cov = blur(x * y) - mu_x * mu_y
+    taps = taps / taps.sum()
+    # the Gaussian window is separable: a row pass and a column pass, all five maps in one batch
+    maps = torch.cat([x, y, x * x, y * y, x * y])
+    blurred = F.conv2d(F.conv2d(maps, taps.view(1, 1, 1, size)), taps.view(1, 1, size, 1))
+    mu_x, mu_y, xx, yy, xy = blurred.split(1)
+    var_x = xx - mu_x**2
+    var_y = yy - mu_y**2
+    cov = xy - mu_x * mu_y
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     index = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return float(index.mean())
