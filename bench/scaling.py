@@ -43,6 +43,39 @@ def write_manifest(folder: Path, seeds: int) -> Path:
     return folder / "bench.yaml"
 
 
+def measure(manifest: Path, folder: Path, workers: list[int], device: str = "cpu"):
+    """Render ``manifest`` once per worker count into ``folder/out-<n>``: one row of figures per count."""
+    import pandas as pd
+
+    from flows.render import run_manifest
+    from tasks.manifest import load_manifest
+    from tasks.plan import make_plan, naive_loads
+
+    jobs = load_manifest(manifest, device).jobs
+    rows = []
+    for count in workers:
+        started = time.perf_counter()
+        summary = run_manifest(str(manifest), str(folder / f"out-{count}"), device, False, count)
+        total = time.perf_counter() - started
+        table = pd.read_parquet(folder / f"out-{count}" / "results")
+        rows.append(
+            {
+                "workers": count,
+                "jobs": summary.ok,
+                "render_s": round(summary.wall_s, 1),
+                "startup_s": round(total - summary.wall_s, 1),
+                "jobs_per_min": round(60 * summary.ok / summary.wall_s, 1),
+                "job_s_median": round(float(table["total_s"].median()), 2),
+                "loads": int((~table["cache_hit"]).sum()),
+                "planned_loads": make_plan(jobs, count).loads,
+                "naive_loads": naive_loads(jobs, count),
+            }
+        )
+    result = pd.DataFrame(rows)
+    result["speedup"] = (result["jobs_per_min"] / result["jobs_per_min"].iloc[0]).round(2)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
@@ -50,37 +83,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
-    import pandas as pd
-
-    from flows.render import run_manifest
-    from tasks.manifest import load_manifest
-    from tasks.plan import make_plan, naive_loads
-
     folder = Path(tempfile.mkdtemp(prefix="videosweep-bench-"))
     manifest = write_manifest(folder, args.seeds)
-    jobs = load_manifest(manifest, args.device).jobs
-    rows = []
-    for workers in args.workers:
-        started = time.perf_counter()
-        summary = run_manifest(str(manifest), str(folder / f"out-{workers}"), args.device, False, workers)
-        total = time.perf_counter() - started
-        table = pd.read_parquet(folder / f"out-{workers}" / "results")
-        rows.append(
-            {
-                "workers": workers,
-                "jobs": summary.ok,
-                "render_s": round(summary.wall_s, 1),
-                "startup_s": round(total - summary.wall_s, 1),
-                "jobs_per_min": round(60 * summary.ok / summary.wall_s, 1),
-                "job_s_median": round(float(table["total_s"].median()), 2),
-                "loads": int((~table["cache_hit"]).sum()),
-                "planned_loads": make_plan(jobs, workers).loads,
-                "naive_loads": naive_loads(jobs, workers),
-            }
-        )
-    result = pd.DataFrame(rows)
-    result["speedup"] = (result["jobs_per_min"] / result["jobs_per_min"].iloc[0]).round(2)
-    print(f"{len(jobs)} jobs, 2 pipelines, device {args.device}")
+    result = measure(manifest, folder, args.workers, args.device)
+    print(f"{4 * args.seeds} jobs, 2 pipelines, device {args.device}")
     print(result.to_string(index=False))
     shutil.rmtree(folder, ignore_errors=True)
 

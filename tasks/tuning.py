@@ -1,21 +1,26 @@
 """Per-row pipeline options from the diffusers docs: scheduler choice, memory and speed switches.
 
 Two kinds, applied in two places:
-- how a pipeline is *loaded* (``offload``, ``compile``): part of the pipeline cache key, so rows
-  that differ in them never share a cached pipeline;
+- how a pipeline is *loaded* (``offload``, ``compile``, ``channels_last``, ``attention``): part of
+  the pipeline cache key, so rows that differ in them never share a cached pipeline;
 - how a loaded pipeline is *set up for one job* (scheduler, FreeU, VAE slicing/tiling, forward
-  chunking): applied before every job and reset to the pipeline's loaded state when a row leaves
-  one unset, so nothing leaks from one job into the next.
+  chunking, cuDNN autotuning, the step cache): applied before every job and reset to the
+  pipeline's loaded state when a row leaves one unset, so nothing leaks from one job into the next.
 
-Options that change pixels (scheduler and its config, FreeU, VAE tiling) count in the job id;
-the others only change speed and memory.
+Options that change pixels (scheduler and its config, FreeU, VAE tiling, the step cache) count in
+the job id; the others only change speed and memory (and pixels by floating-point noise at most).
+Compiled graphs are kept on disk under ``$VIDEOSWEEP_HOME/compile-cache`` (:func:`use_compile_cache`),
+so a later run of the same shapes loads them instead of compiling again.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
 from collections.abc import Collection
-from typing import Any, Literal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -39,9 +44,67 @@ SCHEDULERS = {
     "cogvideox-dpm": "CogVideoXDPMScheduler",
 }
 #: The options whose value changes a video's pixels, and so its job id.
-PIXEL_OPTIONS = ("scheduler", "scheduler_config", "freeu", "vae_tiling")
+PIXEL_OPTIONS = ("scheduler", "scheduler_config", "freeu", "vae_tiling", "step_cache")
 #: The options that decide how a pipeline is loaded, and so its cache key.
-LOAD_OPTIONS = ("offload", "compile")
+LOAD_OPTIONS = ("offload", "compile", "channels_last", "attention")
+
+#: torch.compile modes (``compile: <mode>`` or ``compile: {<part>: <mode>}``).
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+#: What ``compile`` can name: the denoiser (unet or transformer, whichever the pipeline has) or the VAE's decoder.
+COMPILE_TARGETS = ("denoiser", "unet", "transformer", "vae")
+#: ``attention:`` names -> diffusers attention backends (``ModelMixin.set_attention_backend``).
+ATTENTION_BACKENDS = {
+    "sdpa": "native",
+    "sdpa-cudnn": "_native_cudnn",
+    "sdpa-flash": "_native_flash",
+    "sdpa-efficient": "_native_efficient",
+    "sdpa-math": "_native_math",
+    "flash": "flash",
+    "sage": "sage",
+    "xformers": "xformers",
+}
+
+
+class FirstBlockCache(BaseModel):
+    """Skip the rest of the transformer's blocks while the first block's output barely changes (diffusers FirstBlockCacheConfig)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["first_block"]
+    threshold: float = Field(0.05, gt=0, description="relative change below which a step reuses the cached residual; higher: faster, rougher")
+
+    def config(self, pipe: Any) -> Any:
+        from diffusers import FirstBlockCacheConfig
+
+        return FirstBlockCacheConfig(threshold=self.threshold)
+
+
+class PyramidBroadcast(BaseModel):
+    """Reuse attention outputs across steps within a timestep range (diffusers PyramidAttentionBroadcastConfig)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["pyramid_attention_broadcast"]
+    spatial_attention_block_skip_range: int | None = Field(2, ge=1, description="compute spatial attention every N steps")
+    temporal_attention_block_skip_range: int | None = Field(None, ge=1, description="temporal attention every N steps")
+    cross_attention_block_skip_range: int | None = Field(None, ge=1, description="cross-attention every N steps")
+    timestep_skip_range: tuple[int, int] = Field((100, 800), description="timesteps within which attention is reused")
+
+    def config(self, pipe: Any) -> Any:
+        from diffusers import PyramidAttentionBroadcastConfig
+
+        return PyramidAttentionBroadcastConfig(
+            spatial_attention_block_skip_range=self.spatial_attention_block_skip_range,
+            temporal_attention_block_skip_range=self.temporal_attention_block_skip_range,
+            cross_attention_block_skip_range=self.cross_attention_block_skip_range,
+            spatial_attention_timestep_skip_range=self.timestep_skip_range,
+            temporal_attention_timestep_skip_range=self.timestep_skip_range,
+            cross_attention_timestep_skip_range=self.timestep_skip_range,
+            current_timestep_callback=lambda: pipe.current_timestep,
+        )
+
+
+StepCache = Annotated[FirstBlockCache | PyramidBroadcast, Field(discriminator="type")]
 
 
 class PipelineOptions(BaseModel):
@@ -64,13 +127,36 @@ class PipelineOptions(BaseModel):
         None, ge=1, description="feed-forward layers of the denoiser in chunks of this many (less memory)"
     )
     freeu: dict[str, float] | None = Field(None, description="FreeU scales {s1, s2, b1, b2} (changes the look)")
-    compile: bool = Field(False, description="torch.compile the denoiser (slow first job, faster after)")
+    compile: bool | CompileMode | dict[str, CompileMode] = Field(
+        False,
+        description="torch.compile: true (the denoiser), a mode, or {unet|transformer|denoiser|vae: mode};"
+        " the first job of a shape compiles (minutes on a GPU), later ones and later runs reuse it",
+    )
+    channels_last: bool = Field(False, description="denoiser and VAE weights in channels-last memory layout (speed only)")
+    cudnn_benchmark: bool = Field(False, description="let cuDNN time its convolution algorithms per shape (speed only)")
+    attention: Literal[tuple(ATTENTION_BACKENDS)] | None = Field(  # type: ignore[valid-type]
+        None, description="the transformer's attention kernel (diffusers' attention dispatcher); default: sdpa"
+    )
+    step_cache: StepCache | None = Field(
+        None,
+        description="reuse transformer work across denoising steps: {type: first_block, threshold: 0.05} or"
+        " {type: pyramid_attention_broadcast, ...}; faster, changes the video (transformer families only)",
+    )
 
     @field_validator("scheduler")
     @classmethod
     def _known_scheduler(cls, value: str | None) -> str | None:
         if value is not None and value not in SCHEDULERS and not value.endswith("Scheduler"):
             raise ValueError(f"unknown scheduler; use one of {', '.join(SCHEDULERS)} or a diffusers class name")
+        return value
+
+    @field_validator("compile")
+    @classmethod
+    def _compile_targets(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            unknown = set(value) - set(COMPILE_TARGETS)
+            if unknown or not value:
+                raise ValueError(f"compile takes parts {', '.join(COMPILE_TARGETS)} (e.g. {{unet: max-autotune, vae: default}})")
         return value
 
     @field_validator("freeu")
@@ -94,7 +180,61 @@ def pixel_options(chosen: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_options(chosen: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted((key, value) for key, value in chosen.items() if key in LOAD_OPTIONS))
+    """The load-time options as a hashable key (a dict value as its JSON)."""
+    frozen = {key: json.dumps(value, sort_keys=True) if isinstance(value, dict) else value for key, value in chosen.items()}
+    return tuple(sorted((key, value) for key, value in frozen.items() if key in LOAD_OPTIONS))
+
+
+def compile_targets(value: bool | str | dict[str, str]) -> dict[str, str]:
+    """``compile``'s value as {part: mode}: ``true`` is the denoiser in the default mode."""
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, str):
+        return {"denoiser": value}
+    return {"denoiser": "default"} if value else {}
+
+
+def denoiser_of(pipe: Any) -> Any:
+    return getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
+
+
+def compile_cache_dir() -> Path:
+    from .models import videosweep_home
+
+    return videosweep_home() / "compile-cache"
+
+
+def use_compile_cache() -> Path:
+    """Keep torch.compile's work on disk (inductor's FX-graph and AOT-autograd caches) under
+    ``$VIDEOSWEEP_HOME/compile-cache``, unless TORCHINDUCTOR_CACHE_DIR names another folder."""
+    import torch._functorch.config as functorch_config
+    import torch._inductor.config as inductor_config
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    # importing torch already sets the variable to its default (a per-user folder under /tmp)
+    given = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if given is None or os.path.abspath(given) == os.path.abspath(default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(compile_cache_dir())
+    folder = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    folder.mkdir(parents=True, exist_ok=True)
+    inductor_config.fx_graph_cache = True
+    if hasattr(functorch_config, "enable_autograd_cache"):
+        functorch_config.enable_autograd_cache = True
+    return folder
+
+
+def step_cache_refusal(pipeline_class: str) -> str | None:
+    """Why a pipeline class cannot take ``step_cache`` (None if it can): the caches hook transformer blocks."""
+    import inspect
+
+    import diffusers
+
+    if "transformer" not in inspect.signature(getattr(diffusers, pipeline_class).__init__).parameters:
+        return (
+            f"step_cache: {pipeline_class} denoises with a UNet, and diffusers' step caches work on transformers"
+            " (Wan, LTX, CogVideoX); drop it"
+        )
+    return None
 
 
 @dataclass
@@ -120,10 +260,53 @@ def prepare_load(pipe: Any, chosen: dict[str, Any], device: str) -> Any:
         pipe.enable_model_cpu_offload(device=device)
     elif offload == "sequential":
         pipe.enable_sequential_cpu_offload(device=device)
-    if chosen.get("compile"):
-        name = "transformer" if getattr(pipe, "transformer", None) is not None else "unet"
-        setattr(pipe, name, torch.compile(getattr(pipe, name)))
+    denoiser = denoiser_of(pipe)
+    if chosen.get("channels_last"):
+        for module in (denoiser, getattr(pipe, "vae", None)):
+            if module is not None:
+                _to_channels_last(module)
+    backend = chosen.get("attention")
+    if backend:
+        _set_attention_backend(denoiser, ATTENTION_BACKENDS[backend])
+    targets = compile_targets(chosen.get("compile", False))
+    if targets:
+        use_compile_cache()
+    for target, mode in targets.items():
+        if target == "vae":  # the decode is what runs per video; compiling the VAE's forward would miss it
+            module = getattr(getattr(pipe, "vae", None), "decoder", None)
+        elif target == "denoiser":
+            module = denoiser
+        else:
+            module = getattr(pipe, target, None)
+        if not isinstance(module, torch.nn.Module):
+            raise UnsupportedOption(f"compile: {type(pipe).__name__} has no {target}; use denoiser or vae")
+        module.compile(mode=None if mode == "default" else mode)  # in place: the part keeps its class and methods
     return pipe
+
+
+def _to_channels_last(module: Any) -> None:
+    """4-D weights to channels_last, 5-D (3-D convolutions) to channels_last_3d."""
+    import torch
+
+    formats = {4: torch.channels_last, 5: torch.channels_last_3d}
+    for tensor in (*module.parameters(), *module.buffers()):
+        if tensor.dim() in formats:
+            tensor.data = tensor.data.contiguous(memory_format=formats[tensor.dim()])
+
+
+def _set_attention_backend(denoiser: Any, backend: str) -> None:
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
+    dispatched = [m for m in denoiser.modules() if hasattr(getattr(m, "processor", None), "_attention_backend")]
+    if not dispatched:
+        raise UnsupportedOption(
+            f"attention: {type(denoiser).__name__} calls torch's SDPA itself, not diffusers' attention dispatcher; drop it"
+        )
+    active = _AttentionBackendRegistry._active_backend
+    try:
+        denoiser.set_attention_backend(backend)
+    finally:  # set_attention_backend also sets a process-wide default; keep it to this pipeline
+        _AttentionBackendRegistry.set_active_backend(active)
 
 
 def prepare_job(pipe: Any, chosen: dict[str, Any], baseline: Baseline, best_effort: Collection[str] = ()) -> list[str]:
@@ -133,6 +316,7 @@ def prepare_job(pipe: Any, chosen: dict[str, Any], baseline: Baseline, best_effo
     own): they are left out, and returned.
     """
     import diffusers
+    import torch
 
     # scheduler: a fresh one from the loaded config (plus overrides), or the loaded one back
     name = chosen.get("scheduler")
@@ -170,7 +354,7 @@ def prepare_job(pipe: Any, chosen: dict[str, Any], baseline: Baseline, best_effo
             if wanted:
                 unsupported(option, vae)
 
-    denoiser = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
+    denoiser = denoiser_of(pipe)
     chunks = chosen.get("forward_chunking")
     if chunks is not None:
         if hasattr(denoiser, "enable_forward_chunking"):
@@ -179,5 +363,17 @@ def prepare_job(pipe: Any, chosen: dict[str, Any], baseline: Baseline, best_effo
             unsupported("forward_chunking", denoiser)
     elif hasattr(denoiser, "disable_forward_chunking"):
         denoiser.disable_forward_chunking()
+
+    torch.backends.cudnn.benchmark = bool(chosen.get("cudnn_benchmark", False))
+
+    # the step cache: enabled afresh for each job (its state is per video), removed when unset
+    cache = chosen.get("step_cache")
+    if getattr(denoiser, "is_cache_enabled", False):
+        denoiser.disable_cache()
+    if cache is not None:
+        if not hasattr(denoiser, "enable_cache"):
+            raise UnsupportedOption(f"step_cache is not supported by {type(denoiser).__name__}; drop it from the row")
+        config = PipelineOptions.model_validate({"step_cache": cache}).step_cache.config(pipe)
+        denoiser.enable_cache(config)
     return skipped
 

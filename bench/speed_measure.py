@@ -1,0 +1,241 @@
+"""What the speed benchmarks (bench/speed_cpu.py, bench/speed_gpu.py) measure, side by side in one process.
+
+Two ways to render the same SVD videos from one checkpoint folder:
+- :func:`bare_diffusers`: ``StableVideoDiffusionPipeline.from_pretrained`` called once per video,
+  frames written with the same mp4 writer videosweep uses (``tasks.video.write_mp4``);
+- :func:`render_path`: the same videos as manifest rows through ``tasks.render.render_job``
+  (registry, pipeline cache, per-job options, metrics, Parquet record), no Prefect.
+
+Both time each call with the device synchronised: the first call (warm-up, autotuning, compiling)
+is kept apart from the steady state, the median of the later ones; so is the pipeline load; and
+the peak GPU memory where there is one. Frames
+of the first seed come back for :func:`fidelity` (PSNR/SSIM against a reference variant).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGE = REPO / "manifests" / "inputs" / "rocket.png"
+
+
+@dataclass
+class Geometry:
+    """The SVD call every variant makes (the family's Params names)."""
+
+    height: int
+    width: int
+    num_frames: int
+    num_inference_steps: int
+    decode_chunk_size: int
+
+    def row(self) -> str:
+        return ", ".join(f"{key}: {value}" for key, value in asdict(self).items())
+
+
+@dataclass
+class Measured:
+    """One variant: seconds per video (median over the timed videos), load and peak memory."""
+
+    name: str
+    way: str  # "bare diffusers" or "render_job"
+    options: dict[str, Any]
+    times_s: list[float]
+    load_s: float
+    videos_per_call: int = 1
+    peak_gib: float | None = None
+    note: str = ""
+    first_frames: np.ndarray | None = field(default=None, repr=False)  # the first seed's video, for fidelity
+
+    @property
+    def s_per_video(self) -> float:
+        """Steady state: the median call after the first (which warms up, autotunes or compiles)."""
+        return statistics.median(self.times_s[1:] or self.times_s) / self.videos_per_call
+
+    def summary(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k != "first_frames"}
+        out["s_per_video"] = self.s_per_video
+        out["first_call_s"] = self.times_s[0]
+        return out
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+def reset_peak(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_gib(device: str) -> float | None:
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return None
+
+
+def bare_diffusers(
+    name: str,
+    folder: Path,
+    geometry: Geometry,
+    seeds: list[int],
+    device: str,
+    out: Path,
+    dtype: str = "float32",
+    offload: bool = False,
+    batch: int = 1,
+) -> Measured:
+    """The diffusers docs' way, by hand: load, call per video (``batch`` images per call), write mp4s."""
+    import torch
+    from diffusers import StableVideoDiffusionPipeline
+    from diffusers.utils import load_image
+
+    from tasks.models.base import to_uint8_frames
+    from tasks.video import write_mp4
+
+    started = time.perf_counter()
+    variant = "fp16" if dtype == "float16" else None
+    pipe = StableVideoDiffusionPipeline.from_pretrained(folder, dtype=getattr(torch, dtype), variant=variant)
+    pipe.set_progress_bar_config(disable=True)
+    if offload:
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    synchronize(device)
+    load_s = time.perf_counter() - started
+    image = load_image(str(IMAGE)).resize((geometry.width, geometry.height))
+    call = asdict(geometry)
+    out.mkdir(parents=True, exist_ok=True)
+    reset_peak(device)
+    times, first = [], None
+    for start in range(0, len(seeds), batch):
+        chunk = seeds[start : start + batch]
+        synchronize(device)
+        began = time.perf_counter()
+        generators = [torch.Generator("cpu").manual_seed(seed) for seed in chunk]
+        videos = pipe([image] * len(chunk), generator=generators if batch > 1 else generators[0], output_type="np", **call).frames
+        for seed, video in zip(chunk, videos):
+            write_mp4(to_uint8_frames(np.asarray(video)), 7, out / f"{name}-{seed}.mp4")
+        synchronize(device)
+        times.append(time.perf_counter() - began)
+        if first is None:
+            first = _read(out / f"{name}-{chunk[0]}.mp4")
+    measured = Measured(name, "bare diffusers", {"offload": "model"} if offload else {}, times, load_s, batch, peak_gib(device))
+    measured.first_frames = first
+    del pipe
+    _free(device)
+    return measured
+
+
+def render_path(
+    name: str,
+    model: Path | str,
+    geometry: Geometry,
+    seeds: list[int],
+    device: str,
+    folder: Path,
+    options: dict[str, Any] | None = None,
+) -> Measured:
+    """The same videos as rows of a manifest, each through ``render_job`` (a fresh pipeline cache)."""
+    from tasks.manifest import load_manifest
+    from tasks.render import RunContext, pipeline_cache, render_job
+
+    options = options or {}
+    folder.mkdir(parents=True, exist_ok=True)
+    extra = "".join(f", {key}: {json.dumps(value)}" for key, value in options.items())
+    rows = "\n".join(f"  - {{seed: {seed}{extra}}}" for seed in seeds)
+    slug = re.sub(r"[^\w.-]", "-", name)  # a manifest name is a folder name
+    (folder / "speed.yaml").write_text(
+        f"name: speed-{slug}\ndefaults: {{model: {model}, image: {IMAGE}, {geometry.row()}}}\nrows:\n{rows}\n"
+    )
+    table = load_manifest(folder / "speed.yaml", device)
+    run = RunContext.new(folder / "out", device, table)
+    pipeline_cache().clear()
+    times, load_s, peak, first = [], 0.0, None, None
+    for job in table.jobs:
+        synchronize(device)
+        began = time.perf_counter()
+        record = render_job(job, run)
+        synchronize(device)
+        if record["status"] != "ok":
+            raise RuntimeError(f"{name}: job {job.job_id} {record['status']}: {record.get('error')}")
+        load_s += record["load_s"] or 0.0
+        times.append(time.perf_counter() - began - (record["load_s"] or 0.0))
+        if record.get("peak_gpu_mem_bytes") is not None:
+            peak = max(peak or 0.0, record["peak_gpu_mem_bytes"] / 2**30)
+        if first is None:
+            first = _read(run.out_root / record["video_path"])
+    measured = Measured(name, "render_job", options, times, load_s, 1, peak)
+    measured.first_frames = first
+    pipeline_cache().clear()
+    return measured
+
+
+def fidelity(frames: np.ndarray | None, reference: np.ndarray | None) -> dict[str, float | None]:
+    """PSNR (dB) and SSIM of a video against the reference variant's, frame by frame, averaged."""
+    from tasks.metrics import psnr, ssim
+
+    if frames is None or reference is None or frames.shape != reference.shape:
+        return {"psnr_db": None, "ssim": None}
+    return {
+        "psnr_db": float(np.mean([psnr(a, b) for a, b in zip(frames, reference)])),
+        "ssim": float(np.mean([ssim(a, b) for a, b in zip(frames, reference)])),
+    }
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """A plain text table of ``rows`` (missing cells as '-')."""
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+    cells = [[cell(row.get(column)) for column in columns] for row in rows]
+    widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
+    lines = ["  ".join(column.ljust(width) for column, width in zip(columns, widths))]
+    lines += ["  ".join(value.ljust(width) for value, width in zip(line, widths)) for line in cells]
+    return "\n".join(lines)
+
+
+def write_json(path: Path | None, results: dict[str, Any]) -> None:
+    """Rewrite the JSON file (after every variant, so a cut-off run keeps what it measured)."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps(results, indent=1, default=str))
+    partial.replace(path)
+
+
+def _read(path: Path) -> np.ndarray:
+    from tasks.video import read_mp4
+
+    return read_mp4(path)[0]
+
+
+def _free(device: str) -> None:
+    import gc
+
+    gc.collect()
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
