@@ -32,16 +32,23 @@ DeviceOpt = Annotated[
 ]
 
 
+@contextmanager
+def _plain_errors(*errors: type[Exception]):
+    """Bad input or a setup that cannot work (ValueError, LookupError, ``errors``): one plain line and exit 2."""
+    try:
+        yield
+    except (ValueError, LookupError, *errors) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
 def _load(manifest: Path, device: str | None):
     """The validated manifest, or a plain message and exit code 2."""
     from tasks.devices import resolve_device
     from tasks.manifest import ManifestError, load_manifest
 
-    try:
+    with _plain_errors(ManifestError):
         return load_manifest(manifest, resolve_device(device))
-    except (ManifestError, ValueError) as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
 
 
 WorkersOpt = Annotated[
@@ -74,14 +81,11 @@ def run(
     from flows.render import run_manifest
     from tasks.outroot import NoRoom, RootBusy
 
-    try:
+    with _plain_errors(RootBusy, NoRoom):  # a setup that cannot run (workers, cluster, busy root, disk)
         summary = run_manifest(
             str(manifest), str(out_dir) if out_dir else None, table.device, force, workers, dask_address,
             retry_failed=retry_failed, hang_timeout=hang_timeout or None,
         )
-    except (ValueError, RootBusy, NoRoom) as exc:  # a setup that cannot run (workers, cluster, busy root, disk)
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
     typer.echo(summary.format())
     raise typer.Exit(1 if summary.failed else 0)
 
@@ -99,11 +103,8 @@ def plan(
     from flows.render import plan_manifest
     from tasks.plan import naive_loads
 
-    try:
+    with _plain_errors():
         placed, todo = plan_manifest(str(manifest), table.device, workers, force, str(out_dir) if out_dir else None)
-    except ValueError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
     typer.echo(f"{len(todo)} of {len(table.jobs)} jobs to render (cost: megapixel-frame-steps)")
     typer.echo(placed.format())
     typer.echo(f"pipeline loads: {placed.loads} planned, {naive_loads(todo, placed.workers)} in manifest order")
@@ -176,11 +177,8 @@ def rerun(
     from tasks.devices import resolve_device
     from tasks.reproduce import plan_rerun, run_rerun
 
-    try:
+    with _plain_errors():
         planned = plan_rerun(out_root, job_id, sets or [], resolve_device(device), into)
-    except ValueError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
     for line in planned.differences:
         typer.echo(f"differs from the record: {line}")
     for line in planned.notes:
@@ -196,11 +194,8 @@ def show(out_root: OutArg, job_id: JobArg) -> None:
     """Print the full record of a job (its latest ok attempt), readable."""
     from tasks.reproduce import find_record, readable
 
-    try:
+    with _plain_errors():
         typer.echo(readable(find_record(out_root, job_id)), nl=False)
-    except ValueError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
 
 
 @app.command("export-manifest")
@@ -213,11 +208,8 @@ def export_manifest(
     """Print a YAML manifest that renders exactly the selected jobs of OUT (same job ids)."""
     from tasks.reproduce import export_manifest as export
 
-    try:
+    with _plain_errors():
         typer.echo(export(out_root, where), nl=False)
-    except ValueError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -225,11 +217,8 @@ def inspect(video: Annotated[Path, typer.Argument(help="an mp4 rendered by video
     """Print the record a video carries in its container metadata."""
     from tasks.reproduce import read_embedded_record, readable
 
-    try:
+    with _plain_errors():
         typer.echo(readable(read_embedded_record(video)), nl=False)
-    except ValueError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
 
 
 def _print_params(title: str, model, skip=(), extra: dict[str, str] | None = None) -> None:
@@ -288,7 +277,6 @@ def results(
 ) -> None:
     """Show the latest attempt of each job in OUT's results table: selected, sorted, summarised by parameter."""
     from tasks.query import (
-        QueryError,
         export,
         latest_attempts,
         parameter_summary,
@@ -307,12 +295,10 @@ def results(
         _refuse("--output needs --format csv, json or parquet")
     attempts = read_results(out_root)
     table = with_swept_columns(latest_attempts(attempts))
-    try:
+    with _plain_errors():  # a QueryError names the column or expression
         rows = select(table, where, list(table.columns), sort)  # every column: the summary averages what is not shown
         shown = select(rows, columns=[name.strip() for name in columns.split(",")] if columns else None)
         per_value = parameter_summary(rows) if summary or (summary is None and fmt == "table") else None
-    except QueryError as exc:
-        _refuse(str(exc))
     if fmt != "table":
         text = export(per_value if summary else shown, fmt, output)
         if text is not None:
@@ -346,10 +332,8 @@ def grid(
     """Draw sweep grids (mp4, animated WebP, JSON sidecar) of OUT's videos into OUT/grids/; print the files."""
     from tasks.grid import draw_grids
 
-    try:
+    with _plain_errors():
         grids = draw_grids(out_root, x, y, z, where=where, fit=fit, max_width=max_width, max_height=max_height)
-    except ValueError as exc:
-        _refuse(str(exc))
     for drawn in grids:
         for path in (drawn.mp4, drawn.preview, drawn.sidecar):
             if path is not None:
@@ -365,16 +349,6 @@ def _refuse(message: str) -> NoReturn:
 # -- queued runs on a Prefect server (flows/queue.py) ------------------------------------------------
 
 RunArg = Annotated[str, typer.Argument(help="a submitted run's name (e.g. crimson-lemur) or a prefix of its id")]
-
-
-@contextmanager
-def _server_errors():
-    """A missing server, an unknown run or a refused change: one plain line and exit 2."""
-    try:
-        yield
-    except (ValueError, LookupError) as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -401,7 +375,7 @@ def submit(
     from flows.render import default_out_root
     from tasks.submission import freeze_manifest, start_time
 
-    with _server_errors():
+    with _plain_errors():
         when = start_time(at, datetime.now()) if at else None
         out_root = (out_dir or default_out_root(table.name)).resolve()
         with api_client() as client:
@@ -423,7 +397,7 @@ def status(
 
     from flows.queue import api_client, find_run, run_progress, submitted_runs
 
-    with _server_errors(), api_client() as client:
+    with _plain_errors(), api_client() as client:
         if run is None:
             runs = submitted_runs(client)
             # plain columns, not a rich table: paths stay whole and greppable at any width
@@ -462,7 +436,7 @@ def cancel(run: RunArg) -> None:
     from flows.queue import api_client, find_run
     from flows.queue import cancel as cancel_run
 
-    with _server_errors(), api_client() as client:
+    with _plain_errors(), api_client() as client:
         found = find_run(client, run)
         typer.echo(f"{found.name}: {cancel_run(client, found)}")
 
@@ -477,7 +451,7 @@ def worker(
     """Serve submitted runs on this machine, one after another (PREFECT_API_URL: the Prefect server)."""
     from flows.queue import serve
 
-    with _server_errors():
+    with _plain_errors():
         serve(pool, limit)
 
 

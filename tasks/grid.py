@@ -307,9 +307,12 @@ def _digest(text: str) -> str:
 
 
 def _title_order(fixed: dict[str, Any], group_names: list[str]) -> dict[str, Any]:
-    """What makes this grid one of several first, then model and seed, then the rest by name."""
+    """What makes this grid one of several first, then model and seed, then the rest by name.
+
+    Parameters left unset (the pipeline's own default) are not spelled out: the sidecar keeps them.
+    """
     first = [name for name in [*group_names, "model", "seed"] if name in fixed]
-    return {name: fixed[name] for name in dict.fromkeys(first + sorted(fixed))}
+    return {name: fixed[name] for name in dict.fromkeys(first + sorted(fixed)) if _known(fixed[name])}
 
 
 # -- drawing -----------------------------------------------------------------------------------------
