@@ -75,6 +75,10 @@ def run(
     hang_timeout: Annotated[
         float, typer.Option("--hang-timeout", min=0, help="cancel a job after this many seconds without progress (0: never)")
     ] = DEFAULT_HANG_TIMEOUT_S,
+    overlap_export: Annotated[
+        bool,
+        typer.Option("--overlap-export/--no-overlap-export", help="encode a job's mp4 while the next one renders"),
+    ] = True,
 ) -> None:
     """Render every job of MANIFEST; jobs already rendered into the output root are skipped."""
     table = _load(manifest, device)  # fail fast, before Prefect starts
@@ -84,7 +88,7 @@ def run(
     with _plain_errors(RootBusy, NoRoom):  # a setup that cannot run (workers, cluster, busy root, disk)
         summary = run_manifest(
             str(manifest), str(out_dir) if out_dir else None, table.device, force, workers, dask_address,
-            retry_failed=retry_failed, hang_timeout=hang_timeout or None,
+            retry_failed=retry_failed, hang_timeout=hang_timeout or None, overlap_export=overlap_export,
         )
     typer.echo(summary.format())
     raise typer.Exit(1 if summary.failed else 0)

@@ -23,7 +23,7 @@ from tasks.jobs import Job
 from tasks.manifest import Manifest, load_manifest
 from tasks.plan import Dispatcher, Plan, Shard, make_plan
 from tasks.progress import JobProgress, job_progress
-from tasks.render import RunContext, render_job, render_shard, warm_up, worker_lost_record
+from tasks.render import Exporter, RunContext, render_shard, start_job, warm_up, worker_lost_record
 from tasks.reproduce import write_lock
 from tasks.outroot import check_room, claim
 from tasks.report import Outputs, draw_outputs, results_rows, summary_markdown
@@ -43,8 +43,9 @@ def default_out_root(manifest_name: str) -> Path:
 
 # Resuming comes from the records on disk (a job with an ok record is skipped), so no Prefect cache.
 @task(name="render-job", task_run_name="{job.job_id}", cache_policy=NO_CACHE)
-def render_job_task(job: Job, run: RunContext, attempt: int) -> dict:
-    return render_job(job, run, attempt)
+def render_job_task(job: Job, run: RunContext, attempt: int, exporter: Exporter) -> list[dict]:
+    """Render one job here; its export may go on beside the next job: the records finished meanwhile."""
+    return exporter.hand_over(start_job(job, run, attempt))
 
 
 @task(name="render-shard", task_run_name="{name}", cache_policy=NO_CACHE)
@@ -66,16 +67,18 @@ def render_manifest(
     workers: int = 1,
     retry_failed: bool = False,
     hang_timeout: float | None = DEFAULT_HANG_TIMEOUT_S,
+    overlap_export: bool = True,
 ) -> RunSummary:
     """Render every job of ``manifest`` not yet rendered into ``out`` (all of them with ``force``).
 
     ``retry_failed`` renders only the jobs whose last attempt failed; ``hang_timeout`` cancels a
-    job after that many seconds without progress.
+    job after that many seconds without progress; ``overlap_export`` encodes a job's mp4 while
+    the next one renders.
     """
     distributed = _on_dask()
     device = resolve_device(device) if not distributed else (device or "cpu")
     table, out_root, done, todo = pending(manifest, device, out, force, retry_failed)
-    run = RunContext.new(out_root, device, table, hang_timeout)
+    run = RunContext.new(out_root, device, table, hang_timeout, overlap_export)
     with claim(out_root, run.run_id, table.name):  # one run per output root; ends what a killed run left
         check_room(out_root, todo)
         write_lock(table, out_root)  # the expanded job table, revisions and input hashes resolved
@@ -89,11 +92,16 @@ def render_manifest(
                 if distributed:
                     _render_on_dask(level, run, done.attempts, progress)
                 else:
-                    for job in (job for shard in level for job in shard.jobs):
-                        progress.start(job)
-                        progress.finish(render_job_task(job, run, done.attempts.get(job.job_id, 0) + 1))
-                        if progress.stopped:
-                            break
+                    with Exporter(run.overlap_export) as exporter:  # a level's videos are all out before the next
+                        for job in (job for shard in level for job in shard.jobs):
+                            progress.start(job)
+                            attempt = done.attempts.get(job.job_id, 0) + 1
+                            for record in render_job_task(job, run, attempt, exporter):
+                                progress.finish(record)
+                            if progress.stopped:
+                                break
+                        for record in exporter.drain():
+                            progress.finish(record)
                 if progress.stopped:  # the disk is full: what is done is recorded, the rest waits for a rerun
                     break
         records, wall_s = _records_of(run), time.perf_counter() - started
@@ -189,12 +197,13 @@ def run_manifest(
     dask_address: str | None = None,
     retry_failed: bool = False,
     hang_timeout: float | None = DEFAULT_HANG_TIMEOUT_S,
+    overlap_export: bool = True,
 ) -> RunSummary:
     """Run the flow here, or with its tasks on Dask: a local cluster of ``workers``, or ``dask_address``."""
     device = device or resolve_device(None)
     slots = worker_count(workers, device)
     runner = dask_runner(slots, dask_address, device)
-    options = {"force": force, "retry_failed": retry_failed, "hang_timeout": hang_timeout}
+    options = {"force": force, "retry_failed": retry_failed, "hang_timeout": hang_timeout, "overlap_export": overlap_export}
     if runner is None:
         return render_manifest(manifest, out, device, workers=1, **options)
     share_prefect_api()

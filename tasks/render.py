@@ -44,12 +44,15 @@ class RunContext:
     manifest_path: str
     manifest_sha256: str
     hang_timeout_s: float | None = None  # cancel a job after this long without progress (tasks.watchdog)
+    overlap_export: bool = True  # export a job while the next renders (Exporter)
 
     @classmethod
-    def new(cls, out_root: Path, device: str, manifest, hang_timeout_s: float | None = None) -> RunContext:
+    def new(
+        cls, out_root: Path, device: str, manifest, hang_timeout_s: float | None = None, overlap_export: bool = True
+    ) -> RunContext:
         run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         path = str(manifest.path.resolve())
-        return cls(run_id, out_root, device, manifest.name, path, manifest.sha256, hang_timeout_s)
+        return cls(run_id, out_root, device, manifest.name, path, manifest.sha256, hang_timeout_s, overlap_export)
 
 
 class PipelineCache:
@@ -202,13 +205,16 @@ def render_shard(jobs: list[Job], run: RunContext, attempts: dict[str, int], que
     Idempotent: when Dask hands a shard out again after its worker died, the jobs that worker
     had already recorded (this attempt's part file exists) are not rendered twice.
     """
-    records = []
-    for job in jobs:
-        attempt = attempts.get(job.job_id, 0) + 1
-        if not any((run.out_root / RESULTS_DIR).glob(f"part-*-{job.job_id}-{attempt}.parquet")):
-            records.append(render_job(job, run, attempt, queued_at))
-            if records[-1].get("error_type") == DiskFull.__name__:
+    records: list[dict] = []
+    with Exporter(run.overlap_export) as exporter:
+        for job in jobs:
+            attempt = attempts.get(job.job_id, 0) + 1
+            if any((run.out_root / RESULTS_DIR).glob(f"part-*-{job.job_id}-{attempt}.parquet")):
+                continue
+            records += exporter.hand_over(start_job(job, run, attempt, queued_at))
+            if any(record.get("error_type") == DiskFull.__name__ for record in records):
                 break  # the run stops: the rest of the shard is left for the next run
+        records += exporter.drain()
     return records
 
 
@@ -217,13 +223,29 @@ def render_job(job: Job, run: RunContext, attempt: int = 1, queued_at: datetime 
 
     Any exception of the job is caught and recorded as ``failed``: one bad job never ends a run.
     """
+    return finish_job(start_job(job, run, attempt, queued_at))
+
+
+@dataclass
+class Rendering:
+    """A job whose frames are in memory (or that ended early, ``rendered`` None): what exporting it needs."""
+
+    run: RunContext
+    record: dict[str, Any]
+    rendered: Any  # models.base.Rendered
+    params: Any  # the family's Params it was rendered with
+    compute_s: float
+
+
+def start_job(job: Job, run: RunContext, attempt: int = 1, queued_at: datetime | None = None) -> Rendering:
+    """Check a job's inputs, then load, denoise and decode it: the first half of :func:`render_job`."""
     import torch
 
     started_at = datetime.now(timezone.utc)
     started = time.perf_counter()
     record = _base_record(job, run, attempt, started_at)
     record["queued_at"] = queued_at or started_at
-    cuda = run.device.startswith("cuda")
+    rendered = params = None
     try:
         # 1. inputs taken from other jobs must exist: a failed source skips its dependants;
         #    input files are kept by hash under OUT/inputs/, where a rerun finds them
@@ -238,40 +260,85 @@ def render_job(job: Job, run: RunContext, attempt: int = 1, queued_at: datetime 
         record.update(
             scheduler_class=type(scheduler).__name__,
             scheduler_config_json=json.dumps(dict(scheduler.config), sort_keys=True, default=str),
-        )
-        if cuda:
-            record["peak_gpu_mem_bytes"] = torch.cuda.max_memory_allocated(run.device)
-
-        # 3. export (the mp4 carries its record), then account for it
-        exporting = time.perf_counter()
-        relative = job_video_path(job.job_id)
-        metadata = {METADATA_TAG: embedded_record(record)}
-        try:
-            height, width = write_mp4(rendered.frames, rendered.fps, run.out_root / relative, metadata=metadata)
-        except Exception as exc:  # ffmpeg reports a full disk as a broken pipe: look at the disk
-            if getattr(exc, "errno", None) == errno.ENOSPC or shutil.disk_usage(run.out_root).free < MIN_FREE_BYTES:
-                raise DiskFull(f"no space left on the disk of {run.out_root}: free some and run again") from exc
-            raise
-        record.update(
-            status="ok",
-            video_path=relative,
-            video_sha256=file_sha256(run.out_root / relative),
-            video_frames=len(rendered.frames),
-            video_width=width,
-            video_height=height,
-            video_fps=float(rendered.fps),
             denoise_s=rendered.denoise_s,
             decode_s=rendered.decode_s,
-            export_s=time.perf_counter() - exporting,
         )
-        record.update(video_metrics(rendered.frames, conditioning_image(params)))
+        if run.device.startswith("cuda"):
+            record["peak_gpu_mem_bytes"] = torch.cuda.max_memory_allocated(run.device)
     except SourceNotRendered as exc:
         record.update(status="skipped", error_type=type(exc).__name__, error=str(exc))
     except Exception as exc:  # noqa: BLE001 - the record is where the failure goes
+        rendered = None
         record.update(status="failed", error_type=type(exc).__name__, error=_describe(exc))
-    record.update(total_s=time.perf_counter() - started, finished_at=datetime.now(timezone.utc))
+    return Rendering(run, record, rendered, params, time.perf_counter() - started)
+
+
+def finish_job(rendering: Rendering) -> dict[str, Any]:
+    """Export a rendered job (mp4 with its record inside, metrics) and write its record: the second half."""
+    run, record, rendered = rendering.run, rendering.record, rendering.rendered
+    started = time.perf_counter()
+    if rendered is not None:
+        try:
+            relative = job_video_path(record["job_id"])
+            metadata = {METADATA_TAG: embedded_record(record)}
+            try:
+                height, width = write_mp4(rendered.frames, rendered.fps, run.out_root / relative, metadata=metadata)
+            except Exception as exc:  # ffmpeg reports a full disk as a broken pipe: look at the disk
+                if getattr(exc, "errno", None) == errno.ENOSPC or shutil.disk_usage(run.out_root).free < MIN_FREE_BYTES:
+                    raise DiskFull(f"no space left on the disk of {run.out_root}: free some and run again") from exc
+                raise
+            record.update(
+                status="ok",
+                video_path=relative,
+                video_sha256=file_sha256(run.out_root / relative),
+                video_frames=len(rendered.frames),
+                video_width=width,
+                video_height=height,
+                video_fps=float(rendered.fps),
+                export_s=time.perf_counter() - started,
+            )
+            record.update(video_metrics(rendered.frames, conditioning_image(rendering.params)))
+        except Exception as exc:  # noqa: BLE001 - the record is where the failure goes
+            record.update(status="failed", error_type=type(exc).__name__, error=_describe(exc))
+    # the job's own work: rendering and exporting, not the wait for an export thread
+    record.update(total_s=rendering.compute_s + time.perf_counter() - started, finished_at=datetime.now(timezone.utc))
     write_record(run.out_root, record)
     return record
+
+
+class Exporter:
+    """Export a job on a thread while the next one renders: the GPU does not wait for the encoder.
+
+    At most one job is exporting while one renders, so no more than two videos' frames are held.
+    ``hand_over`` returns the records finished meanwhile, in order; ``drain`` waits for the last.
+    With ``overlap`` False, each job is exported at once in the caller's thread.
+    """
+
+    def __init__(self, overlap: bool = True) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="videosweep-export") if overlap else None
+        self._exporting = None
+
+    def hand_over(self, rendering: Rendering) -> list[dict[str, Any]]:
+        rendering.record["export_overlapped"] = self._pool is not None
+        if self._pool is None:
+            return [finish_job(rendering)]
+        done = self.drain()
+        self._exporting = self._pool.submit(finish_job, rendering)
+        return done
+
+    def drain(self) -> list[dict[str, Any]]:
+        exporting, self._exporting = self._exporting, None
+        return [exporting.result()] if exporting is not None else []
+
+    def __enter__(self) -> Exporter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.drain()  # what is exporting when the caller fails is still recorded
+        if self._pool is not None:
+            self._pool.shutdown()
 
 
 def _render_on_ladder(job: Job, run: RunContext, record: dict[str, Any]) -> tuple[Any, Any, Any]:

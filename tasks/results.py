@@ -66,6 +66,7 @@ _OUTPUT = [
     ("denoise_s", pa.float64()),  # input encoding + denoising loop
     ("decode_s", pa.float64()),  # VAE decode + postprocess
     ("export_s", pa.float64()),  # mp4 encode + write
+    ("export_overlapped", pa.bool_()),  # exported on a thread while the next job rendered
     ("total_s", pa.float64()),  # the whole job, load included
     ("peak_gpu_mem_bytes", pa.int64()),
     ("memory_rung", pa.string()),  # the rung of the memory ladder that rendered it (tasks.memory): "asked" first

@@ -148,8 +148,9 @@ def test_a_disk_that_fills_mid_run_stops_it_cleanly(tiny_svd, tmp_path, monkeypa
     assert result.exit_code == 1
     assert "the disk of" in result.output and "run the same command again" in result.output
     table = pd.read_parquet(out / "results")
-    assert len(writes) == 3, "no job after the full disk was tried"
-    assert sorted(table["status"]) == ["failed", "ok", "ok"] and set(table["error_type"].dropna()) == {"DiskFull"}
+    # the job rendering while the third was exported may still be tried; none after it
+    assert len(writes) in (3, 4) and len(table) == len(writes)
+    assert (table["status"] == "ok").sum() == 2 and set(table["error_type"].dropna()) == {"DiskFull"}
 
     monkeypatch.setattr(render, "write_mp4", real_write)
     again = videosweep("run", small(tmp_path, seeds=5), "--out", out, "--device", "cpu")

@@ -1,9 +1,11 @@
 """Rendering without Prefect: plan order, the pipeline cache, and failures that stay per job."""
 
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from tasks.manifest import load_manifest
 from tasks.plan import in_order
@@ -126,3 +128,41 @@ def test_a_failed_source_skips_the_jobs_that_take_its_video(tmp_path, monkeypatc
     assert by_source_seed[1]["status"] == "skipped" and by_source_seed[1]["error_type"] == "SourceNotRendered"
     assert by_source_seed[2]["status"] == "ok"
     assert sorted(r["status"] for r in records.values()) == ["failed", "ok", "ok", "ok", "ok", "skipped"]
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_a_job_exports_while_the_next_renders_holding_two_videos_at_most(tiny_svd, tmp_path, monkeypatch, overlap):
+    import threading
+    import time
+
+    from tasks import render
+
+    real_write, exporting, most = render.write_mp4, [], [0]
+    lock = threading.Lock()
+
+    def slow_write(*args, **kwargs):  # an encoder slower than a render: exports would pile up if unbounded
+        with lock:
+            exporting.append(1)
+            most[0] = max(most[0], len(exporting))
+        time.sleep(1.0)
+        try:
+            return real_write(*args, **kwargs)
+        finally:
+            with lock:
+                exporting.pop()
+
+    monkeypatch.setattr(render, "write_mp4", slow_write)
+    table = load_manifest(write_manifest(tmp_path, ["tiny-svd", "tiny-svd, fps: 9"]), "cpu")
+    run = RunContext.new(tmp_path / "out", "cpu", table, overlap_export=overlap)
+    records = render.render_shard(in_order(table.jobs), run, {}, datetime.now(timezone.utc))
+
+    assert [record["status"] for record in records] == ["ok"] * 4
+    assert [record["job_id"] for record in records] == [job.job_id for job in in_order(table.jobs)]
+    assert most[0] == 1, "one export at a time"
+    assert all(record["export_overlapped"] is overlap for record in records)
+    pairs = list(zip(records, records[1:]))
+    if overlap:  # each next job started before the one before it had finished exporting
+        assert all(later["started_at"] < earlier["finished_at"] for earlier, later in pairs)
+    else:
+        assert all(later["started_at"] >= earlier["finished_at"] for earlier, later in pairs)
+    assert all(record["total_s"] >= record["export_s"] >= 1.0 for record in records)
