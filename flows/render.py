@@ -126,14 +126,16 @@ def _render_on_dask(level: list[Shard], run: RunContext, attempts: dict[str, int
 
     shards, pending = level, [job for shard in level for job in shard.jobs]
     for _ in range(1 + RECOVERY_ROUNDS):
-        addresses = sorted(client.scheduler_info()["workers"])
+        addresses = sorted(client.scheduler_info(n_workers=-1)["workers"])
+        if any(shard.worker >= len(addresses) for shard in shards):  # fewer workers than planned for: plan again
+            shards = make_plan(pending, max(1, len(addresses))).shards
         _dispatch(client, Dispatcher(shards, len(addresses)), addresses, run, attempts, progress)
         # the records on disk are the truth: a worker that died mid-shard wrote the jobs it finished
         recorded = {record["job_id"] for record in _records_of(run)}
         pending = [job for job in pending if job.job_id not in recorded]
         if not pending or progress.stopped:
             return
-        shards = make_plan(pending, len(client.scheduler_info()["workers"]) or 1).shards  # what is left, on those alive
+        shards = make_plan(pending, len(client.scheduler_info(n_workers=-1)["workers"]) or 1).shards  # what is left
     for job in pending:
         progress.finish(worker_lost_record(job, run, attempts.get(job.job_id, 0) + 1))
 
@@ -141,20 +143,21 @@ def _render_on_dask(level: list[Shard], run: RunContext, attempts: dict[str, int
 def _dispatch(client, dispatcher: Dispatcher, addresses: list[str], run, attempts, progress: JobProgress) -> None:
     """One shard in flight per worker, the next one chosen by ``dispatcher`` when it finishes.
 
-    A shard is pinned to its worker but may run on another if that worker dies. A GPU resource is
-    asked for only where every worker declares one: a task asking for it would wait forever.
+    A shard is pinned to its worker but may run on another if that worker is gone (Dask's loose
+    restrictions), so a lost worker's queue still gets rendered. A GPU resource is asked for only
+    where every worker declares one: a task asking for it would wait forever.
     """
     import dask
     import distributed
 
-    gpu_slots = all("GPU" in info.get("resources", {}) for info in client.scheduler_info()["workers"].values())
+    gpu_slots = all("GPU" in info.get("resources", {}) for info in client.scheduler_info(n_workers=-1)["workers"].values())
     queued_at = datetime.now(timezone.utc)  # every job of the level waits from now until a worker takes it
     in_flight: dict[distributed.Future, tuple[int, object]] = {}
     finished = distributed.as_completed(loop=client.loop)  # shards are added as they are handed out
 
     def hand_out(slot: int) -> None:
-        if progress.stopped or addresses[slot] not in client.scheduler_info()["workers"]:
-            return  # a lost worker: the others take its queue
+        if progress.stopped:
+            return
         shard = dispatcher.next_for(slot)
         if shard is None:
             return
@@ -211,7 +214,7 @@ def run_manifest(
         from distributed import Client
 
         with Client(dask_address) as client:
-            slots = len(client.scheduler_info()["workers"])
+            slots = len(client.scheduler_info(n_workers=-1)["workers"])
     # a worker pinned to one GPU sees it as "cuda"
     worker_device = "cuda" if device.startswith("cuda") else device
     return render_manifest.with_options(task_runner=runner)(manifest, out, worker_device, workers=slots, **options)
