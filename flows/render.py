@@ -116,8 +116,10 @@ def _publish(name: str, out_root: Path, outputs: Outputs) -> None:
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     key = "videosweep-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    create_markdown_artifact(summary_markdown(out_root, outputs), key=f"{key}-summary", description=str(out_root))
-    create_table_artifact(results_rows(out_root), key=f"{key}-results", description=f"results of {out_root}")
+    attempts = read_results(out_root)
+    summary = summary_markdown(out_root, attempts, outputs)
+    create_markdown_artifact(summary, key=f"{key}-summary", description=str(out_root))
+    create_table_artifact(results_rows(attempts), key=f"{key}-results", description=f"results of {out_root}")
 
 
 def _render_on_dask(level: list[Shard], run: RunContext, attempts: dict[str, int], progress: JobProgress) -> None:

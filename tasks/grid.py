@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .files import write_atomic
 from .results import RESULTS_DIR, read_results
 from .video import iter_mp4, read_video_info, write_mp4
 
@@ -624,7 +624,7 @@ def _draw(
         height=layout.height,
         cells=cells,
     )
-    _write_atomic(grid.sidecar, lambda path: path.write_text(json.dumps(grid.to_json(out_root), indent=1)))
+    write_atomic(grid.sidecar, lambda path: path.write_text(json.dumps(grid.to_json(out_root), indent=1)))
     return grid
 
 
@@ -642,7 +642,7 @@ def _write_preview(video: np.ndarray, fps: float, path: Path) -> None:
         for frame in video
     ]
     options = {"quality": 80} if path.suffix == ".webp" else {}
-    _write_atomic(
+    write_atomic(
         path,
         lambda scratch: images[0].save(
             scratch,
@@ -654,14 +654,3 @@ def _write_preview(video: np.ndarray, fps: float, path: Path) -> None:
             **options,
         ),
     )
-
-
-def _write_atomic(path: Path, write) -> None:
-    """``write(scratch)`` to a dot-name beside ``path``, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(scratch)
-        os.replace(scratch, path)
-    finally:
-        scratch.unlink(missing_ok=True)

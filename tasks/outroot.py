@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .files import write_atomic
 from .jobs import Job
 from .plan import video_shape
 
@@ -119,9 +120,7 @@ def _track(listing: Path, stop: threading.Event, every: float) -> None:
             processes = None
         if processes is not None:
             document = {"owner": {"pid": me.pid, "create_time": me.create_time()}, "processes": processes}
-            scratch = listing.with_name(f".{listing.name}.tmp")
-            scratch.write_text(json.dumps(document))
-            os.replace(scratch, listing)
+            write_atomic(listing, lambda scratch: scratch.write_text(json.dumps(document)))
         if stop.wait(every):
             return
 

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .jobs import Job
+from .render import DiskFull
 
 
 class JobProgress:
@@ -26,7 +27,7 @@ class JobProgress:
         if record["status"] != "ok":
             line = f"[red]{record['status']}[/red] {record['job_id']}: {record['error_type']}: {record['error']}"
             self._progress.console.print(line, markup=True, highlight=False)
-        self.stopped = self.stopped or record.get("error_type") == "DiskFull"
+        self.stopped = self.stopped or record.get("error_type") == DiskFull.__name__
         self._progress.advance(self._task)
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .files import write_atomic
 from .grid import GRIDS_DIR, draw_grids
 from .query import (
     SHORT_ID,
@@ -37,11 +37,7 @@ def write_report(out_root: Path) -> Path:
     """Write ``out_root/report.html`` from the results table and ``grids/*.json``, atomically; return its path."""
     attempts = read_results(out_root)
     page = render_report(attempts, read_grids(out_root))
-    path = out_root / REPORT_NAME
-    scratch = out_root / f".{REPORT_NAME}.{os.getpid()}.tmp"
-    scratch.write_text(page, encoding="utf-8")
-    os.replace(scratch, path)
-    return path
+    return write_atomic(out_root / REPORT_NAME, lambda scratch: scratch.write_text(page, encoding="utf-8"))
 
 
 def read_grids(out_root: Path) -> list[dict[str, Any]]:
@@ -285,9 +281,9 @@ def draw_outputs(out_root: Path, grids: list[dict[str, str]], job_ids: list[str]
     return outputs
 
 
-def summary_markdown(out_root: Path, outputs: Outputs) -> str:
-    """The output root's summary for a Prefect markdown artifact."""
-    summary = root_summary(read_results(out_root))
+def summary_markdown(out_root: Path, attempts, outputs: Outputs) -> str:
+    """The output root's summary (``attempts``: its ``read_results``) for a Prefect markdown artifact."""
+    summary = root_summary(attempts)
     lines = [f"# videosweep: {out_root}", ""]
     lines += [f"- **{label}**: {text}" for label, text in summary.items() if text]
     lines += ["", f"Report: `{outputs.report}`" if outputs.report else ""]
@@ -296,7 +292,7 @@ def summary_markdown(out_root: Path, outputs: Outputs) -> str:
     return "\n".join(lines)
 
 
-def results_rows(out_root: Path) -> list[dict[str, Any]]:
-    """The latest attempt of every job (default columns), JSON-safe, for a Prefect table artifact."""
-    table = with_swept_columns(latest_attempts(read_results(out_root)))
+def results_rows(attempts) -> list[dict[str, Any]]:
+    """The latest attempt of every job of ``attempts`` (default columns), JSON-safe, for a Prefect table artifact."""
+    table = with_swept_columns(latest_attempts(attempts))
     return json.loads(export(table[default_columns(table)], "json"))

@@ -14,12 +14,12 @@ the frames are compared too, so a rerun says whether the pixels or only the embe
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .files import write_atomic
 from .jobs import Job, job_video_path
 from .manifest import Manifest, job_from_row
 from .models import FAMILIES, file_sha256, known_models
@@ -83,18 +83,16 @@ def keep_inputs(job: Job, out_root: Path) -> None:
         kept = out_root / KEPT_INPUTS_DIR / f"{digest}{source.suffix}"
         if kept.is_file() or source.stat().st_size > KEEP_MAX_BYTES:
             continue
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        scratch = kept.with_name(f".{kept.name}.{os.getpid()}.tmp")
-        try:
+
+        def copy_checked(scratch: Path) -> None:
             shutil.copyfile(source, scratch)
             now = file_sha256(scratch)
             if now != digest:
                 raise ReproduceError(
                     f"{key}: {source} changed after the manifest was checked (sha256 {now}, expected {digest}); run again"
                 )
-            os.replace(scratch, kept)
-        finally:
-            scratch.unlink(missing_ok=True)
+
+        write_atomic(kept, copy_checked)
 
 
 def embedded_record(record: dict[str, Any]) -> str:
@@ -129,12 +127,7 @@ def write_lock(manifest: Manifest, out_root: Path) -> Path:
         "device": manifest.device,
         "jobs": [job.model_dump(mode="json") for job in manifest.jobs],
     }
-    path = out_root / LOCK_FILE
-    out_root.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    scratch.write_text(yaml.safe_dump(lock, sort_keys=False))
-    os.replace(scratch, path)
-    return path
+    return write_atomic(out_root / LOCK_FILE, lambda scratch: scratch.write_text(yaml.safe_dump(lock, sort_keys=False)))
 
 
 # -- reading records back -------------------------------------------------------------------------

@@ -8,7 +8,6 @@ one), because a directory read takes its schema from one file and would drop the
 
 from __future__ import annotations
 
-import os
 import types
 import typing
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from .files import write_atomic
 from .metrics import METRICS
 from .models import FAMILIES
 from .models.base import input_fields
@@ -128,14 +128,9 @@ def write_record(out_root: Path, record: dict[str, Any]) -> Path:
     if unknown:
         raise KeyError(f"record keys not in the results schema: {sorted(unknown)}")
     table = pa.Table.from_pylist([record], schema=SCHEMA)
-    folder = out_root / RESULTS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
     stamp = record["finished_at"].strftime("%Y%m%dT%H%M%S%f")
-    path = folder / f"part-{stamp}-{record['job_id']}-{record['attempt']}.parquet"
-    scratch = folder / f".{path.name}.{os.getpid()}.tmp"
-    pq.write_table(table, scratch)
-    os.replace(scratch, path)
-    return path
+    path = out_root / RESULTS_DIR / f"part-{stamp}-{record['job_id']}-{record['attempt']}.parquet"
+    return write_atomic(path, lambda scratch: pq.write_table(table, scratch))
 
 
 def read_results(out_root: Path, columns: list[str] | None = None):

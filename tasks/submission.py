@@ -11,13 +11,13 @@ job ids hash them by content, so an input edited before the run starts renders a
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from .files import write_atomic
 from .manifest import TABLE_SUFFIXES, YAML_SUFFIXES
 from .models import FAMILIES, known_models
 from .models.base import input_fields
@@ -49,10 +49,7 @@ def freeze_manifest(manifest: Path, out_root: Path) -> Path:
     folder = out_root / SUBMISSIONS_DIR / hashlib.sha256(data).hexdigest()[:16]
     copy = folder / manifest.name
     if not copy.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        scratch = folder / f".{manifest.name}.{os.getpid()}.tmp"
-        scratch.write_bytes(data)
-        os.replace(scratch, copy)
+        write_atomic(copy, lambda scratch: scratch.write_bytes(data))
     return copy.resolve()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .render import RunContext
+from .render import DiskFull, RunContext
 from .grid import GRIDS_DIR
 from .report import Outputs
 from .results import RESULTS_DIR
@@ -22,6 +22,7 @@ class RunSummary:
     seconds_per_video: float | None  # mean total_s of the videos rendered in this run
     wall_s: float  # the rendering of this run, start to end (workers in parallel)
     failures: list[str] = field(default_factory=list)  # "job_id: ErrorType: message"
+    disk_full: bool = False  # the run stopped early: the output disk filled
     outputs: Outputs = field(default_factory=Outputs)  # grids and report drawn after the jobs
 
     @classmethod
@@ -38,6 +39,7 @@ class RunSummary:
             seconds_per_video=sum(record["total_s"] for record in ok) / len(ok) if ok else None,
             wall_s=wall_s,
             failures=[f"{record['job_id']}: {record['error_type']}: {record['error']}" for record in failed],
+            disk_full=any(record["error_type"] == DiskFull.__name__ for record in failed),
             outputs=outputs or Outputs(),
         )
 
@@ -51,7 +53,7 @@ class RunSummary:
                 f"{self.seconds_per_video:.2f} s per video (load included); {self.wall_s:.1f} s in all, {rate:.1f} videos/min"
             )
         lines += [f"  failed {failure}" for failure in self.failures]
-        if any(": DiskFull: " in failure for failure in self.failures):
+        if self.disk_full:
             lines.append(
                 f"stopped early: the disk of {self.out_root} is full; every finished job is recorded. "
                 "Free some space and run the same command again to render the rest"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+from .files import write_atomic
 
 
 def write_mp4(
@@ -28,30 +29,29 @@ def write_mp4(
         frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     height, width = frames.shape[1:3]
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(f".{path.stem}.{os.getpid()}.tmp.mp4")
     tags = [arg for key, value in (metadata or {}).items() for arg in ("-metadata", f"{key}={value}")]
-    writer = imageio_ffmpeg.write_frames(
-        str(scratch),
-        (width, height),
-        fps=fps,
-        codec="libx264",
-        pix_fmt_out="yuv420p",
-        macro_block_size=1,
-        quality=None,
-        output_params=["-crf", str(crf), "-movflags", "+faststart", *tags],
-        ffmpeg_log_level="error",
-    )
-    try:
-        writer.send(None)
-        for frame in frames:
-            writer.send(np.ascontiguousarray(frame))
-        writer.close()
-        os.replace(scratch, path)
-        return height, width
-    finally:
-        writer.close()
-        scratch.unlink(missing_ok=True)
+
+    def encode(scratch: Path) -> None:
+        writer = imageio_ffmpeg.write_frames(
+            str(scratch),
+            (width, height),
+            fps=fps,
+            codec="libx264",
+            pix_fmt_out="yuv420p",
+            macro_block_size=1,
+            quality=None,
+            output_params=["-crf", str(crf), "-movflags", "+faststart", *tags],
+            ffmpeg_log_level="error",
+        )
+        try:
+            writer.send(None)
+            for frame in frames:
+                writer.send(np.ascontiguousarray(frame))
+        finally:
+            writer.close()
+
+    write_atomic(path, encode)
+    return height, width
 
 
 def read_mp4(path: Path) -> tuple[np.ndarray, float]:
