@@ -8,10 +8,13 @@ In one run, side by side, on the tiny SVD:
   (d) 1 vs 2 Dask workers, throughput (bench/scaling.py's manifest and measurement);
   (e) the speed options on render_job: eager, channels_last, + cudnn_benchmark (and, with
       --compile, torch.compile; its first job compiles, a second process reuses the compile cache),
-      each with PSNR/SSIM against eager.
+      each with PSNR/SSIM against eager;
+  (f) the opt-in quality trades (``guidance_cutoff``, ``step_cache: {type: deep_cache}``) on render_job:
+      speed-up against eager and PSNR/SSIM against eager's exact output (random tiny weights: the
+      PSNR shows how far a trade moves the pixels, not how a real model's video looks).
 Seconds per video are medians over the videos after the first (pipeline load and first call reported apart).
 
-    python bench/speed_cpu.py [--videos 6] [--json speed-cpu.json] [--compile] [--skip-prefect] [--skip-workers]
+    python bench/speed_cpu.py [--videos 6] [--json speed-cpu.json] [--compile] [--skip-prefect] [--skip-workers] [--skip-trades]
 """
 
 from __future__ import annotations
@@ -29,6 +32,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+#: The opt-in speed-ups that change the video, as rows set them (README "Speed").
+QUALITY_TRADES = [
+    ("guidance_cutoff 0.5", {"guidance_cutoff": 0.5}),
+    ("guidance_cutoff 0.7", {"guidance_cutoff": 0.7}),
+    ("deep_cache 2", {"step_cache": {"type": "deep_cache", "interval": 2}}),
+    ("deep_cache 3", {"step_cache": {"type": "deep_cache", "interval": 3}}),
+    ("deep_cache 3 + cutoff 0.7", {"step_cache": {"type": "deep_cache", "interval": 3}, "guidance_cutoff": 0.7}),
+]
 COLUMNS = ["variant", "way", "s_per_video", "ratio", "load_s", "first_call_s", "psnr_db", "ssim", "note"]
 
 
@@ -43,6 +54,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also torch.compile (minutes on a CPU the first time)")
     parser.add_argument("--skip-prefect", action="store_true")
     parser.add_argument("--skip-workers", action="store_true")
+    parser.add_argument("--skip-trades", action="store_true", help="leave out (f), the quality trades")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args()
 
@@ -107,6 +119,12 @@ def main() -> None:
     if args.compile:  # a new process: the compile cache on disk, not this process's
         results["compile_second_process_first_call_s"] = compile_rerun(folder, geometry)
 
+    # (f) quality trades, opt-in per row: speed against eager, PSNR/SSIM against eager's exact frames
+    if not args.skip_trades:
+        for name, options in QUALITY_TRADES:
+            m = render_path(name, "tiny-svd", geometry, seeds, "cpu", folder / name.replace(" ", "-"), options)
+            report(m, "quality trade: ratio and PSNR/SSIM against render_job eager", eager)
+
     # (d) 1 vs 2 Dask workers
     if not args.skip_workers:
         (folder / "scaling").mkdir()
@@ -122,6 +140,11 @@ def main() -> None:
         p = results["prefect"]
         print(f"videosweep run: start-up to first job {p['startup_s']:.1f} s (process start, imports, Prefect API, manifest)")
     overhead = rows[1]["s_per_video"] / rows[0]["s_per_video"]
+    if not args.skip_trades:
+        print("quality trades: ratio is s/video against bare; their speed-up against render_job eager:")
+        for row in rows:
+            if row["variant"] in dict(QUALITY_TRADES):
+                print(f"  {row['variant']}: x{rows[1]['s_per_video'] / row['s_per_video']:.2f}, PSNR {row['psnr_db']:.1f} dB")
     print(f"per-job overhead: render_job / bare = {overhead:.3f}" + (
         f", videosweep run / bare = {rows[2]['s_per_video'] / rows[0]['s_per_video']:.3f}" if "prefect" in results else ""
     ))

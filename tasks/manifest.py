@@ -33,7 +33,7 @@ from .models import (
     source_revision,
 )
 from .models.base import input_fields
-from .tuning import PipelineOptions, pixel_options, step_cache_refusal
+from .tuning import PipelineOptions, guidance_cutoff_refusal, pixel_options, step_cache_refusal
 
 MANIFEST_KEYS = ("name", "description", "defaults", "rows", "sweep", "zip", "seeds", "grid")
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -484,8 +484,12 @@ class _RowChecker:
             found += self._device_problems(where, options)
             if options.freeu is not None and not _pipeline_has(ref.module.PIPELINE_CLASS, "enable_freeu"):
                 found.append(Problem(where, "freeu", f"freeu: {ref.module.PIPELINE_CLASS} has no FreeU; drop it"))
-            if options.step_cache is not None and (refusal := step_cache_refusal(ref.module.PIPELINE_CLASS)):
+            cache = options.step_cache
+            if cache is not None and (refusal := step_cache_refusal(ref.module.PIPELINE_CLASS, cache.type)):
                 found.append(Problem(where, "step_cache", refusal))
+            cutoff = options.guidance_cutoff is not None and params is not None
+            if cutoff and (refusal := guidance_cutoff_refusal(ref.module.PIPELINE_CLASS, params)):
+                found.append(Problem(where, "guidance_cutoff", refusal))
         if found or options is None or params is None:
             self.problems += found
             return None

@@ -4,11 +4,13 @@ Two kinds, applied in two places:
 - how a pipeline is *loaded* (``offload``, ``compile``, ``channels_last``, ``attention``): part of
   the pipeline cache key, so rows that differ in them never share a cached pipeline;
 - how a loaded pipeline is *set up for one job* (scheduler, FreeU, VAE slicing/tiling, forward
-  chunking, cuDNN autotuning, the step cache): applied before every job and reset to the
-  pipeline's loaded state when a row leaves one unset, so nothing leaks from one job into the next.
+  chunking, cuDNN autotuning, the step cache, the guidance cutoff): applied before every job and
+  reset to the pipeline's loaded state when a row leaves one unset, so nothing leaks from one job
+  into the next.
 
-Options that change pixels (scheduler and its config, FreeU, VAE tiling, the step cache) count in
-the job id; the others only change speed and memory (and pixels by floating-point noise at most).
+Options that change pixels (scheduler and its config, FreeU, VAE tiling, the step cache, the
+guidance cutoff) count in the job id; the others only change speed and memory (and pixels by
+floating-point noise at most).
 Compiled graphs are kept on disk under ``$VIDEOSWEEP_HOME/compile-cache`` (:func:`use_compile_cache`),
 so a later run of the same shapes loads them instead of compiling again.
 """
@@ -23,6 +25,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .denoiser_hooks import DeepCache, GuidanceCutoff, detach_all, has_unet_levels
 
 #: Short names for the schedulers users sweep; any diffusers ``*Scheduler`` class name works too.
 SCHEDULERS = {
@@ -44,9 +48,24 @@ SCHEDULERS = {
     "cogvideox-dpm": "CogVideoXDPMScheduler",
 }
 #: The options whose value changes a video's pixels, and so its job id.
-PIXEL_OPTIONS = ("scheduler", "scheduler_config", "freeu", "vae_tiling", "step_cache")
+PIXEL_OPTIONS = ("scheduler", "scheduler_config", "freeu", "vae_tiling", "step_cache", "guidance_cutoff")
 #: The options that decide how a pipeline is loaded, and so its cache key.
 LOAD_OPTIONS = ("offload", "compile", "channels_last", "attention")
+
+#: Pipelines that run classifier-free guidance as one denoiser call on [unconditional, conditional]
+#: halves of a batch (what ``guidance_cutoff`` cuts in two), with the parameter that turns guidance on.
+BATCHED_GUIDANCE = {
+    "StableVideoDiffusionPipeline": "max_guidance_scale",
+    "I2VGenXLPipeline": "guidance_scale",
+    "AnimateDiffPipeline": "guidance_scale",
+    "PIAPipeline": "guidance_scale",
+    "TextToVideoSDPipeline": "guidance_scale",
+    "VideoToVideoSDPipeline": "guidance_scale",
+    "LTXPipeline": "guidance_scale",
+    "LTXImageToVideoPipeline": "guidance_scale",
+    "CogVideoXPipeline": "guidance_scale",
+    "CogVideoXImageToVideoPipeline": "guidance_scale",
+}
 
 #: torch.compile modes (``compile: <mode>`` or ``compile: {<part>: <mode>}``).
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
@@ -104,7 +123,20 @@ class PyramidBroadcast(BaseModel):
         )
 
 
-StepCache = Annotated[FirstBlockCache | PyramidBroadcast, Field(discriminator="type")]
+class DeepCacheOption(BaseModel):
+    """Reuse a UNet's deep features across denoiser calls (DeepCache; tasks.denoiser_hooks.DeepCache)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["deep_cache"]
+    interval: int = Field(3, ge=1, description="run the whole UNet every N calls, the outer levels only in between")
+    depth: int = Field(1, ge=1, description="UNet levels recomputed on the calls between (more: slower, closer)")
+
+
+#: The step caches that hook transformer blocks through diffusers' own cache configs.
+TRANSFORMER_CACHES = ("first_block", "pyramid_attention_broadcast")
+
+StepCache = Annotated[FirstBlockCache | PyramidBroadcast | DeepCacheOption, Field(discriminator="type")]
 
 
 class PipelineOptions(BaseModel):
@@ -139,8 +171,15 @@ class PipelineOptions(BaseModel):
     )
     step_cache: StepCache | None = Field(
         None,
-        description="reuse transformer work across denoising steps: {type: first_block, threshold: 0.05} or"
-        " {type: pyramid_attention_broadcast, ...}; faster, changes the video (transformer families only)",
+        description="reuse denoiser work across steps; faster, changes the video. Transformers: {type: first_block,"
+        " threshold: 0.05} or {type: pyramid_attention_broadcast, ...}; UNets: {type: deep_cache, interval: 3, depth: 1}",
+    )
+    guidance_cutoff: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="classifier-free guidance for this fraction of the denoising schedule only, then the conditional"
+        " prediction alone (half the denoiser's batch): e.g. 0.6 saves about 20% of the denoising; changes the video",
     )
 
     @field_validator("scheduler")
@@ -223,17 +262,36 @@ def use_compile_cache() -> Path:
     return folder
 
 
-def step_cache_refusal(pipeline_class: str) -> str | None:
-    """Why a pipeline class cannot take ``step_cache`` (None if it can): the caches hook transformer blocks."""
+def step_cache_refusal(pipeline_class: str, cache_type: str) -> str | None:
+    """Why a pipeline class cannot take a ``step_cache`` of ``cache_type`` (None if it can)."""
     import inspect
 
     import diffusers
 
-    if "transformer" not in inspect.signature(getattr(diffusers, pipeline_class).__init__).parameters:
+    transformer = "transformer" in inspect.signature(getattr(diffusers, pipeline_class).__init__).parameters
+    if cache_type in TRANSFORMER_CACHES and not transformer:
         return (
-            f"step_cache: {pipeline_class} denoises with a UNet, and diffusers' step caches work on transformers"
-            " (Wan, LTX, CogVideoX); drop it"
+            f"step_cache: {pipeline_class} denoises with a UNet, and diffusers' {cache_type} cache works on transformers"
+            " (Wan, LTX, CogVideoX); use {type: deep_cache} or drop it"
         )
+    if cache_type == "deep_cache" and transformer:
+        return (
+            f"step_cache: deep_cache skips a UNet's deep blocks, and {pipeline_class} denoises with a transformer;"
+            " use first_block"
+        )
+    return None
+
+
+def guidance_cutoff_refusal(pipeline_class: str, params: Any) -> str | None:
+    """Why a row cannot take ``guidance_cutoff`` (None if it can)."""
+    knob = BATCHED_GUIDANCE.get(pipeline_class)
+    if knob is None:
+        return (
+            f"guidance_cutoff: {pipeline_class} does not run guidance as one [unconditional, conditional] batch"
+            f" (it takes families {', '.join(sorted(BATCHED_GUIDANCE))}); drop it"
+        )
+    if getattr(params, knob) <= 1:
+        return f"guidance_cutoff: {knob} is {getattr(params, knob)}, so there is no guidance to cut; drop it or raise {knob}"
     return None
 
 
@@ -366,14 +424,21 @@ def prepare_job(pipe: Any, chosen: dict[str, Any], baseline: Baseline, best_effo
 
     torch.backends.cudnn.benchmark = bool(chosen.get("cudnn_benchmark", False))
 
-    # the step cache: enabled afresh for each job (its state is per video), removed when unset
-    cache = chosen.get("step_cache")
+    # the step cache and the guidance cutoff: attached afresh for each job (their state is per video), removed when unset
     if getattr(denoiser, "is_cache_enabled", False):
         denoiser.disable_cache()
-    if cache is not None:
+    detach_all(denoiser)
+    cache = PipelineOptions.model_validate({"step_cache": chosen.get("step_cache")}).step_cache
+    if isinstance(cache, DeepCacheOption):
+        if not has_unet_levels(denoiser):
+            raise UnsupportedOption(f"step_cache: deep_cache needs a UNet, not {type(denoiser).__name__}; drop it from the row")
+        DeepCache(cache.interval, cache.depth).attach(denoiser)
+    elif cache is not None:
         if not hasattr(denoiser, "enable_cache"):
             raise UnsupportedOption(f"step_cache is not supported by {type(denoiser).__name__}; drop it from the row")
-        config = PipelineOptions.model_validate({"step_cache": cache}).step_cache.config(pipe)
-        denoiser.enable_cache(config)
+        denoiser.enable_cache(cache.config(pipe))
+    cutoff = chosen.get("guidance_cutoff")
+    if cutoff is not None and cutoff < 1:
+        GuidanceCutoff(pipe, cutoff).attach(denoiser)
     return skipped
 

@@ -20,10 +20,11 @@ import torch
 import yaml
 
 from tasks.jobs import Job
-from tasks.manifest import load_manifest
+from tasks.manifest import ManifestError, load_manifest
 from tasks.models import FAMILIES, ensure_built, known_models
 from tasks.render import RunContext, pipeline_cache, render_job
-from tasks.tuning import prepare_job
+from tasks.denoiser_hooks import DeepCache, GuidanceCutoff
+from tasks.tuning import BATCHED_GUIDANCE, prepare_job, step_cache_refusal
 from tasks.video import read_mp4
 
 
@@ -139,3 +140,43 @@ class FamilyContract:
         pipe = module.load(LoadOptions(ref.source, None, "float16", "fp16", components), "cpu")
         denoiser = getattr(pipe, "transformer", None) or pipe.unet
         assert denoiser.dtype == torch.float16
+
+    def test_guidance_cutoff_at_zero_renders_what_guidance_off_renders(self, tmp_path, inputs, monkeypatch):
+        """Past the cutoff the denoiser gets the conditional half of the batch only: from step 0, that is no guidance."""
+        knob = BATCHED_GUIDANCE.get(FAMILIES[self.family].PIPELINE_CLASS)
+        row = self.row(inputs)
+        if knob is None:
+            with pytest.raises(ManifestError, match="does not run guidance as one"):
+                self.jobs(tmp_path, [{**row, "guidance_cutoff": 0.5}], [1])
+            return
+        guided = {**row, knob: 4.0}
+        full = self.render_frames(tmp_path, guided, 5)
+        cut = self.render_frames(tmp_path, {**guided, "guidance_cutoff": 0.0}, 5)
+        off = self.render_frames(tmp_path, {**row, knob: 1.0}, 5)
+        assert np.abs(cut.astype(int) - off.astype(int)).max() <= 2
+        assert np.abs(cut.astype(int) - full.astype(int)).max() > 8, "guidance made no difference: the test shows nothing"
+        halved = []  # per denoiser call: the full batch it was cut from, or None
+        after = GuidanceCutoff.after
+        monkeypatch.setattr(GuidanceCutoff, "after", lambda hook, *a: halved.append(hook.halved) or after(hook, *a))
+        self.render_frames(tmp_path, {**guided, "guidance_cutoff": 0.5}, 5)
+        assert halved[0] is None and halved[-1] % 2 == 0, f"2 steps, cut at 0.5: the first step guided, the last not: {halved}"
+        assert np.array_equal(self.render_frames(tmp_path, guided, 5), full), "the cutoff's hooks outlived their job"
+        with pytest.raises(ManifestError, match=f"{knob} is 1.0, so there is no guidance to cut"):
+            self.jobs(tmp_path, [{**row, knob: 1.0, "guidance_cutoff": 0.5}], [1])
+
+    def test_deep_cache_reuses_the_unets_deep_blocks_between_full_calls(self, tmp_path, inputs, monkeypatch):
+        row = self.row(inputs)
+        if step_cache_refusal(FAMILIES[self.family].PIPELINE_CLASS, "deep_cache"):
+            with pytest.raises(ManifestError, match="deep_cache skips a UNet's deep blocks"):
+                self.jobs(tmp_path, [{**row, "step_cache": {"type": "deep_cache"}}], [1])
+            return
+        plain = self.render_frames(tmp_path, row, 5)
+        every_call = self.render_frames(tmp_path, {**row, "step_cache": {"type": "deep_cache", "interval": 1}}, 5)
+        assert np.array_equal(every_call, plain), "interval 1 runs the whole UNet on every call"
+        reused = []  # per denoiser call: whether it took the deep blocks' kept outputs
+        before = DeepCache.before
+        monkeypatch.setattr(DeepCache, "before", lambda hook, *a: before(hook, *a) or reused.append(hook.reuse))
+        cached = self.render_frames(tmp_path, {**row, "step_cache": {"type": "deep_cache", "interval": 2}}, 5)
+        assert reused[:2] == [False, True], reused
+        assert cached.shape == plain.shape and not np.array_equal(cached, plain)
+        assert np.array_equal(self.render_frames(tmp_path, row, 5), plain), "the cache outlived its job"

@@ -28,6 +28,9 @@ def manifest(folder: Path, rows: list[str], device: str = "cpu", defaults: str =
 def test_pixel_options_change_the_job_id_and_speed_options_do_not(tmp_path):
     jobs = manifest(tmp_path, ["", "scheduler: euler-a", "scheduler_config: {timestep_spacing: trailing}"]).jobs
     assert len({job.job_id for job in jobs}) == 3
+    shortcuts = manifest(tmp_path, ["guidance_cutoff: 0.6", "step_cache: {type: deep_cache}", "step_cache: {type: deep_cache, interval: 4}"]).jobs
+    assert len({job.job_id for job in jobs + shortcuts}) == 6, "quality trades change the video"
+    assert shortcuts[0].options == {"guidance_cutoff": 0.6} and shortcuts[0].pipeline_key == jobs[0].pipeline_key
     (chunked,) = manifest(tmp_path, ["forward_chunking: 2"]).jobs
     assert chunked.job_id == jobs[0].job_id, "forward chunking only trades memory for time"
     assert chunked.options == {"forward_chunking": 2} and chunked.pipeline_key == jobs[0].pipeline_key
@@ -101,6 +104,9 @@ def test_speed_options_validate_are_recorded_and_split_by_kind(tmp_path):
         ("step_cache: {type: deep}", "Input tag 'deep' found using 'type' does not match any of the expected tags: 'first_block'"),
         ("step_cache: {type: first_block, threshold: 0}", "greater than 0"),
         ("step_cache: {type: first_block}", "StableVideoDiffusionPipeline denoises with a UNet"),
+        ("step_cache: {type: deep_cache, interval: 0}", "greater than or equal to 1"),
+        ("guidance_cutoff: 1.5", "less than or equal to 1"),
+        ("guidance_cutoff: 0.5, max_guidance_scale: 1", "max_guidance_scale is 1.0, so there is no guidance to cut"),
     ],
 )
 def test_bad_speed_options_are_refused_before_rendering(tmp_path, row, message):
