@@ -8,13 +8,17 @@ repo) and loaded through videosweep's real path: a manifest row naming the folde
   docs           diffusers docs recipe by hand: enable_model_cpu_offload, one call per video
   bare           by hand, whole pipeline on the GPU, eager                 (orchestration tax: eager / bare)
   eager          render_job, no options
-  batch2         by hand, two images per call (render_job renders one video per call: not offered there)
+  batch2         by hand, two images per call
+  batch2-render  render_job path, --batch 2: two rows per call (render_shard, as a run renders them)
   channels_last  render_job, channels_last: true
   cudnn          render_job, cudnn_benchmark: true
   compile-unet   render_job, compile: {unet: MODE}
   compile-all    render_job, compile: {unet: MODE, vae: MODE}, channels_last, cudnn_benchmark
   compile-rerun  compile-all's first call in a second process: the persistent compile cache's warm-up
-  step-cache     not applicable: SVD denoises with a UNet, diffusers' step caches hook transformers
+  Quality trades (opt-in per row; PSNR/SSIM against eager say how far they move the pixels):
+  cutoff-0.6     render_job, guidance_cutoff: 0.6 (guidance's batch halved for the last 40% of steps)
+  deep-cache-3   render_job, step_cache: {type: deep_cache, interval: 3} (the UNet's deep blocks every 3rd step)
+  fastest        compile-all + deep_cache 3 + guidance_cutoff 0.6
 
 Each variant: a first call (warm-up; compile where compiled), then --repeats timed calls with the
 device synchronised; peak memory reset per variant; s/video (median after the first call), peak
@@ -38,8 +42,23 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-ALL = ["eager", "bare", "docs", "compile-all", "compile-rerun", "channels_last", "cudnn", "batch2", "compile-unet", "step-cache"]
-TINY_SKIPS = {"compile-unet", "compile-all", "compile-rerun"}  # a CPU compile takes minutes: --variants names them to force
+# the figures that matter first: a run cut off by --deadline-s keeps them
+ALL = [
+    "eager",
+    "bare",
+    "docs",
+    "deep-cache-3",
+    "cutoff-0.6",
+    "compile-all",
+    "compile-rerun",
+    "fastest",
+    "batch2-render",
+    "batch2",
+    "channels_last",
+    "cudnn",
+    "compile-unet",
+]
+TINY_SKIPS = {"compile-unet", "compile-all", "compile-rerun", "fastest"}  # a CPU compile takes minutes: --variants names them to force
 COLUMNS = ["variant", "way", "s_per_video", "x_docs", "peak_gib", "first_call_s", "load_s", "psnr_db", "ssim", "note"]
 
 #: stabilityai/stable-video-diffusion-img2vid-xt, unet/config.json (the values that differ from the class defaults too).
@@ -121,7 +140,12 @@ def build_full_size(path: Path, device: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="tiny configs on the CPU, 64x64, 4 frames, 2 steps")
-    parser.add_argument("--variants", default=None, help=f"comma list of {','.join(ALL)} (default: all; --tiny: no compile)")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=None,
+        help=f"some of {','.join(ALL)}, comma- or space-separated (default: all; --tiny: no compile)",
+    )
     parser.add_argument("--repeats", type=int, default=1, help="timed calls after the first, per variant")
     parser.add_argument("--compile-mode", default="reduce-overhead", help="torch.compile mode of the compile variants")
     parser.add_argument("--deadline-s", type=float, default=None, help="start no variant after this many seconds")
@@ -152,7 +176,9 @@ def main() -> None:
         torch.set_num_threads(1)
     geometry = Geometry(64, 64, 4, 2, 2) if args.tiny else Geometry(576, 1024, 25, 25, 8)
     dtype = "float32" if args.tiny else "float16"
-    names = args.variants.split(",") if args.variants else [v for v in ALL if not (args.tiny and v in TINY_SKIPS)]
+    names = [name for given in args.variants for name in given.split(",")] if args.variants else [
+        v for v in ALL if not (args.tiny and v in TINY_SKIPS)
+    ]
     unknown = set(names) - set(ALL)
     if unknown:
         parser.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(ALL)}")
@@ -183,6 +209,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="videosweep-speed-gpu-"))
     compiled = {"unet": args.compile_mode, "vae": args.compile_mode}
     fast = {"compile": compiled, "channels_last": True, "cudnn_benchmark": True}
+    trades = {"cutoff": {"guidance_cutoff": 0.6}, "deep_cache": {"step_cache": {"type": "deep_cache", "interval": 3}}}
     measured: dict = {}
 
     def variant(name: str):
@@ -195,6 +222,8 @@ def main() -> None:
             return bare_diffusers(name, checkpoint, geometry, seeds, device, folder / name, dtype)
         if name == "batch2":
             return bare_diffusers(name, checkpoint, geometry, list(range(2 * len(seeds))), device, folder / name, dtype, batch=2)
+        if name == "batch2-render":
+            return render_path(name, checkpoint, geometry, list(range(2 * len(seeds))), device, folder / name, {}, batch=2)
         if name == "eager":
             return run({})
         if name == "channels_last":
@@ -207,7 +236,13 @@ def main() -> None:
             return run(fast)
         if name == "compile-rerun":
             return compile_rerun(checkpoint, geometry, device, folder / name, fast)
-        return "not applicable: SVD denoises with a UNet; diffusers' step caches hook transformer blocks (Wan, LTX, CogVideoX)"
+        if name == "cutoff-0.6":
+            return run(trades["cutoff"])
+        if name == "deep-cache-3":
+            return run(trades["deep_cache"])
+        if name == "fastest":
+            return run({**fast, **trades["cutoff"], **trades["deep_cache"]})
+        raise ValueError(f"no variant {name}")
 
     for name in names:
         if args.deadline_s is not None and time.perf_counter() - started > args.deadline_s:

@@ -3,8 +3,9 @@
 Two ways to render the same SVD videos from one checkpoint folder:
 - :func:`bare_diffusers`: ``StableVideoDiffusionPipeline.from_pretrained`` called once per video,
   frames written with the same mp4 writer videosweep uses (``tasks.video.write_mp4``);
-- :func:`render_path`: the same videos as manifest rows through ``tasks.render.render_job``
-  (registry, pipeline cache, per-job options, metrics, Parquet record), no Prefect.
+- :func:`render_path`: the same videos as manifest rows through the code a run renders with
+  (``tasks.render``: registry, pipeline cache, per-job options, ``--batch``, export overlapped
+  with the next render, metrics, Parquet record), no Prefect.
 
 Both time each call with the device synchronised: the first call (warm-up, autotuning, compiling)
 is kept apart from the steady state, the median of the later ones; so is the pipeline load; and
@@ -19,6 +20,7 @@ import re
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -152,10 +154,16 @@ def render_path(
     device: str,
     folder: Path,
     options: dict[str, Any] | None = None,
+    batch: int = 1,
 ) -> Measured:
-    """The same videos as rows of a manifest, each through ``render_job`` (a fresh pipeline cache)."""
+    """The same videos as rows of a manifest, rendered as a run renders them: ``batch`` per call, exports overlapped.
+
+    A fresh pipeline cache. Each call is timed from its start until the next may start: its
+    render plus any wait for the previous video's export (the export thread of ``tasks.render``),
+    which is what a video costs in a run's steady state; the first call's pipeline load apart.
+    """
     from tasks.manifest import load_manifest
-    from tasks.render import RunContext, pipeline_cache, render_job
+    from tasks.render import Exporter, RunContext, batches, pipeline_cache, render_jobs
 
     options = options or {}
     folder.mkdir(parents=True, exist_ok=True)
@@ -166,24 +174,29 @@ def render_path(
         f"name: speed-{slug}\ndefaults: {{model: {model}, image: {IMAGE}, {geometry.row()}}}\nrows:\n{rows}\n"
     )
     table = load_manifest(folder / "speed.yaml", device)
-    run = RunContext.new(folder / "out", device, table)
+    run = RunContext.new(folder / "out", device, table, batch=batch)
     pipeline_cache().clear()
-    times, load_s, peak, first = [], 0.0, None, None
-    for job in table.jobs:
-        synchronize(device)
-        began = time.perf_counter()
-        record = render_job(job, run)
-        synchronize(device)
-        if record["status"] != "ok":
-            raise RuntimeError(f"{name}: job {job.job_id} {record['status']}: {record.get('error')}")
-        load_s += record["load_s"] or 0.0
-        times.append(time.perf_counter() - began - (record["load_s"] or 0.0))
+    times, records = [], []
+    with Exporter(run.overlap_export) as exporter:
+        for calls in batches(table.jobs, batch):
+            synchronize(device)
+            began = time.perf_counter()
+            records += render_jobs(calls, run, {}, exporter, datetime.now(timezone.utc))
+            synchronize(device)
+            times.append(time.perf_counter() - began)
+        records += exporter.drain()
+    peak = None
+    for record in records:
+        if record["status"] != "ok" or record["batch_size"] != batch:  # a fallback would time another way
+            why = record.get("error") or record.get("batch_error")
+            raise RuntimeError(f"{name}: job {record['job_id']} {record['status']}, {record['batch_size']} per call: {why}")
         if record.get("peak_gpu_mem_bytes") is not None:
             peak = max(peak or 0.0, record["peak_gpu_mem_bytes"] / 2**30)
-        if first is None:
-            first = _read(run.out_root / record["video_path"])
-    measured = Measured(name, "render_job", options, times, load_s, 1, peak)
-    measured.first_frames = first
+    load_s = sum(record["load_s"] or 0.0 for record in records)  # all in the first call: one pipeline, a fresh cache
+    times[0] -= load_s
+    way = "render_job" if batch == 1 else f"render_job, --batch {batch}"
+    measured = Measured(name, way, options, times, load_s, batch, peak)
+    measured.first_frames = _read(run.out_root / records[0]["video_path"])
     pipeline_cache().clear()
     return measured
 

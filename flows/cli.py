@@ -79,16 +79,27 @@ def run(
         bool,
         typer.Option("--overlap-export/--no-overlap-export", help="encode a job's mp4 while the next one renders"),
     ] = True,
+    batch: Annotated[
+        int,
+        typer.Option(
+            "--batch", min=1, help="videos per pipeline call: consecutive jobs differing only in seed and input image (SVD)"
+        ),
+    ] = 1,
 ) -> None:
     """Render every job of MANIFEST; jobs already rendered into the output root are skipped."""
     table = _load(manifest, device)  # fail fast, before Prefect starts
+    from flows.cluster import start_prefect_api
     from flows.render import run_manifest
     from tasks.outroot import NoRoom, RootBusy
+    from tasks.render import warm_up
 
+    prefect_api = start_prefect_api()  # its server boots while torch and diffusers import
+    warm_up()
     with _plain_errors(RootBusy, NoRoom):  # a setup that cannot run (workers, cluster, busy root, disk)
+        prefect_api()
         summary = run_manifest(
             str(manifest), str(out_dir) if out_dir else None, table.device, force, workers, dask_address,
-            retry_failed=retry_failed, hang_timeout=hang_timeout or None, overlap_export=overlap_export,
+            retry_failed=retry_failed, hang_timeout=hang_timeout or None, overlap_export=overlap_export, batch=batch,
         )
     typer.echo(summary.format())
     raise typer.Exit(1 if summary.failed else 0)

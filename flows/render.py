@@ -2,8 +2,9 @@
 
 Run it as ``videosweep run MANIFEST``, as ``python -m flows.render MANIFEST``, or deploy it to
 a Prefect server. The logic lives in ``tasks/``; this module only wires it. In one process a
-task renders one job; on Dask (``--workers N``, ``--dask-address``) a task renders a shard of
-jobs on one worker, whose pipeline cache lives as long as the worker.
+task renders one job (or, with ``--batch``, several in one pipeline call); on Dask (``--workers
+N``, ``--dask-address``) a task renders a shard of jobs on one worker, whose pipeline cache
+lives as long as the worker.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tasks.jobs import Job
 from tasks.manifest import Manifest, load_manifest
 from tasks.plan import Dispatcher, Plan, Shard, make_plan
 from tasks.progress import JobProgress, job_progress
-from tasks.render import Exporter, RunContext, render_shard, start_job, warm_up, worker_lost_record
+from tasks.render import Exporter, RunContext, batches, render_jobs, render_shard, warm_up, worker_lost_record
 from tasks.reproduce import write_lock
 from tasks.outroot import check_room, claim
 from tasks.report import Outputs, draw_outputs, results_rows, summary_markdown
@@ -42,10 +43,10 @@ def default_out_root(manifest_name: str) -> Path:
 
 
 # Resuming comes from the records on disk (a job with an ok record is skipped), so no Prefect cache.
-@task(name="render-job", task_run_name="{job.job_id}", cache_policy=NO_CACHE)
-def render_job_task(job: Job, run: RunContext, attempt: int, exporter: Exporter) -> list[dict]:
-    """Render one job here; its export may go on beside the next job: the records finished meanwhile."""
-    return exporter.hand_over(start_job(job, run, attempt))
+@task(name="render-job", task_run_name="{name}", cache_policy=NO_CACHE)
+def render_job_task(name: str, jobs: list[Job], run: RunContext, attempts: dict, exporter: Exporter) -> list[dict]:
+    """Render one job (or a batch in one pipeline call) here; exports go on beside the next: the records finished meanwhile."""
+    return render_jobs(jobs, run, attempts, exporter)
 
 
 @task(name="render-shard", task_run_name="{name}", cache_policy=NO_CACHE)
@@ -68,17 +69,19 @@ def render_manifest(
     retry_failed: bool = False,
     hang_timeout: float | None = DEFAULT_HANG_TIMEOUT_S,
     overlap_export: bool = True,
+    batch: int = 1,
 ) -> RunSummary:
     """Render every job of ``manifest`` not yet rendered into ``out`` (all of them with ``force``).
 
     ``retry_failed`` renders only the jobs whose last attempt failed; ``hang_timeout`` cancels a
     job after that many seconds without progress; ``overlap_export`` encodes a job's mp4 while
-    the next one renders.
+    the next one renders; ``batch`` renders up to that many consecutive jobs that differ only in
+    their seed and per-video inputs in one pipeline call (tasks.render.batches).
     """
     distributed = _on_dask()
     device = resolve_device(device) if not distributed else (device or "cpu")
     table, out_root, done, todo = pending(manifest, device, out, force, retry_failed)
-    run = RunContext.new(out_root, device, table, hang_timeout, overlap_export)
+    run = RunContext.new(out_root, device, table, hang_timeout, overlap_export, batch)
     with claim(out_root, run.run_id, table.name):  # one run per output root; ends what a killed run left
         check_room(out_root, todo)
         write_lock(table, out_root)  # the expanded job table, revisions and input hashes resolved
@@ -93,10 +96,12 @@ def render_manifest(
                     _render_on_dask(level, run, done.attempts, progress)
                 else:
                     with Exporter(run.overlap_export) as exporter:  # a level's videos are all out before the next
-                        for job in (job for shard in level for job in shard.jobs):
-                            progress.start(job)
-                            attempt = done.attempts.get(job.job_id, 0) + 1
-                            for record in render_job_task(job, run, attempt, exporter):
+                        for jobs in batches([job for shard in level for job in shard.jobs], run.batch):
+                            progress.start(jobs[0])
+                            name = jobs[0].job_id + (f" +{len(jobs) - 1}" if len(jobs) > 1 else "")
+                            # the batch's own attempts: Prefect walks every input of a task
+                            attempts = {job.job_id: done.attempts.get(job.job_id, 0) for job in jobs}
+                            for record in render_job_task(name, jobs, run, attempts, exporter):
                                 progress.finish(record)
                             if progress.stopped:
                                 break
@@ -203,12 +208,19 @@ def run_manifest(
     retry_failed: bool = False,
     hang_timeout: float | None = DEFAULT_HANG_TIMEOUT_S,
     overlap_export: bool = True,
+    batch: int = 1,
 ) -> RunSummary:
     """Run the flow here, or with its tasks on Dask: a local cluster of ``workers``, or ``dask_address``."""
     device = device or resolve_device(None)
     slots = worker_count(workers, device)
     runner = dask_runner(slots, dask_address, device)
-    options = {"force": force, "retry_failed": retry_failed, "hang_timeout": hang_timeout, "overlap_export": overlap_export}
+    options = {
+        "force": force,
+        "retry_failed": retry_failed,
+        "hang_timeout": hang_timeout,
+        "overlap_export": overlap_export,
+        "batch": batch,
+    }
     if runner is None:
         return render_manifest(manifest, out, device, workers=1, **options)
     share_prefect_api()

@@ -58,6 +58,19 @@ class Job(BaseModel):
         """Jobs with equal keys share one loaded pipeline."""
         return (self.family, self.model_revision, self.load_options, load_options(self.options))
 
+    @property
+    def batch_key(self) -> tuple | None:
+        """Jobs with equal keys may share one pipeline call: all but the seed and the family's ``BATCH_FIELDS`` alike.
+
+        None where the family renders one video per call (it has no ``render_batch``).
+        """
+        module = FAMILIES[self.family]
+        if not hasattr(module, "render_batch"):
+            return None
+        shared = {key: value for key, value in self.params.items() if key not in getattr(module, "BATCH_FIELDS", ())}
+        alike = json.dumps([self.generator_device, self.options, shared], sort_keys=True, default=str)
+        return (self.pipeline_key, alike)
+
     def typed_params(self, out_root: Path | None = None):
         """The family's Params; ``"@<job_id>"`` inputs become that job's video under ``out_root``."""
         params = dict(self.params)

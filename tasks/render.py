@@ -16,13 +16,14 @@ import time
 import traceback
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .jobs import Job, job_video_path
-from .memory import OutOfMemory, is_out_of_memory, ladder
+from .memory import LADDER, OutOfMemory, is_out_of_memory, ladder
 from .metrics import video_metrics
 from .models import FAMILIES, ensure_built, file_sha256, known_models
 from .models.base import conditioning_image
@@ -45,14 +46,21 @@ class RunContext:
     manifest_sha256: str
     hang_timeout_s: float | None = None  # cancel a job after this long without progress (tasks.watchdog)
     overlap_export: bool = True  # export a job while the next renders (Exporter)
+    batch: int = 1  # videos per pipeline call at most, where consecutive jobs allow (batches)
 
     @classmethod
     def new(
-        cls, out_root: Path, device: str, manifest, hang_timeout_s: float | None = None, overlap_export: bool = True
+        cls,
+        out_root: Path,
+        device: str,
+        manifest,
+        hang_timeout_s: float | None = None,
+        overlap_export: bool = True,
+        batch: int = 1,
     ) -> RunContext:
         run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         path = str(manifest.path.resolve())
-        return cls(run_id, out_root, device, manifest.name, path, manifest.sha256, hang_timeout_s, overlap_export)
+        return cls(run_id, out_root, device, manifest.name, path, manifest.sha256, hang_timeout_s, overlap_export, batch)
 
 
 class PipelineCache:
@@ -200,21 +208,47 @@ def pipeline_cache() -> PipelineCache:
 
 
 def render_shard(jobs: list[Job], run: RunContext, attempts: dict[str, int], queued_at: datetime) -> list[dict]:
-    """Render a shard's jobs one after another in this process (one Prefect task on a worker).
+    """Render a shard's jobs one after another in this process (one Prefect task on a worker), ``run.batch`` per call at most.
 
     Idempotent: when Dask hands a shard out again after its worker died, the jobs that worker
     had already recorded (this attempt's part file exists) are not rendered twice.
     """
     records: list[dict] = []
+    results = run.out_root / RESULTS_DIR
+    todo = [job for job in jobs if not any(results.glob(f"part-*-{job.job_id}-{attempt_of(job, attempts)}.parquet"))]
     with Exporter(run.overlap_export) as exporter:
-        for job in jobs:
-            attempt = attempts.get(job.job_id, 0) + 1
-            if any((run.out_root / RESULTS_DIR).glob(f"part-*-{job.job_id}-{attempt}.parquet")):
-                continue
-            records += exporter.hand_over(start_job(job, run, attempt, queued_at))
+        for batch in batches(todo, run.batch):
+            records += render_jobs(batch, run, attempts, exporter, queued_at)
             if any(record.get("error_type") == DiskFull.__name__ for record in records):
                 break  # the run stops: the rest of the shard is left for the next run
         records += exporter.drain()
+    return records
+
+
+def attempt_of(job: Job, attempts: dict[str, int]) -> int:
+    """The attempt a job renders now: one more than the records earlier runs left (``attempts``)."""
+    return attempts.get(job.job_id, 0) + 1
+
+
+def batches(jobs: list[Job], size: int) -> Iterator[list[Job]]:
+    """``jobs`` in order, in runs of consecutive jobs that may share a pipeline call (equal ``batch_key``), ``size`` at most."""
+    batch: list[Job] = []
+    for job in jobs:
+        if batch and (len(batch) == size or job.batch_key is None or job.batch_key != batch[0].batch_key):
+            yield batch
+            batch = []
+        batch.append(job)
+    if batch:
+        yield batch
+
+
+def render_jobs(
+    jobs: list[Job], run: RunContext, attempts: dict[str, int], exporter: Exporter, queued_at: datetime | None = None
+) -> list[dict]:
+    """Render one of :func:`batches` and hand each job to ``exporter`` in order: the records finished meanwhile."""
+    records: list[dict] = []
+    for rendering in start_batch(jobs, run, attempts, queued_at):
+        records += exporter.hand_over(rendering)
     return records
 
 
@@ -239,38 +273,113 @@ class Rendering:
 
 def start_job(job: Job, run: RunContext, attempt: int = 1, queued_at: datetime | None = None) -> Rendering:
     """Check a job's inputs, then load, denoise and decode it: the first half of :func:`render_job`."""
-    import torch
-
     started_at = datetime.now(timezone.utc)
     started = time.perf_counter()
     record = _base_record(job, run, attempt, started_at)
-    record["queued_at"] = queued_at or started_at
+    record.update(queued_at=queued_at or started_at, batch_size=1)
     rendered = params = None
     try:
-        # 1. inputs taken from other jobs must exist: a failed source skips its dependants;
-        #    input files are kept by hash under OUT/inputs/, where a rerun finds them
-        missing = [source for source in job.depends_on if not (run.out_root / job_video_path(source)).is_file()]
-        if missing:
-            raise SourceNotRendered(f"input job {', '.join(missing)} has no video (it failed or was not rendered)")
-        keep_inputs(job, run.out_root)
-
-        # 2. the pipeline (loaded once per process), denoise and decode: one rung lighter after running out of memory
+        check_inputs(job, run)
+        # the pipeline (loaded once per process), denoise and decode: one rung lighter after running out of memory
         pipe, rendered, params = _render_on_ladder(job, run, record)
-        scheduler = rendered.scheduler or pipe.scheduler
-        record.update(
-            scheduler_class=type(scheduler).__name__,
-            scheduler_config_json=json.dumps(dict(scheduler.config), sort_keys=True, default=str),
-            denoise_s=rendered.denoise_s,
-            decode_s=rendered.decode_s,
-        )
-        if run.device.startswith("cuda"):
-            record["peak_gpu_mem_bytes"] = torch.cuda.max_memory_allocated(run.device)
+        record.update(_rendered_fields(pipe, rendered, run))
     except SourceNotRendered as exc:
         record.update(status="skipped", error_type=type(exc).__name__, error=str(exc))
     except Exception as exc:  # noqa: BLE001 - the record is where the failure goes
         rendered = None
         record.update(status="failed", error_type=type(exc).__name__, error=_describe(exc))
     return Rendering(run, record, rendered, params, time.perf_counter() - started)
+
+
+def start_batch(
+    jobs: list[Job], run: RunContext, attempts: dict[str, int], queued_at: datetime | None = None
+) -> Iterator[Rendering]:
+    """Start one of :func:`batches`, job by job in order: those whose inputs are ready in one pipeline call.
+
+    A batch never fails its peers: if the call raises (a bad input, out of memory, anything), each
+    of its jobs is rendered again alone by :func:`start_job` (its memory ladder, its own record).
+    Jobs whose inputs are not ready go alone too, where their record says why. Each rendering is
+    made or released as it is taken, so a batch of N holds N videos' frames at most.
+    """
+    ready = [job for job in jobs if _inputs_ready(job, run)] if len(jobs) > 1 else []
+    together: dict[str, Rendering] = {}
+    why = None
+    if len(ready) > 1:
+        try:
+            together = {rendering.record["job_id"]: rendering for rendering in _start_together(ready, run, attempts, queued_at)}
+        except Exception as exc:  # noqa: BLE001 - rendered again alone below, each job recording its own outcome
+            why = f"{type(exc).__name__}: {_describe(exc)}"
+    if why:
+        _free_memory(run.device)  # what the failed call held goes before its jobs render alone
+    for job in jobs:
+        if job.job_id in together:
+            yield together.pop(job.job_id)
+            continue
+        rendering = start_job(job, run, attempt_of(job, attempts), queued_at)
+        if why and job in ready:
+            rendering.record["batch_error"] = why
+        yield rendering
+
+
+def check_inputs(job: Job, run: RunContext) -> None:
+    """Raise unless a job's inputs are there: a failed source skips its dependants (:class:`SourceNotRendered`).
+
+    Input files are kept by hash under OUT/inputs/, where a rerun finds them.
+    """
+    missing = [source for source in job.depends_on if not (run.out_root / job_video_path(source)).is_file()]
+    if missing:
+        raise SourceNotRendered(f"input job {', '.join(missing)} has no video (it failed or was not rendered)")
+    keep_inputs(job, run.out_root)
+
+
+def _inputs_ready(job: Job, run: RunContext) -> bool:
+    try:
+        check_inputs(job, run)
+    except Exception:  # noqa: BLE001 - the job goes alone, and start_job records why
+        return False
+    return True
+
+
+def _start_together(jobs: list[Job], run: RunContext, attempts: dict[str, int], queued_at: datetime | None) -> list[Rendering]:
+    """Render ``jobs`` in one pipeline call, set up as their rows ask (the memory ladder's first rung); raises what it raises."""
+    started_at = datetime.now(timezone.utc)
+    started = time.perf_counter()
+    pipe, baseline, load_s, hit = pipeline_cache().get(jobs[0], run.device, run.run_id)
+    prepare_job(pipe, jobs[0].options, baseline)
+    videos, params = _render_call(pipe, jobs, run)
+    # the load is the first job's, as if it had rendered alone first (the others find the pipeline
+    # loaded); the rest of the call's time is shared out evenly, like denoise_s and decode_s
+    share = (time.perf_counter() - started - load_s) / len(jobs)
+    renderings = []
+    for index, (job, rendered, typed) in enumerate(zip(jobs, videos, params)):
+        record = _base_record(job, run, attempt_of(job, attempts), started_at)
+        record.update(
+            queued_at=queued_at or started_at,
+            batch_size=len(jobs),
+            load_s=0.0 if index else load_s,
+            cache_hit=hit or index > 0,
+            pipeline_class=type(pipe).__name__,
+            memory_rung=LADDER[0].name,
+            **_rendered_fields(pipe, rendered, run),
+        )
+        renderings.append(Rendering(run, record, rendered, typed, share + record["load_s"]))
+    return renderings
+
+
+def _rendered_fields(pipe: Any, rendered: Any, run: RunContext) -> dict[str, Any]:
+    """What a job's record says of its render: the scheduler it used, its timings, the peak GPU memory."""
+    scheduler = rendered.scheduler or pipe.scheduler
+    fields = {
+        "scheduler_class": type(scheduler).__name__,
+        "scheduler_config_json": json.dumps(dict(scheduler.config), sort_keys=True, default=str),
+        "denoise_s": rendered.denoise_s,
+        "decode_s": rendered.decode_s,
+    }
+    if run.device.startswith("cuda"):
+        import torch
+
+        fields["peak_gpu_mem_bytes"] = torch.cuda.max_memory_allocated(run.device)
+    return fields
 
 
 def finish_job(rendering: Rendering) -> dict[str, Any]:
@@ -309,7 +418,8 @@ def finish_job(rendering: Rendering) -> dict[str, Any]:
 class Exporter:
     """Export a job on a thread while the next one renders: the GPU does not wait for the encoder.
 
-    At most one job is exporting while one renders, so no more than two videos' frames are held.
+    At most one job is exporting while one renders, so no more than two videos' frames are held
+    (N + 1 while a batch of N renders: its jobs are handed over one by one, each waiting for the last).
     ``hand_over`` returns the records finished meanwhile, in order; ``drain`` waits for the last.
     With ``overlap`` False, each job is exported at once in the caller's thread.
     """
@@ -343,9 +453,6 @@ class Exporter:
 
 def _render_on_ladder(job: Job, run: RunContext, record: dict[str, Any]) -> tuple[Any, Any, Any]:
     """Load, set up and render ``job`` (tasks.memory): the pipeline, the rendered video and the typed parameters."""
-    import torch
-
-    cuda = run.device.startswith("cuda")
     fallbacks: list[str] = []
     tried: list[tuple] = []  # what each rung really ran with, after options its pipeline lacks were left out
     for rung, attempt in ladder(job, run.device):
@@ -358,14 +465,7 @@ def _render_on_ladder(job: Job, run: RunContext, record: dict[str, Any]) -> tupl
                 continue  # this rung changes nothing this pipeline supports
             tried.append(setup)
             record.update(load_s=load_s, cache_hit=hit, pipeline_class=type(pipe).__name__)
-            if cuda:
-                torch.cuda.reset_peak_memory_stats(run.device)
-            # seeded on the generator device, afresh on each rung
-            generator_device = run.device if job.generator_device == "cuda" else "cpu"
-            generator = torch.Generator(generator_device).manual_seed(job.seed)
-            params = attempt.typed_params(run.out_root)
-            with watchdog(run.hang_timeout_s):
-                rendered = FAMILIES[job.family].render(pipe, params, generator, run.device)
+            [rendered], [params] = _render_call(pipe, [attempt], run)
             record.update(memory_rung=rung, memory_fallbacks=json.dumps(fallbacks) if fallbacks else None)
             return pipe, rendered, params
         except Exception as exc:
@@ -376,6 +476,25 @@ def _render_on_ladder(job: Job, run: RunContext, record: dict[str, Any]) -> tupl
         _free_memory(run.device)
     record["memory_fallbacks"] = json.dumps(fallbacks)
     raise OutOfMemory(f"out of memory on every rung of the memory ladder ({len(fallbacks)} tried): {fallbacks[-1]}")
+
+
+def _render_call(pipe: Any, jobs: list[Job], run: RunContext) -> tuple[list[Any], list[Any]]:
+    """Render ``jobs`` in one call of ``pipe``, under the watchdog: their videos and typed parameters, in order.
+
+    Each job has its own generator, seeded afresh on its generator device; one job goes
+    through the family's ``render``, several through its ``render_batch``.
+    """
+    import torch
+
+    if run.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(run.device)
+    generators = [torch.Generator(run.device if job.generator_device == "cuda" else "cpu").manual_seed(job.seed) for job in jobs]
+    params = [job.typed_params(run.out_root) for job in jobs]
+    family = FAMILIES[jobs[0].family]
+    with watchdog(run.hang_timeout_s):
+        if len(jobs) == 1:
+            return [family.render(pipe, params[0], generators[0], run.device)], params
+        return family.render_batch(pipe, params, generators, run.device), params
 
 
 def worker_lost_record(job: Job, run: RunContext, attempt: int) -> dict[str, Any]:

@@ -71,6 +71,8 @@ _OUTPUT = [
     ("peak_gpu_mem_bytes", pa.int64()),
     ("memory_rung", pa.string()),  # the rung of the memory ladder that rendered it (tasks.memory): "asked" first
     ("memory_fallbacks", pa.string()),  # JSON list of the rungs that ran out of memory before it
+    ("batch_size", pa.int32()),  # videos in the pipeline call that rendered it (run --batch); 1 alone
+    ("batch_error", pa.string()),  # why the batched call it was in failed (it was then rendered alone)
     *((name, pa.float64()) for name in METRICS),  # tasks.metrics: motion, flicker, first-frame fidelity
     ("python_version", pa.string()),
     ("torch_version", pa.string()),

@@ -1,8 +1,10 @@
 """What every model family shares: the params base class, the render output, and the load path.
 
 A family module (``svd.py``, ...) declares its pipeline, its hub ids, a pydantic ``Params``
-model, ``load``, ``render`` and ``build_tiny``. The helpers here keep those modules short
-without hiding the diffusers calls a reader wants to see.
+model, ``load``, ``render`` and ``build_tiny``; for ``videosweep run --batch``, optionally
+``render_batch(pipe, params_list, generators, device) -> list[Rendered]`` and ``BATCH_FIELDS``
+(the parameters that may differ between the videos of one call). The helpers here keep those
+modules short without hiding the diffusers calls a reader wants to see.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ class Rendered:
 
     frames: np.ndarray
     fps: int
-    denoise_s: float
+    denoise_s: float  # this video's: its share (time / videos) where a call rendered several
     decode_s: float
     scheduler: Any = None  # the scheduler the call used, where the family swapped one in for this job only
 

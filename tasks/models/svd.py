@@ -2,7 +2,8 @@
 
 Loaded and called as in the diffusers docs (``using-diffusers/svd``): fp16 weights
 (``variant="fp16"``) on a GPU, the conditioning image resized to the output size
-(1024x576 by default), frames decoded ``decode_chunk_size`` at a time.
+(1024x576 by default), frames decoded ``decode_chunk_size`` at a time. Rows that differ only
+in their image and seed may share one call (``render_batch``, ``videosweep run --batch N``).
 """
 
 from __future__ import annotations
@@ -61,17 +62,32 @@ def load(options: LoadOptions, device: str):
 
 
 def render(pipe, params: Params, generator: torch.Generator, device: str) -> Rendered:
-    """Render one video; the denoising loop and the VAE decode are timed apart."""
+    """Render one video: a batch of one."""
+    return render_batch(pipe, [params], [generator], device)[0]
+
+
+#: The parameters that may differ between the videos of one call (``videosweep run --batch``); the seed always may.
+BATCH_FIELDS = ("image",)
+
+
+def render_batch(pipe, params_list: list[Params], generators: list[torch.Generator], device: str) -> list[Rendered]:
+    """Render videos whose parameters differ only in :data:`BATCH_FIELDS` in one pipeline call, each with its generator.
+
+    The denoising loop and the VAE decode are timed apart; each video's ``denoise_s`` and
+    ``decode_s`` are its share of the call's (time / videos), so a batch's records add up to it.
+    """
     import torch
     from diffusers.utils import load_image
 
-    # 1. the conditioning image, resized as in the docs
-    image = load_image(str(params.image)).resize((params.width, params.height))
+    params = params_list[0]  # the call's parameters; only the images differ
 
-    # 2. encode the image and denoise; stop at the latents
+    # 1. the conditioning images, resized as in the docs
+    images = [load_image(str(each.image)).resize((params.width, params.height)) for each in params_list]
+
+    # 2. encode the images and denoise; stop at the latents (diffusers draws each video's noise from its own generator)
     watch = Stopwatch(device)
     latents = pipe(
-        image,
+        images,
         height=params.height,
         width=params.width,
         num_frames=params.num_frames,
@@ -81,18 +97,22 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
         fps=params.fps,
         motion_bucket_id=params.motion_bucket_id,
         noise_aug_strength=params.noise_aug_strength,
-        generator=generator,
+        generator=generators,
         output_type="latent",
     ).frames
     denoise_s = watch.lap()
 
-    # 3. decode exactly as the pipeline does after its loop
+    # 3. decode exactly as the pipeline does after its loop, one video at a time: a decode chunk of
+    #    the batch's frames would run the temporal decoder across two videos
     num_frames = latents.shape[1]
+    videos = []
     with torch.no_grad():
-        video = pipe.decode_latents(latents, num_frames, params.decode_chunk_size or num_frames)
-    frames = pipe.video_processor.postprocess_video(video=video, output_type="np")[0]
+        for one in latents.split(1):
+            video = pipe.decode_latents(one, num_frames, params.decode_chunk_size or num_frames)
+            videos.append(to_uint8_frames(pipe.video_processor.postprocess_video(video=video, output_type="np")[0]))
     decode_s = watch.lap()
-    return Rendered(frames=to_uint8_frames(frames), fps=params.fps, denoise_s=denoise_s, decode_s=decode_s)
+    count = len(videos)
+    return [Rendered(frames=frames, fps=params.fps, denoise_s=denoise_s / count, decode_s=decode_s / count) for frames in videos]
 
 
 def build_tiny(path: Path) -> None:
