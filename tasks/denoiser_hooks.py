@@ -71,9 +71,12 @@ class GuidanceCutoff:
         return (index - begin) / max(len(schedule) - begin, 1)
 
     def before(self, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        import torch
+
         sample, timestep = _sample_and_timestep(args, kwargs)
         self.halved = None
-        if self.progress(timestep) < self.cutoff:
+        # outside a compiled denoiser's graph: reading the step back as a Python number would break it anyway
+        if torch.compiler.disable(self.progress)(timestep) < self.cutoff:
             return None
         batch = sample.shape[0]
         if batch % 2:
