@@ -172,9 +172,9 @@ def prefect_run(folder: Path, geometry, seeds: list[int]) -> dict:
 
     work = folder / "prefect"
     work.mkdir()
-    rows = "\n".join(f"  - {{{{seed: {seed}}}}}" for seed in seeds)
+    rows = "\n".join(f"  - {{seed: {seed}}}" for seed in seeds)
     (work / "speed.yaml").write_text(
-        f"name: speed-prefect\ndefaults: {{{{model: tiny-svd, image: {IMAGE}, {geometry.row()}}}}}\nrows:\n{rows}\n"
+        f"name: speed-prefect\ndefaults: {{model: tiny-svd, image: {IMAGE}, {geometry.row()}}}\nrows:\n{rows}\n"
     )
     env = os.environ | {"PREFECT_HOME": str(work / "prefect-home")}
     cli = [sys.executable, "-c", "from flows.cli import app; app()", "run", str(work / "speed.yaml"), "--out", str(work / "out")]
