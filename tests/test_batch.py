@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 from PIL import Image
 from typer.testing import CliRunner
@@ -45,17 +46,23 @@ def max_diff(a: np.ndarray, b: np.ndarray) -> int:
     return int(np.abs(a.astype(int) - b.astype(int)).max())
 
 
-def test_a_batch_renders_what_each_job_renders_alone(tmp_path, monkeypatch):
+@pytest.fixture
+def written(monkeypatch) -> dict:
+    """The decoded frames each job hands to the mp4 writer, by output root and job id."""
     from tasks import render as rendering
 
-    written = {}  # the decoded frames each job hands to the mp4 writer, by output root and job
+    frames_by_job = {}
     real_write = rendering.write_mp4
 
     def write_mp4(frames, fps, path, **kwargs):
-        written[path.parent.parent.name, path.stem] = frames
+        frames_by_job[path.parent.parent.name, path.stem] = frames
         return real_write(frames, fps, path, **kwargs)
 
     monkeypatch.setattr(rendering, "write_mp4", write_mp4)
+    return frames_by_job
+
+
+def test_a_batch_renders_what_each_job_renders_alone(tmp_path, written):
     rows = ["image: rocket.png", "image: mirror.png", "image: rocket.png, motion_bucket_id: 200"]
     manifest = write_manifest(tmp_path, rows, [1, 2])
     alone = render(manifest, tmp_path / "alone", 1)
@@ -79,6 +86,18 @@ def test_a_batch_renders_what_each_job_renders_alone(tmp_path, monkeypatch):
     single = [written["alone", r["job_id"]] for r in alone]
     assert max(max_diff(a, b) for a, b in zip(batched, single)) <= 2
     assert max_diff(batched[0], single[1]) > 50 and max_diff(batched[0], single[2]) > 50, "the bound tells seeds and images apart"
+
+
+def test_deep_cache_and_guidance_cutoff_hold_in_a_batch(tmp_path, written):
+    """The hooks cut the batch's guidance halves and keep its deep features: the same videos as alone."""
+    trades = "num_inference_steps: 4, step_cache: {type: deep_cache, interval: 2}, guidance_cutoff: 0.5"
+    manifest = write_manifest(tmp_path, [f"image: rocket.png, {trades}", f"image: mirror.png, {trades}"], [1])
+    alone = render(manifest, tmp_path / "alone", 1)
+    together = render(manifest, tmp_path / "together", 2)
+    assert [r["batch_size"] for r in together] == [2, 2] and [r["status"] for r in together] == ["ok", "ok"]
+    pairs = [(written["together", r["job_id"]], written["alone", r["job_id"]]) for r in together]
+    assert max(max_diff(a, b) for a, b in pairs) <= 2
+    assert max_diff(pairs[0][0], pairs[1][1]) > 50, "the bound tells the two images apart"
 
 
 def test_only_consecutive_jobs_alike_but_for_seed_and_image_share_a_call(tmp_path, monkeypatch):
