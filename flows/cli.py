@@ -55,6 +55,17 @@ WorkersOpt = Annotated[
     Optional[int],
     typer.Option("--workers", min=1, help="worker processes (default: one per visible GPU, 1 on a CPU)"),
 ]
+# how jobs render, for `run` and for a `submit`ted run alike
+HangTimeoutOpt = Annotated[
+    float, typer.Option("--hang-timeout", min=0, help="cancel a job after this many seconds without progress (0: never)")
+]
+OverlapExportOpt = Annotated[
+    bool, typer.Option("--overlap-export/--no-overlap-export", help="encode a job's mp4 while the next one renders")
+]
+BatchOpt = Annotated[
+    int,
+    typer.Option("--batch", min=1, help="videos per pipeline call: consecutive jobs differing only in seed and input image (SVD)"),
+]
 
 
 @app.command()
@@ -72,19 +83,9 @@ def run(
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="render only the jobs whose last attempt failed")
     ] = False,
-    hang_timeout: Annotated[
-        float, typer.Option("--hang-timeout", min=0, help="cancel a job after this many seconds without progress (0: never)")
-    ] = DEFAULT_HANG_TIMEOUT_S,
-    overlap_export: Annotated[
-        bool,
-        typer.Option("--overlap-export/--no-overlap-export", help="encode a job's mp4 while the next one renders"),
-    ] = True,
-    batch: Annotated[
-        int,
-        typer.Option(
-            "--batch", min=1, help="videos per pipeline call: consecutive jobs differing only in seed and input image (SVD)"
-        ),
-    ] = 1,
+    hang_timeout: HangTimeoutOpt = DEFAULT_HANG_TIMEOUT_S,
+    overlap_export: OverlapExportOpt = True,
+    batch: BatchOpt = 1,
 ) -> None:
     """Render every job of MANIFEST; jobs already rendered into the output root are skipped."""
     table = _load(manifest, device)  # fail fast, before Prefect starts
@@ -380,6 +381,9 @@ def submit(
     device: DeviceOpt = None,
     workers: WorkersOpt = None,
     force: Annotated[bool, typer.Option("--force", help="render again jobs that already have a video")] = False,
+    hang_timeout: HangTimeoutOpt = DEFAULT_HANG_TIMEOUT_S,
+    overlap_export: OverlapExportOpt = True,
+    batch: BatchOpt = 1,
 ) -> None:
     """Queue MANIFEST on the Prefect server (PREFECT_API_URL) for `videosweep worker`; a frozen copy of it runs."""
     from datetime import datetime
@@ -395,7 +399,8 @@ def submit(
         out_root = (out_dir or default_out_root(table.name)).resolve()
         with api_client() as client:
             copy = freeze_manifest(manifest, out_root)
-            run = queue_run(client, copy, out_root, len(table.jobs), when, priority, device, workers, force)
+            rendering = {"hang_timeout": hang_timeout or None, "overlap_export": overlap_export, "batch": batch}
+            run = queue_run(client, copy, out_root, len(table.jobs), when, priority, device, workers, force, rendering)
     starts = when.strftime("%Y-%m-%d %H:%M") if when else "as soon as a worker is free"
     typer.echo(f"queued {run.name} ({run.id}): {table.name}, {len(table.jobs)} jobs, priority {priority}")
     typer.echo(f"starts:   {starts}")

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from prefect import flow
+
+from tasks.watchdog import DEFAULT_HANG_TIMEOUT_S
 
 from .render import run_manifest
 
@@ -38,12 +40,22 @@ JOBS_LABEL = "videosweep.jobs"  # a submitted run's job count, for status
 
 @flow(name="videosweep-queued", validate_parameters=False)
 def queued_manifest(
-    manifest: str, out: str, device: str | None = None, force: bool = False, workers: int | None = None
+    manifest: str,
+    out: str,
+    device: str | None = None,
+    force: bool = False,
+    workers: int | None = None,
+    hang_timeout: float | None = DEFAULT_HANG_TIMEOUT_S,
+    overlap_export: bool = True,
+    batch: int = 1,
 ) -> RunSummary:
-    """Render a submitted manifest (its frozen copy) into ``out``, on this worker's GPUs."""
+    """Render a submitted manifest (its frozen copy) into ``out``, on this worker's GPUs, as `videosweep run` would."""
     from prefect.artifacts import create_markdown_artifact
 
-    summary = run_manifest(manifest, out, device=device, force=force, workers=workers)
+    summary = run_manifest(
+        manifest, out, device=device, force=force, workers=workers,
+        hang_timeout=hang_timeout, overlap_export=overlap_export, batch=batch,
+    )
     create_markdown_artifact(f"```\n{summary.format()}\n```", key="videosweep-summary", description="what the run did")
     return summary
 
@@ -147,14 +159,20 @@ def submit(
     device: str | None = None,
     workers: int | None = None,
     force: bool = False,
+    rendering: dict[str, Any] | None = None,
 ) -> FlowRun:
-    """Queue a run of ``manifest`` (a frozen copy) into ``out`` at ``at`` (now if None)."""
+    """Queue a run of ``manifest`` (a frozen copy) into ``out`` at ``at`` (now if None).
+
+    ``rendering``: how its jobs render (``hang_timeout``, ``overlap_export``, ``batch``), as
+    `videosweep run` takes them; the flow's defaults where left out.
+    """
     from prefect.states import Scheduled
 
     queue = queue_name(priority)
+    parameters = {"manifest": str(manifest), "out": str(out), "device": device, "force": force, "workers": workers}
     return client.create_flow_run_from_deployment(
         ensure_deployment(client),
-        parameters={"manifest": str(manifest), "out": str(out), "device": device, "force": force, "workers": workers},
+        parameters=parameters | (rendering or {}),
         state=Scheduled(scheduled_time=at or datetime.now(timezone.utc)),
         work_queue_name=queue,
         labels={JOBS_LABEL: jobs},

@@ -94,6 +94,7 @@ def test_deep_cache_and_guidance_cutoff_hold_in_a_batch(tmp_path, written):
     manifest = write_manifest(tmp_path, [f"image: rocket.png, {trades}", f"image: mirror.png, {trades}"], [1])
     alone = render(manifest, tmp_path / "alone", 1)
     together = render(manifest, tmp_path / "together", 2)
+    assert [r["batch_size"] for r in alone] == [1, 1]
     assert [r["batch_size"] for r in together] == [2, 2] and [r["status"] for r in together] == ["ok", "ok"]
     pairs = [(written["together", r["job_id"]], written["alone", r["job_id"]]) for r in together]
     assert max(max_diff(a, b) for a, b in pairs) <= 2
