@@ -178,7 +178,7 @@ def render_path(
     pipeline_cache().clear()
     times, records = [], []
     with Exporter(run.overlap_export) as exporter:
-        for calls in batches(table.jobs, batch):
+        for calls in batches(table.jobs, batch, run.run_id):
             synchronize(device)
             began = time.perf_counter()
             records += render_jobs(calls, run, {}, exporter, datetime.now(timezone.utc))

@@ -96,7 +96,7 @@ def render_manifest(
                     _render_on_dask(level, run, done.attempts, progress)
                 else:
                     with Exporter(run.overlap_export) as exporter:  # a level's videos are all out before the next
-                        for jobs in batches([job for shard in level for job in shard.jobs], run.batch):
+                        for jobs in batches([job for shard in level for job in shard.jobs], run.batch, run.run_id):
                             progress.start(jobs[0])
                             name = jobs[0].job_id + (f" +{len(jobs) - 1}" if len(jobs) > 1 else "")
                             # the batch's own attempts: Prefect walks every input of a task

@@ -217,7 +217,7 @@ def render_shard(jobs: list[Job], run: RunContext, attempts: dict[str, int], que
     results = run.out_root / RESULTS_DIR
     todo = [job for job in jobs if not any(results.glob(f"part-*-{job.job_id}-{attempt_of(job, attempts)}.parquet"))]
     with Exporter(run.overlap_export) as exporter:
-        for batch in batches(todo, run.batch):
+        for batch in batches(todo, run.batch, run.run_id):
             records += render_jobs(batch, run, attempts, exporter, queued_at)
             if any(record.get("error_type") == DiskFull.__name__ for record in records):
                 break  # the run stops: the rest of the shard is left for the next run
@@ -230,16 +230,25 @@ def attempt_of(job: Job, attempts: dict[str, int]) -> int:
     return attempts.get(job.job_id, 0) + 1
 
 
-def batches(jobs: list[Job], size: int) -> Iterator[list[Job]]:
-    """``jobs`` in order, in runs of consecutive jobs that may share a pipeline call (equal ``batch_key``), ``size`` at most."""
+def batches(jobs: list[Job], size: int, run_id: str | None = None) -> Iterator[list[Job]]:
+    """``jobs`` in order, in runs of consecutive jobs that may share a pipeline call (equal ``batch_key``), ``size`` at most.
+
+    Lazily, so that a limit learnt while one batch renders (:data:`_BATCH_LIMITS`, this run's
+    ``run_id``) already holds for the next.
+    """
     batch: list[Job] = []
     for job in jobs:
-        if batch and (len(batch) == size or job.batch_key is None or job.batch_key != batch[0].batch_key):
+        cap = min(size, _BATCH_LIMITS.get((run_id, job.batch_key), size))
+        if batch and (len(batch) >= cap or job.batch_key is None or job.batch_key != batch[0].batch_key):
             yield batch
             batch = []
         batch.append(job)
     if batch:
         yield batch
+
+
+#: (run id, batch key) -> the most videos one call may hold in this process: half a batch that ran out of memory.
+_BATCH_LIMITS: dict[tuple[str | None, tuple | None], int] = {}
 
 
 def render_jobs(
@@ -297,7 +306,8 @@ def start_batch(
     """Start one of :func:`batches`, job by job in order: those whose inputs are ready in one pipeline call.
 
     A batch never fails its peers: if the call raises (a bad input, out of memory, anything), each
-    of its jobs is rendered again alone by :func:`start_job` (its memory ladder, its own record).
+    of its jobs is rendered again alone by :func:`start_job` (its memory ladder, its own record);
+    after running out of memory, later batches of the same kind in this run hold half as many.
     Jobs whose inputs are not ready go alone too, where their record says why. Each rendering is
     made or released as it is taken, so a batch of N holds N videos' frames at most.
     """
@@ -309,6 +319,8 @@ def start_batch(
             together = {rendering.record["job_id"]: rendering for rendering in _start_together(ready, run, attempts, queued_at)}
         except Exception as exc:  # noqa: BLE001 - rendered again alone below, each job recording its own outcome
             why = f"{type(exc).__name__}: {_describe(exc)}"
+            if is_out_of_memory(exc):  # later batches of these jobs' kind hold half as many, not the same again
+                _BATCH_LIMITS[run.run_id, ready[0].batch_key] = max(1, len(ready) // 2)
     if why:
         _free_memory(run.device)  # what the failed call held goes before its jobs render alone
     for job in jobs:

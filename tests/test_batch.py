@@ -155,6 +155,27 @@ def test_a_batch_out_of_memory_falls_back_to_one_video_per_call(tmp_path, monkey
     assert all(r["batch_error"].startswith("OutOfMemoryError") for r in records)
 
 
+def test_after_a_batch_runs_out_of_memory_later_batches_of_its_kind_hold_half(tmp_path, monkeypatch):
+    """A --batch too large for the GPU costs one failed call per halving, not one per batch all night."""
+    real = svd.render_batch
+    calls = []
+
+    def out_of_memory_above_two(pipe, params_list, generators, device):
+        calls.append(len(params_list))
+        if len(params_list) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real(pipe, params_list, generators, device)
+
+    monkeypatch.setattr(svd, "render_batch", out_of_memory_above_two)
+    records = render(write_manifest(tmp_path, ["image: rocket.png"], [1, 2, 3, 4, 5, 6, 7, 8]), tmp_path / "out", 4)
+    # 4 fail together and go alone (4 calls of 1); then 2 at a time
+    assert calls == [4, 1, 1, 1, 1, 2, 2]
+    assert [r["batch_size"] for r in records] == [1, 1, 1, 1, 2, 2, 2, 2] and all(r["status"] == "ok" for r in records)
+    other_run = render(write_manifest(tmp_path, ["image: rocket.png"], [1, 2, 3, 4]), tmp_path / "again", 4)
+    assert calls[7:] == [4, 1, 1, 1, 1], "a limit is the run's own: the next run tries the size it is given"
+    assert len(other_run) == 4
+
+
 def test_jobs_whose_inputs_are_not_ready_go_alone_and_the_rest_share_the_call(tmp_path):
     manifest = write_manifest(tmp_path, ["image: rocket.png", "image: mirror.png"], [1, 2])
     table = load_manifest(manifest, "cpu")
