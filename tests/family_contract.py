@@ -22,7 +22,7 @@ import yaml
 from tasks.jobs import Job
 from tasks.manifest import ManifestError, load_manifest
 from tasks.models import FAMILIES, ensure_built, known_models
-from tasks.render import RunContext, pipeline_cache, render_job
+from tasks.render import RunContext, batches, pipeline_cache, render_job
 from tasks.denoiser_hooks import DeepCache, GuidanceCutoff
 from tasks.tuning import BATCHED_GUIDANCE, prepare_job, step_cache_refusal
 from tasks.video import read_mp4
@@ -180,3 +180,28 @@ class FamilyContract:
         assert reused[:2] == [False, True], reused
         assert cached.shape == plain.shape and not np.array_equal(cached, plain)
         assert np.array_equal(self.render_frames(tmp_path, row, 5), plain), "the cache outlived its job"
+
+    def test_a_batch_renders_what_each_video_renders_alone(self, tmp_path, inputs):
+        """``run --batch``: where the family renders several rows in one call, each video is its one-per-call self."""
+        module = FAMILIES[self.family]
+        if not hasattr(module, "render_batch"):  # one video per call, whatever --batch says
+            jobs = self.jobs(tmp_path, [self.row(inputs)], [3, 4])
+            assert jobs[0].batch_key is None and [len(batch) for batch in batches(jobs, 4)] == [1, 1]
+            return
+        rows = [self.row(inputs), {**self.row(inputs), **self.other_video(inputs)}, self.row(inputs)]
+        seeds = [3, 3, 4]
+        jobs = [self.jobs(tmp_path, [row], [seed])[0] for row, seed in zip(rows, seeds)]
+        assert jobs[0].batch_key == jobs[1].batch_key == jobs[2].batch_key is not None
+        pipe, baseline, _, _ = pipeline_cache().get(jobs[0], "cpu", "contract")
+        prepare_job(pipe, jobs[0].options, baseline)
+        generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+        batched = module.render_batch(pipe, [job.typed_params() for job in jobs], generators, "cpu")
+        alone = [self.render_frames(tmp_path, row, seed) for row, seed in zip(rows, seeds)]
+        for together, by_itself in zip(batched, alone):
+            assert together.frames.shape == by_itself.shape
+            assert np.abs(together.frames.astype(int) - by_itself.astype(int)).max() <= 2
+        assert np.abs(batched[0].frames.astype(int) - alone[2].astype(int)).max() > 8, "the bound tells two seeds apart"
+
+    def other_video(self, inputs: Path) -> dict[str, Any]:
+        """The values of a second video of the same call: another value of each of the family's ``BATCH_FIELDS``."""
+        raise NotImplementedError("a family with render_batch says how a second video of its batch differs")

@@ -21,6 +21,13 @@ class TestSVDContract(FamilyContract):
     def row(self, inputs):
         return dict(image=str(inputs / "rocket.png"), height=48, width=64, num_frames=4, num_inference_steps=2)
 
+    def other_video(self, inputs):
+        from PIL import Image
+
+        with Image.open(inputs / "rocket.png") as image:
+            image.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(inputs / "mirror.png")
+        return {"image": str(inputs / "mirror.png")}
+
     def docs_recipe(self, folder, components, row, seed):
         # using-diffusers/svd: load, resize the image to the output size, call, frames out
         from diffusers import StableVideoDiffusionPipeline
