@@ -62,10 +62,11 @@ class Job(BaseModel):
     def batch_key(self) -> tuple | None:
         """Jobs with equal keys may share one pipeline call: all but the seed and the family's ``BATCH_FIELDS`` alike.
 
-        None where the family renders one video per call (it has no ``render_batch``).
+        None where the family renders one video per call (it has no ``render_batch``), or this row
+        must (the family's ``batchable(params)`` says no).
         """
         module = FAMILIES[self.family]
-        if not hasattr(module, "render_batch"):
+        if not hasattr(module, "render_batch") or not getattr(module, "batchable", lambda params: True)(self.params):
             return None
         shared = {key: value for key, value in self.params.items() if key not in getattr(module, "BATCH_FIELDS", ())}
         alike = json.dumps([self.generator_device, self.options, shared], sort_keys=True, default=str)

@@ -56,6 +56,10 @@ class TestAnimateDiffContract(FamilyContract):
     def row(self, inputs):
         return dict(prompt=PROMPT, negative_prompt=NEGATIVE, height=32, width=48, num_frames=8, num_inference_steps=2)
 
+    def other_video(self, inputs):
+        # no negative prompt: one video of the call on the empty prompt, the other on NEGATIVE
+        return {"prompt": "a boat at sea, in the style of an oil painting", "negative_prompt": None}
+
     def docs_recipe(self, folder, components, row, seed):
         """using-diffusers/text-img2vid (AnimateDiff tab), on the tiny checkpoints, fp32 on the CPU.
 

@@ -30,6 +30,10 @@ class TestTextToVideoSDContract(FamilyContract):
             num_inference_steps=2,
         )
 
+    def other_video(self, inputs):
+        # no negative prompt: one video of the call on the empty prompt, the other on "blurry"
+        return {"prompt": "a boat at sea, in the style of an oil painting", "negative_prompt": None}
+
     def docs_recipe(self, folder, components, row, seed):
         """api/pipelines/text_to_video, ``text-to-video-ms-1.7b`` with VAE slicing, on the tiny checkpoint.
 
@@ -182,3 +186,15 @@ def test_example_manifests_validate_and_the_tiny_one_mirrors_the_real_one():
     assert len(real.jobs) == len(tiny.jobs)
     zeroscope = [job for job in real.jobs if job.model == "zeroscope-576w"]
     assert zeroscope and all(job.variant is None for job in zeroscope)  # the docs load it without a variant
+
+
+def test_rows_with_eta_render_one_video_per_call(tmp_path):
+    """The pipeline draws eta's noise for all videos' frames as one batch from one generator each: it cannot share a call."""
+    from tasks.render import batches
+
+    contract = TestTextToVideoSDContract()
+    row = contract.row(tmp_path)
+    plain = contract.jobs(tmp_path, [row], [1, 2])
+    noisy = contract.jobs(tmp_path, [{**row, "eta": 1.0}], [1, 2])
+    assert plain[0].batch_key is not None and [len(batch) for batch in batches(plain, 4)] == [2]
+    assert noisy[0].batch_key is None and [len(batch) for batch in batches(noisy, 4)] == [1, 1]

@@ -7,7 +7,8 @@ base repo's scheduler config loaded as a ``DDIMScheduler`` with ``clip_sample=Fa
 timestep_spacing="linspace", beta_schedule="linear", steps_offset=1``; VAE slicing on. The docs
 add ``enable_model_cpu_offload()``: here the row option ``offload: model``. The base and the
 adapter are separate hub repos, so the adapter is a component: a model key names both, and a row
-may swap the adapter (``adapter: guoyww/animatediff-motion-adapter-v1-5-3``).
+may swap the adapter (``adapter: guoyww/animatediff-motion-adapter-v1-5-3``). Rows that differ
+only in their prompts and seed may share one call (``render_batch``, ``videosweep run --batch N``).
 
 Departures from the docs, both forced by this stack:
 - the docs' ``pipe.enable_vae_slicing()`` is gone from this pipeline in diffusers 0.42.1
@@ -119,32 +120,50 @@ def load(options: LoadOptions, device: str):
 
 
 def render(pipe, params: Params, generator: torch.Generator, device: str) -> Rendered:
-    """Render one video; the denoising loop and the VAE decode are timed apart."""
+    """Render one video: a batch of one."""
+    return render_batch(pipe, [params], [generator], device)[0]
+
+
+#: The parameters that may differ between the videos of one call (``videosweep run --batch``); the seed always may.
+BATCH_FIELDS = ("prompt", "negative_prompt")
+
+
+def render_batch(pipe, params_list: list[Params], generators: list[torch.Generator], device: str) -> list[Rendered]:
+    """Render videos whose parameters differ only in :data:`BATCH_FIELDS` in one pipeline call, each with its generator.
+
+    The denoising loop and the VAE decode are timed apart; each video's ``denoise_s`` and
+    ``decode_s`` are its share of the call's (time / videos), so a batch's records add up to it.
+    """
     import torch
 
-    # 1. encode the prompt and denoise; stop at the latents
+    params = params_list[0]  # the call's parameters; only the prompts differ
+
+    # 1. encode the prompts and denoise; stop at the latents (diffusers draws each video's noise from its own generator)
     watch = Stopwatch(device)
     latents = pipe(
-        prompt=params.prompt,
-        negative_prompt=params.negative_prompt,
+        prompt=[each.prompt for each in params_list],
+        # None is the empty prompt, as the pipeline reads it (a list of prompts cannot hold None)
+        negative_prompt=[each.negative_prompt or "" for each in params_list],
         height=params.height,
         width=params.width,
         num_frames=params.num_frames,
         num_inference_steps=params.num_inference_steps,
         guidance_scale=params.guidance_scale,
         eta=params.eta,
-        generator=generator,
+        generator=generators,
         output_type="latent",
     ).frames
     denoise_s = watch.lap()
 
-    # 2. decode exactly as the pipeline does after its loop (decode_chunk_size frames per VAE call)
+    # 2. decode exactly as the pipeline does after its loop (decode_chunk_size frames per VAE call), one video at
+    #    a time, so that a chunk never holds two videos' frames
     with torch.no_grad():
-        video = pipe.decode_latents(latents, params.decode_chunk_size)
-    frames = pipe.video_processor.postprocess_video(video=video, output_type="np")[0]
+        videos = [pipe.decode_latents(one, params.decode_chunk_size) for one in latents.split(1)]
+    frames = [to_uint8_frames(pipe.video_processor.postprocess_video(video=video, output_type="np")[0]) for video in videos]
     pipe.maybe_free_model_hooks()  # what the pipeline does after decoding; a no-op without offload
     decode_s = watch.lap()
-    return Rendered(frames=to_uint8_frames(frames), fps=FPS, denoise_s=denoise_s, decode_s=decode_s)
+    count = len(frames)
+    return [Rendered(frames=each, fps=FPS, denoise_s=denoise_s / count, decode_s=decode_s / count) for each in frames]
 
 
 #: The tiny UNet's blocks: the SD 1.5 pattern (attention at the higher resolution), two levels.

@@ -6,7 +6,8 @@ no variant, so its key reads none), VAE slicing on, the repo's own DDIM
 scheduler, default output numpy. The docs' memory recipe adds ``enable_model_cpu_offload()``
 (and, for Zeroscope, ``unet.enable_forward_chunking(chunk_size=1, dim=1)``); here those are the
 row options ``offload: model`` and ``forward_chunking: 1``, and ``load`` puts the pipeline on
-its device.
+its device. Rows that differ only in their prompts and seed may share one call (``render_batch``,
+``videosweep run --batch N``; rows with ``eta > 0`` never do).
 
 Departures from the docs, both forced by diffusers 0.42.1:
 - the docs' ``pipe.enable_vae_slicing()`` is gone from this pipeline (AttributeError); slicing
@@ -81,32 +82,58 @@ def load(options: LoadOptions, device: str):
 
 
 def render(pipe, params: Params, generator: torch.Generator, device: str) -> Rendered:
-    """Render one video; the denoising loop and the VAE decode are timed apart."""
+    """Render one video: a batch of one."""
+    return render_batch(pipe, [params], [generator], device)[0]
+
+
+#: The parameters that may differ between the videos of one call (``videosweep run --batch``); the seed always may.
+BATCH_FIELDS = ("prompt", "negative_prompt")
+
+
+def batchable(params: dict) -> bool:
+    """Whether a row may share a call: not with ``eta > 0``, whose DDIM noise the pipeline draws for the
+    videos' frames flattened into one batch, from a list of one generator per video (IndexError)."""
+    return not params.get("eta")
+
+
+def render_batch(pipe, params_list: list[Params], generators: list[torch.Generator], device: str) -> list[Rendered]:
+    """Render videos whose parameters differ only in :data:`BATCH_FIELDS` in one pipeline call, each with its generator.
+
+    The denoising loop and the VAE decode are timed apart; each video's ``denoise_s`` and
+    ``decode_s`` are its share of the call's (time / videos), so a batch's records add up to it.
+
+    Rows with ``eta > 0`` never come here together (:func:`batchable`).
+    """
     import torch
 
-    # 1. encode the prompt and denoise; stop at the latents
+    params = params_list[0]  # the call's parameters; only the prompts differ
+
+    # 1. encode the prompts and denoise; stop at the latents (diffusers draws each video's noise from its own generator)
     watch = Stopwatch(device)
     latents = pipe(
-        params.prompt,
-        negative_prompt=params.negative_prompt,
+        [each.prompt for each in params_list],
+        # None is the empty prompt, as the pipeline reads it (a list of prompts cannot hold None)
+        negative_prompt=[each.negative_prompt or "" for each in params_list],
         height=params.height,
         width=params.width,
         num_frames=params.num_frames,
         num_inference_steps=params.num_inference_steps,
         guidance_scale=params.guidance_scale,
         eta=params.eta,
-        generator=generator,
+        generator=generators,
         output_type="latent",
     ).frames
     denoise_s = watch.lap()
 
-    # 2. decode exactly as the pipeline does after its loop (all frames in one VAE call, sliced)
+    # 2. decode exactly as the pipeline does after its loop (all of a video's frames in one VAE call, sliced),
+    #    one video at a time, so that a VAE call never holds two videos' frames
     with torch.no_grad():
-        video = pipe.decode_latents(latents)
-    frames = pipe.video_processor.postprocess_video(video=video, output_type="np")[0]
+        videos = [pipe.decode_latents(one) for one in latents.split(1)]
+    frames = [to_uint8_frames(pipe.video_processor.postprocess_video(video=video, output_type="np")[0]) for video in videos]
     pipe.maybe_free_model_hooks()  # what the pipeline does after decoding; a no-op without offload
     decode_s = watch.lap()
-    return Rendered(frames=to_uint8_frames(frames), fps=FPS, denoise_s=denoise_s, decode_s=decode_s)
+    count = len(frames)
+    return [Rendered(frames=each, fps=FPS, denoise_s=denoise_s / count, decode_s=decode_s / count) for each in frames]
 
 
 def build_tiny(path: Path) -> None:
