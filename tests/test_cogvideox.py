@@ -34,6 +34,10 @@ class TestCogVideoXContract(FamilyContract):
             use_dynamic_cfg=True,
         )
 
+    def other_video(self, inputs):
+        # another prompt, and no negative prompt: one video of the call on the empty one, the other on NEGATIVE
+        return {"prompt": "A sailboat drifts across a calm lake at noon", "negative_prompt": None}
+
     def docs_recipe(self, folder, components, row, seed):
         # the CogVideoXPipeline docstring and api/pipelines/cogvideox: from_pretrained, call, PIL frames out
         from diffusers import CogVideoXPipeline

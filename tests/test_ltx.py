@@ -38,6 +38,10 @@ class TestLTXContract(FamilyContract):
             decode_noise_scale=0.025,
         )
 
+    def other_video(self, inputs):
+        # prompts shorter than max_sequence_length (16 tokens), where the row's are cut at it: other padding
+        return {"prompt": "A sailboat", "negative_prompt": "dark, noisy"}
+
     def docs_recipe(self, folder, components, row, seed):
         """api/pipelines/ltx_video and the LTXPipeline docstring: from_pretrained, prompt + negative prompt,
         size, frames, steps, decode_timestep / decode_noise_scale, frames out (float32 on the CPU).

@@ -34,6 +34,10 @@ class TestWanContract(FamilyContract):
             flow_shift=5.0,
         )
 
+    def other_video(self, inputs):
+        # prompts shorter than max_sequence_length (16 tokens), where the row's are cut at it: other padding
+        return {"prompt": "A sailboat", "negative_prompt": "Dark, noisy"}
+
     def docs_recipe(self, folder, components, row, seed):
         # api/pipelines/wan and the WanPipeline docstring: the VAE in float32, UniPC with flow_shift, call, frames out
         from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from ._tiny import clip_text_parts
-from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, to_uint8_frames, torch_dtype
+from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, one_call, to_uint8_frames, torch_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -131,8 +131,7 @@ BATCH_FIELDS = ("prompt", "negative_prompt")
 def render_batch(pipe, params_list: list[Params], generators: list[torch.Generator], device: str) -> list[Rendered]:
     """Render videos whose parameters differ only in :data:`BATCH_FIELDS` in one pipeline call, each with its generator.
 
-    The denoising loop and the VAE decode are timed apart; each video's ``denoise_s`` and
-    ``decode_s`` are its share of the call's (time / videos), so a batch's records add up to it.
+    The denoising loop and the decode are timed apart (:func:`~.base.one_call` shares them out).
     """
     import torch
 
@@ -162,8 +161,7 @@ def render_batch(pipe, params_list: list[Params], generators: list[torch.Generat
     frames = [to_uint8_frames(pipe.video_processor.postprocess_video(video=video, output_type="np")[0]) for video in videos]
     pipe.maybe_free_model_hooks()  # what the pipeline does after decoding; a no-op without offload
     decode_s = watch.lap()
-    count = len(frames)
-    return [Rendered(frames=each, fps=FPS, denoise_s=denoise_s / count, decode_s=decode_s / count) for each in frames]
+    return one_call(frames, FPS, denoise_s, decode_s)
 
 
 #: The tiny UNet's blocks: the SD 1.5 pattern (attention at the higher resolution), two levels.

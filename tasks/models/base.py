@@ -88,6 +88,12 @@ class Rendered:
     scheduler: Any = None  # the scheduler the call used, where the family swapped one in for this job only
 
 
+def one_call(videos: list[np.ndarray], fps: int, denoise_s: float, decode_s: float, scheduler: Any = None) -> list[Rendered]:
+    """The videos of one pipeline call (``render_batch``), each timed at its share of the call: time / videos."""
+    count = len(videos)
+    return [Rendered(frames, fps, denoise_s / count, decode_s / count, scheduler) for frames in videos]
+
+
 @dataclass(frozen=True)
 class LoadOptions:
     """How a pipeline is loaded: together with the model id, the key of the pipeline cache."""

@@ -6,6 +6,8 @@ float16 and 5B in bfloat16), ``guidance_scale=6``, 50 steps, the transformer's o
 length (480 x 720, 49 frames), exported at 8 fps; ``use_dynamic_cfg=True`` for 5B (the
 I2V docstring and the model cards). The checkpoints' scheduler (``CogVideoXDDIMScheduler``)
 runs unless a row picks another (``scheduler: cogvideox-dpm``, as the CogVideoX demos do).
+Rows that differ only in their prompts and seed may share one call (``render_batch``,
+``videosweep run --batch N``).
 
 Rules the pipeline does not check itself, refused here before anything renders:
 - height and width are multiples of 16 (VAE 8x, then 2x2 patches; the pipeline checks 8 only
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field, field_validator
 
 from ._tiny import t5_text_parts
-from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, to_uint8_frames
+from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, one_call, to_uint8_frames
 
 if TYPE_CHECKING:
     import numpy as np
@@ -157,14 +159,28 @@ def decode(pipe, latents: torch.Tensor, num_frames: int | None) -> np.ndarray:
 
 
 def render(pipe, params: Params, generator: torch.Generator, device: str) -> Rendered:
-    """Render one video; the denoising loop and the VAE decode are timed apart."""
+    """Render one video: a batch of one."""
+    return render_batch(pipe, [params], [generator], device)[0]
+
+
+#: The parameters that may differ between the videos of one call (``videosweep run --batch``); the seed always may.
+BATCH_FIELDS = ("prompt", "negative_prompt")
+
+
+def render_batch(pipe, params_list: list[Params], generators: list[torch.Generator], device: str) -> list[Rendered]:
+    """Render videos whose parameters differ only in :data:`BATCH_FIELDS` in one pipeline call, each with its generator.
+
+    The denoising loop and the decode are timed apart (:func:`~.base.one_call` shares them out).
+    """
+    params = params_list[0]  # the call's parameters; only the prompts differ
     check_call(pipe, params)
 
-    # 1. encode the prompt and denoise; stop at the latents
+    # 1. encode the prompts and denoise; stop at the latents (diffusers draws each video's noise, the
+    #    initial and any scheduler's, from its own generator, and pads each prompt to max_sequence_length as alone)
     watch = Stopwatch(device)
     latents = pipe(
-        prompt=params.prompt,
-        negative_prompt=params.negative_prompt,
+        prompt=[each.prompt for each in params_list],
+        negative_prompt=[each.negative_prompt or "" for each in params_list],  # None: the pipeline's default
         height=params.height,
         width=params.width,
         num_frames=params.num_frames,
@@ -173,15 +189,15 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
         use_dynamic_cfg=params.use_dynamic_cfg,
         eta=params.eta,
         max_sequence_length=params.max_sequence_length,
-        generator=generator,
+        generator=generators,
         output_type="latent",
     ).frames
     denoise_s = watch.lap()
 
-    # 2. decode exactly as the pipeline does after its loop
-    frames = decode(pipe, latents, params.num_frames)
+    # 2. decode exactly as the pipeline does after its loop, one video at a time, each as it decodes alone
+    videos = [to_uint8_frames(decode(pipe, one, params.num_frames)) for one in latents.split(1)]
     decode_s = watch.lap()
-    return Rendered(frames=to_uint8_frames(frames), fps=FPS, denoise_s=denoise_s, decode_s=decode_s)
+    return one_call(videos, FPS, denoise_s, decode_s)
 
 
 # -- the tiny checkpoint -------------------------------------------------------------------------

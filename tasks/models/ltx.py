@@ -17,6 +17,9 @@ One departure from a plain call, for reproducibility: the 0.9.1 decoder injects 
 (``decoder_inject_noise``) drawn from torch's global RNG, not the call's generator; see
 :func:`~tasks.models.base.seeded_global_rng` around the decode (the 0.9.1+ Video-VAE decoder
 injects noise from torch's global RNG: ``AutoencoderKLLTXVideo.decode`` takes no generator).
+Rows that differ only in their prompts and seed may share one call (``render_batch``,
+``videosweep run --batch N``): the loop draws nothing from that RNG, and each video is decoded
+alone under its own seed, so its decoder noise is the noise it gets rendered alone.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field, field_validator
 
 from ._tiny import t5_text_parts
-from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, seeded_global_rng, to_uint8_frames
+from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, one_call, seeded_global_rng, to_uint8_frames
 
 if TYPE_CHECKING:
     import numpy as np
@@ -162,12 +165,28 @@ def decode(
 
 
 def render(pipe, params: Params, generator: torch.Generator, device: str) -> Rendered:
-    """Render one video; the denoising loop and the VAE decode are timed apart."""
-    # 1. encode the prompt and denoise; stop at the (packed) latents
+    """Render one video: a batch of one."""
+    return render_batch(pipe, [params], [generator], device)[0]
+
+
+#: The parameters that may differ between the videos of one call (``videosweep run --batch``); the seed always may.
+BATCH_FIELDS = ("prompt", "negative_prompt")
+
+
+def render_batch(pipe, params_list: list[Params], generators: list[torch.Generator], device: str) -> list[Rendered]:
+    """Render videos whose parameters differ only in :data:`BATCH_FIELDS` in one pipeline call, each with its generator.
+
+    The denoising loop and the decode are timed apart (:func:`~.base.one_call` shares them out).
+    """
+    params = params_list[0]  # the call's parameters; only the prompts differ
+
+    # 1. encode the prompts and denoise; stop at the (packed) latents (diffusers draws each video's noise from
+    #    its own generator, and pads and masks each prompt to max_sequence_length as alone; the loop draws
+    #    nothing from the global RNG)
     watch = Stopwatch(device)
     latents = pipe(
-        prompt=params.prompt,
-        negative_prompt=params.negative_prompt,
+        prompt=[each.prompt for each in params_list],
+        negative_prompt=[each.negative_prompt or "" for each in params_list],  # None: the pipeline's default
         height=params.height,
         width=params.width,
         num_frames=params.num_frames,
@@ -176,16 +195,19 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
         guidance_scale=params.guidance_scale,
         guidance_rescale=params.guidance_rescale,
         max_sequence_length=params.max_sequence_length,
-        generator=generator,
+        generator=generators,
         output_type="latent",
     ).frames
     denoise_s = watch.lap()
 
-    # 2. decode exactly as the pipeline does after its loop, the decoder's noise seeded (see above)
-    with seeded_global_rng(generator.initial_seed(), device):
-        frames = decode(pipe, latents, params, generator)
+    # 2. decode exactly as the pipeline does after its loop, one video at a time, each with its decoder's noise
+    #    seeded by its own seed (see above), so each draws the global-RNG noise it draws alone
+    videos = []
+    for one, each, generator in zip(latents.split(1), params_list, generators):
+        with seeded_global_rng(generator.initial_seed(), device):
+            videos.append(to_uint8_frames(decode(pipe, one, each, generator)))
     decode_s = watch.lap()
-    return Rendered(frames=to_uint8_frames(frames), fps=params.frame_rate, denoise_s=denoise_s, decode_s=decode_s)
+    return one_call(videos, params.frame_rate, denoise_s, decode_s)
 
 
 # -- the tiny checkpoint -------------------------------------------------------------------------

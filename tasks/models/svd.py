@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, image_field, to_uint8_frames
+from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, image_field, one_call, to_uint8_frames
 
 if TYPE_CHECKING:
     import torch
@@ -73,8 +73,7 @@ BATCH_FIELDS = ("image",)
 def render_batch(pipe, params_list: list[Params], generators: list[torch.Generator], device: str) -> list[Rendered]:
     """Render videos whose parameters differ only in :data:`BATCH_FIELDS` in one pipeline call, each with its generator.
 
-    The denoising loop and the VAE decode are timed apart; each video's ``denoise_s`` and
-    ``decode_s`` are its share of the call's (time / videos), so a batch's records add up to it.
+    The denoising loop and the decode are timed apart (:func:`~.base.one_call` shares them out).
     """
     import torch
     from diffusers.utils import load_image
@@ -111,8 +110,7 @@ def render_batch(pipe, params_list: list[Params], generators: list[torch.Generat
             video = pipe.decode_latents(one, num_frames, params.decode_chunk_size or num_frames)
             videos.append(to_uint8_frames(pipe.video_processor.postprocess_video(video=video, output_type="np")[0]))
     decode_s = watch.lap()
-    count = len(videos)
-    return [Rendered(frames=frames, fps=params.fps, denoise_s=denoise_s / count, decode_s=decode_s / count) for frames in videos]
+    return one_call(videos, params.fps, denoise_s, decode_s)
 
 
 def build_tiny(path: Path) -> None:

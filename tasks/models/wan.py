@@ -7,7 +7,8 @@ swap in ``UniPCMultistepScheduler.from_config(..., flow_shift=...)`` (3.0 for 48
 here that is the ``flow_shift`` parameter, applied to one job at a time; unset, the checkpoint's
 own scheduler runs. Wan 2.2 A14B is the same pipeline with a second transformer for the
 low-noise steps (``transformer_2``, ``boundary_ratio`` in its model_index.json) and its own
-``guidance_scale_2``.
+``guidance_scale_2``. Rows that differ only in their prompts and seed may share one call
+(``render_batch``, ``videosweep run --batch N``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field, field_validator
 
 from ._tiny import t5_text_parts
-from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, to_uint8_frames
+from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, one_call, to_uint8_frames
 
 if TYPE_CHECKING:
     import torch
@@ -147,13 +148,28 @@ def decode(pipe, latents: torch.Tensor):
 
 
 def render(pipe, params: Params, generator: torch.Generator, device: str) -> Rendered:
-    """Render one video; the denoising loop and the VAE decode are timed apart."""
-    # 1. encode the prompt and denoise, with the job's scheduler shift; stop at the latents
+    """Render one video: a batch of one."""
+    return render_batch(pipe, [params], [generator], device)[0]
+
+
+#: The parameters that may differ between the videos of one call (``videosweep run --batch``); the seed always may.
+BATCH_FIELDS = ("prompt", "negative_prompt")
+
+
+def render_batch(pipe, params_list: list[Params], generators: list[torch.Generator], device: str) -> list[Rendered]:
+    """Render videos whose parameters differ only in :data:`BATCH_FIELDS` in one pipeline call, each with its generator.
+
+    The denoising loop and the decode are timed apart (:func:`~.base.one_call` shares them out).
+    """
+    params = params_list[0]  # the call's parameters; only the prompts differ
+
+    # 1. encode the prompts and denoise, with the job's scheduler shift; stop at the latents (diffusers draws
+    #    each video's noise from its own generator, and pads each prompt to max_sequence_length as alone)
     watch = Stopwatch(device)
     with flow_shift(pipe, params.flow_shift) as scheduler:
         latents = pipe(
-            prompt=params.prompt,
-            negative_prompt=params.negative_prompt,
+            prompt=[each.prompt for each in params_list],
+            negative_prompt=[each.negative_prompt or "" for each in params_list],  # None: the pipeline's default
             height=params.height,
             width=params.width,
             num_frames=params.num_frames,
@@ -161,15 +177,15 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
             guidance_scale=params.guidance_scale,
             guidance_scale_2=params.guidance_scale_2,
             max_sequence_length=params.max_sequence_length,
-            generator=generator,
+            generator=generators,
             output_type="latent",
         ).frames
     denoise_s = watch.lap()
 
-    # 2. decode exactly as the pipeline does after its loop
-    frames = decode(pipe, latents)
+    # 2. decode exactly as the pipeline does after its loop, one video at a time, each as it decodes alone
+    videos = [to_uint8_frames(decode(pipe, one)) for one in latents.split(1)]
     decode_s = watch.lap()
-    return Rendered(frames=to_uint8_frames(frames), fps=FPS, denoise_s=denoise_s, decode_s=decode_s, scheduler=scheduler)
+    return one_call(videos, FPS, denoise_s, decode_s, scheduler)
 
 
 # -- the tiny checkpoint -------------------------------------------------------------------------
