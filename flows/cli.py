@@ -113,6 +113,7 @@ def plan(
     workers: WorkersOpt = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="output root whose finished jobs are left out")] = None,
     force: Annotated[bool, typer.Option("--force", help="plan every job, finished or not")] = False,
+    batch: BatchOpt = 1,
 ) -> None:
     """Show how a run would place MANIFEST's jobs: shards, workers, estimated cost, pipeline loads."""
     table = _load(manifest, device)
@@ -120,7 +121,8 @@ def plan(
     from tasks.plan import naive_loads
 
     with _plain_errors():
-        placed, todo = plan_manifest(str(manifest), table.device, workers, force, str(out_dir) if out_dir else None)
+        out = str(out_dir) if out_dir else None
+        placed, todo = plan_manifest(str(manifest), table.device, workers, force, out, batch)
     typer.echo(f"{len(todo)} of {len(table.jobs)} jobs to render (cost: megapixel-frame-steps)")
     typer.echo(placed.format())
     typer.echo(f"pipeline loads: {placed.loads} planned, {naive_loads(todo, placed.workers)} in manifest order")

@@ -85,7 +85,7 @@ def render_manifest(
     with claim(out_root, run.run_id, table.name):  # one run per output root; ends what a killed run left
         check_room(out_root, todo)
         write_lock(table, out_root)  # the expanded job table, revisions and input hashes resolved
-        plan = make_plan(todo, workers)
+        plan = make_plan(todo, workers, batch)
         if distributed and todo:
             # every worker imports torch and diffusers now, all at once, rather than in its first job
             FlowRunContext.get().task_runner.client.run(warm_up)
@@ -135,14 +135,15 @@ def _render_on_dask(level: list[Shard], run: RunContext, attempts: dict[str, int
     for _ in range(1 + RECOVERY_ROUNDS):
         addresses = sorted(client.scheduler_info(n_workers=-1)["workers"])
         if any(shard.worker >= len(addresses) for shard in shards):  # fewer workers than planned for: plan again
-            shards = make_plan(pending, max(1, len(addresses))).shards
+            shards = make_plan(pending, max(1, len(addresses)), run.batch).shards
         _dispatch(client, Dispatcher(shards, len(addresses)), addresses, run, attempts, progress)
         # the records on disk are the truth: a worker that died mid-shard wrote the jobs it finished
         recorded = {record["job_id"] for record in _records_of(run)}
         pending = [job for job in pending if job.job_id not in recorded]
         if not pending or progress.stopped:
             return
-        shards = make_plan(pending, len(client.scheduler_info(n_workers=-1)["workers"]) or 1).shards  # what is left
+        workers = len(client.scheduler_info(n_workers=-1)["workers"]) or 1
+        shards = make_plan(pending, workers, run.batch).shards  # what is left
     for job in pending:
         progress.finish(worker_lost_record(job, run, attempts.get(job.job_id, 0) + 1))
 
@@ -247,12 +248,17 @@ def pending(
 
 
 def plan_manifest(
-    manifest: str, device: str | None = None, workers: int | None = None, force: bool = False, out: str | None = None
+    manifest: str,
+    device: str | None = None,
+    workers: int | None = None,
+    force: bool = False,
+    out: str | None = None,
+    batch: int = 1,
 ) -> tuple[Plan, list[Job]]:
     """The plan a run would follow (what is left to render, placed on the workers), without running it."""
     device = device or resolve_device(None)
     _, _, _, todo = pending(manifest, device, out, force)
-    return make_plan(todo, worker_count(workers, device)), todo
+    return make_plan(todo, worker_count(workers, device), batch), todo
 
 
 if __name__ == "__main__":

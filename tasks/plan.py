@@ -147,13 +147,16 @@ def _changes(keys: list[tuple]) -> int:
     return sum(1 for index, key in enumerate(keys) if index == 0 or keys[index - 1] != key)
 
 
-def make_plan(jobs: list[Job], workers: int) -> Plan:
-    """Place ``jobs`` on ``workers`` slots, level by level (see the module docstring)."""
+def make_plan(jobs: list[Job], workers: int, batch: int = 1) -> Plan:
+    """Place ``jobs`` on ``workers`` slots, level by level (see the module docstring).
+
+    With ``batch`` (``run --batch``), shards hold whole batches: a multiple of ``batch`` jobs.
+    """
     if workers < 1:
         raise ValueError(f"workers={workers}: need at least one")
     plan = Plan(workers)
     for level, level_jobs in enumerate(_levels(jobs)):
-        _place_level(plan, level, level_jobs)
+        _place_level(plan, level, level_jobs, batch)
     _join_levels(plan)
     return plan
 
@@ -194,7 +197,7 @@ def _levels(jobs: list[Job]) -> list[list[Job]]:
     return [grouped[key] for key in sorted(grouped)]
 
 
-def _place_level(plan: Plan, level: int, jobs: list[Job]) -> None:
+def _place_level(plan: Plan, level: int, jobs: list[Job], batch: int) -> None:
     groups: dict[tuple, list[Job]] = {}
     for job in jobs:
         groups.setdefault(job.pipeline_key, []).append(job)
@@ -217,5 +220,6 @@ def _place_level(plan: Plan, level: int, jobs: list[Job]) -> None:
     for worker, runs in assigned.items():
         for run in runs:
             size = max(1, min(MAX_SHARD_JOBS, math.ceil(len(run) / 4)))
+            size = batch * math.ceil(size / batch)  # a batch is rendered by one task, in one call
             for start in range(0, len(run), size):
                 plan.shards.append(Shard(len(plan.shards), level, worker, run[start : start + size]))

@@ -49,6 +49,9 @@ def test_the_plan_puts_two_equal_models_on_two_workers_and_beats_manifest_order(
     assert plan.loads == 2 < naive_loads(jobs, 2) == 8
     assert sorted(job.job_id for shard in plan.shards for job in shard.jobs) == sorted(job.job_id for job in jobs)
     assert abs(plan.worker_costs()[0] - plan.worker_costs()[1]) < 1e-9
+    assert [len(shard.jobs) for shard in plan.shards] == [2] * 8, "a worker's 8 jobs of one pipeline in 4 shards"
+    batched = make_plan(jobs, 2, batch=3)  # run --batch 3: whole batches per shard (a worker's last may be short)
+    assert [len(shard.jobs) for shard in batched.shards] == [3, 3, 2] * 2 and batched.loads == plan.loads
 
 
 def test_a_large_model_group_spills_onto_the_idle_worker(tiny_svd, tmp_path):
@@ -161,11 +164,14 @@ def dask_cluster(tmp_path):
 
 def test_dask_address_runs_on_an_existing_cluster(tiny_svd, tmp_path, dask_cluster):
     manifest = two_models(tmp_path, tiny_svd, seeds=2)
-    result = videosweep("run", manifest, "--out", tmp_path / "out", "--device", "cpu", "--dask-address", dask_cluster)
+    out = tmp_path / "out"
+    result = videosweep("run", manifest, "--out", out, "--device", "cpu", "--dask-address", dask_cluster, "--batch", 2)
     assert result.exit_code == 0, result.output
-    table = pd.read_parquet(tmp_path / "out" / "results")
+    table = pd.read_parquet(out / "results")
     assert len(table) == 8 and (table["status"] == "ok").all()
     assert table["worker"].nunique() == 2
+    # --batch reaches the workers: a shard's two seeds of one row share a call
+    assert table["batch_size"].max() == 2 and table["batch_error"].isna().all()
 
 
 def test_plan_command_shows_shards_costs_and_loads(tiny_svd, tmp_path):
