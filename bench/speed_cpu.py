@@ -178,22 +178,23 @@ def prefect_run(folder: Path, geometry, seeds: list[int]) -> dict:
     )
     env = os.environ | {"PREFECT_HOME": str(work / "prefect-home")}
     cli = [sys.executable, "-c", "from flows.cli import app; app()", "run", str(work / "speed.yaml"), "--out", str(work / "out")]
-    measured = {}
-    for name, extra in (("cold", []), ("warm", ["--force"])):
+
+    def run(*extra: str) -> tuple[float, float, pd.DataFrame]:
+        """One `videosweep run`: seconds to its first job, wall seconds, its records."""
         launched = datetime.now(timezone.utc)
         began = time.perf_counter()
         subprocess.run([*cli, "--device", "cpu", *extra], check=True, cwd=REPO, env=env)
         wall = time.perf_counter() - began
         records = pd.read_parquet(work / "out" / "results")
         records = records[records["started_at"] >= pd.Timestamp(launched)].sort_values("started_at")
-        first = records["started_at"].min().to_pydatetime()
-        measured[name] = {"startup_s": (first - launched).total_seconds(), "wall_s": wall, "records": records}
-    records = measured["cold"].pop("records")
-    measured["warm"].pop("records")
+        return (records["started_at"].min().to_pydatetime() - launched).total_seconds(), wall, records
+
+    startup, wall, records = run()
+    startup_warm, _, _ = run("--force")
     return {
-        "startup_s": measured["cold"]["startup_s"],
-        "startup_warm_s": measured["warm"]["startup_s"],
-        "wall_s": measured["cold"]["wall_s"],
+        "startup_s": startup,
+        "startup_warm_s": startup_warm,
+        "wall_s": wall,
         "load_s": float(records["load_s"].sum()),
         "times_s": [float(t) for t in records["total_s"] - records["load_s"].fillna(0)],
         "note": "startup_s: a fresh PREFECT_HOME (the API server's database is created); startup_warm_s: a second run",

@@ -64,7 +64,7 @@ OverlapExportOpt = Annotated[
 ]
 BatchOpt = Annotated[
     int,
-    typer.Option("--batch", min=1, help="videos per pipeline call: consecutive jobs differing only in seed and input image (SVD)"),
+    typer.Option("--batch", min=1, help="videos per pipeline call: consecutive jobs that differ only in seed and image or prompt"),
 ]
 
 

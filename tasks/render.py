@@ -237,12 +237,15 @@ def batches(jobs: list[Job], size: int, run_id: str | None = None) -> Iterator[l
     ``run_id``) already holds for the next.
     """
     batch: list[Job] = []
+    batch_key = None
     for job in jobs:
-        cap = min(size, _BATCH_LIMITS.get((run_id, job.batch_key), size))
-        if batch and (len(batch) >= cap or job.batch_key is None or job.batch_key != batch[0].batch_key):
+        key = job.batch_key
+        cap = min(size, _BATCH_LIMITS.get((run_id, key), size))
+        if batch and (len(batch) >= cap or key is None or key != batch_key):
             yield batch
             batch = []
         batch.append(job)
+        batch_key = key
     if batch:
         yield batch
 

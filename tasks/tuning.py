@@ -84,7 +84,16 @@ ATTENTION_BACKENDS = {
 }
 
 
-class FirstBlockCache(BaseModel):
+class DiffusersCache(BaseModel):
+    """A step cache that diffusers hooks into a transformer's blocks itself (``enable_cache`` with its ``config``)."""
+
+    def attach(self, pipe: Any, denoiser: Any) -> None:
+        if not hasattr(denoiser, "enable_cache"):
+            raise UnsupportedOption(f"step_cache is not supported by {type(denoiser).__name__}; drop it from the row")
+        denoiser.enable_cache(self.config(pipe))
+
+
+class FirstBlockCache(DiffusersCache):
     """Skip the rest of the transformer's blocks while the first block's output barely changes (diffusers FirstBlockCacheConfig)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -98,7 +107,7 @@ class FirstBlockCache(BaseModel):
         return FirstBlockCacheConfig(threshold=self.threshold)
 
 
-class PyramidBroadcast(BaseModel):
+class PyramidBroadcast(DiffusersCache):
     """Reuse attention outputs across steps within a timestep range (diffusers PyramidAttentionBroadcastConfig)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -131,6 +140,11 @@ class DeepCacheOption(BaseModel):
     type: Literal["deep_cache"]
     interval: int = Field(3, ge=1, description="run the whole UNet every N calls, the outer levels only in between")
     depth: int = Field(1, ge=1, description="UNet levels recomputed on the calls between (more: slower, closer)")
+
+    def attach(self, pipe: Any, denoiser: Any) -> None:
+        if not has_unet_levels(denoiser):
+            raise UnsupportedOption(f"step_cache: deep_cache needs a UNet, not {type(denoiser).__name__}; drop it from the row")
+        DeepCache(self.interval, self.depth).attach(denoiser)
 
 
 #: The step caches that hook transformer blocks through diffusers' own cache configs.
@@ -288,7 +302,7 @@ def guidance_cutoff_refusal(pipeline_class: str, params: Any) -> str | None:
     if knob is None:
         return (
             f"guidance_cutoff: {pipeline_class} does not run guidance as one [unconditional, conditional] batch"
-            f" (it takes families {', '.join(sorted(BATCHED_GUIDANCE))}); drop it"
+            f" (the pipelines that do: {', '.join(sorted(BATCHED_GUIDANCE))}); drop it"
         )
     if getattr(params, knob) <= 1:
         return f"guidance_cutoff: {knob} is {getattr(params, knob)}, so there is no guidance to cut; drop it or raise {knob}"
@@ -429,14 +443,8 @@ def prepare_job(pipe: Any, chosen: dict[str, Any], baseline: Baseline, best_effo
         denoiser.disable_cache()
     detach_all(denoiser)
     cache = PipelineOptions.model_validate({"step_cache": chosen.get("step_cache")}).step_cache
-    if isinstance(cache, DeepCacheOption):
-        if not has_unet_levels(denoiser):
-            raise UnsupportedOption(f"step_cache: deep_cache needs a UNet, not {type(denoiser).__name__}; drop it from the row")
-        DeepCache(cache.interval, cache.depth).attach(denoiser)
-    elif cache is not None:
-        if not hasattr(denoiser, "enable_cache"):
-            raise UnsupportedOption(f"step_cache is not supported by {type(denoiser).__name__}; drop it from the row")
-        denoiser.enable_cache(cache.config(pipe))
+    if cache is not None:
+        cache.attach(pipe, denoiser)
     cutoff = chosen.get("guidance_cutoff")
     if cutoff is not None and cutoff < 1:
         GuidanceCutoff(pipe, cutoff).attach(denoiser)

@@ -31,7 +31,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from ._tiny import clip_text_parts
-from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, one_call, to_uint8_frames, torch_dtype
+from .base import (
+    LoadOptions, Rendered, Stopwatch, VideoParams,
+    from_pretrained, one_call, prompt_lists, to_uint8_frames, torch_dtype,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -140,9 +143,7 @@ def render_batch(pipe, params_list: list[Params], generators: list[torch.Generat
     # 1. encode the prompts and denoise; stop at the latents (diffusers draws each video's noise from its own generator)
     watch = Stopwatch(device)
     latents = pipe(
-        prompt=[each.prompt for each in params_list],
-        # None is the empty prompt, as the pipeline reads it (a list of prompts cannot hold None)
-        negative_prompt=[each.negative_prompt or "" for each in params_list],
+        **prompt_lists(params_list),
         height=params.height,
         width=params.width,
         num_frames=params.num_frames,

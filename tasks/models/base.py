@@ -88,6 +88,18 @@ class Rendered:
     scheduler: Any = None  # the scheduler the call used, where the family swapped one in for this job only
 
 
+def prompt_lists(params_list: list[Any]) -> dict[str, list[str]]:
+    """The prompts and negative prompts of one call's videos, as the lists a pipeline takes for a batch.
+
+    A negative prompt left unset is the empty one, as each pipeline reads ``None`` alone; a list of
+    prompts cannot hold ``None``.
+    """
+    return {
+        "prompt": [params.prompt for params in params_list],
+        "negative_prompt": [params.negative_prompt or "" for params in params_list],
+    }
+
+
 def one_call(videos: list[np.ndarray], fps: int, denoise_s: float, decode_s: float, scheduler: Any = None) -> list[Rendered]:
     """The videos of one pipeline call (``render_batch``), each timed at its share of the call: time / videos."""
     count = len(videos)

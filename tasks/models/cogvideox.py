@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field, field_validator
 
 from ._tiny import t5_text_parts
-from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, one_call, to_uint8_frames
+from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, one_call, prompt_lists, to_uint8_frames
 
 if TYPE_CHECKING:
     import numpy as np
@@ -179,8 +179,7 @@ def render_batch(pipe, params_list: list[Params], generators: list[torch.Generat
     #    initial and any scheduler's, from its own generator, and pads each prompt to max_sequence_length as alone)
     watch = Stopwatch(device)
     latents = pipe(
-        prompt=[each.prompt for each in params_list],
-        negative_prompt=[each.negative_prompt or "" for each in params_list],  # None: the pipeline's default
+        **prompt_lists(params_list),
         height=params.height,
         width=params.width,
         num_frames=params.num_frames,
