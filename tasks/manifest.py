@@ -488,7 +488,7 @@ class _RowChecker:
             if cache is not None and (refusal := step_cache_refusal(ref.module.PIPELINE_CLASS, cache.type)):
                 found.append(Problem(where, "step_cache", refusal))
             cutoff = options.guidance_cutoff is not None and params is not None
-            if cutoff and (refusal := guidance_cutoff_refusal(ref.module.PIPELINE_CLASS, params)):
+            if cutoff and (refusal := guidance_cutoff_refusal(ref.module, params)):
                 found.append(Problem(where, "guidance_cutoff", refusal))
         if found or options is None or params is None:
             self.problems += found

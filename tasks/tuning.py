@@ -52,21 +52,6 @@ PIXEL_OPTIONS = ("scheduler", "scheduler_config", "freeu", "vae_tiling", "step_c
 #: The options that decide how a pipeline is loaded, and so its cache key.
 LOAD_OPTIONS = ("offload", "compile", "channels_last", "attention")
 
-#: Pipelines that run classifier-free guidance as one denoiser call on [unconditional, conditional]
-#: halves of a batch (what ``guidance_cutoff`` cuts in two), with the parameter that turns guidance on.
-BATCHED_GUIDANCE = {
-    "StableVideoDiffusionPipeline": "max_guidance_scale",
-    "I2VGenXLPipeline": "guidance_scale",
-    "AnimateDiffPipeline": "guidance_scale",
-    "PIAPipeline": "guidance_scale",
-    "TextToVideoSDPipeline": "guidance_scale",
-    "VideoToVideoSDPipeline": "guidance_scale",
-    "LTXPipeline": "guidance_scale",
-    "LTXImageToVideoPipeline": "guidance_scale",
-    "CogVideoXPipeline": "guidance_scale",
-    "CogVideoXImageToVideoPipeline": "guidance_scale",
-}
-
 #: torch.compile modes (``compile: <mode>`` or ``compile: {<part>: <mode>}``).
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 #: What ``compile`` can name: the denoiser (unet or transformer, whichever the pipeline has) or the VAE's decoder.
@@ -296,13 +281,20 @@ def step_cache_refusal(pipeline_class: str, cache_type: str) -> str | None:
     return None
 
 
-def guidance_cutoff_refusal(pipeline_class: str, params: Any) -> str | None:
-    """Why a row cannot take ``guidance_cutoff`` (None if it can)."""
-    knob = BATCHED_GUIDANCE.get(pipeline_class)
+def guidance_cutoff_refusal(family: Any, params: Any) -> str | None:
+    """Why a row of ``family`` (its module) cannot take ``guidance_cutoff`` (None if it can).
+
+    A family whose pipeline runs guidance as one [unconditional, conditional] batch names the
+    parameter that turns it on, ``BATCHED_GUIDANCE``.
+    """
+    from .models import FAMILIES
+
+    knob = getattr(family, "BATCHED_GUIDANCE", None)
     if knob is None:
+        able = sorted(name for name, module in FAMILIES.items() if hasattr(module, "BATCHED_GUIDANCE"))
         return (
-            f"guidance_cutoff: {pipeline_class} does not run guidance as one [unconditional, conditional] batch"
-            f" (the pipelines that do: {', '.join(sorted(BATCHED_GUIDANCE))}); drop it"
+            f"guidance_cutoff: {family.PIPELINE_CLASS} does not run guidance as one [unconditional, conditional] batch"
+            f" (the families that do: {', '.join(able)}); drop it"
         )
     if getattr(params, knob) <= 1:
         return f"guidance_cutoff: {knob} is {getattr(params, knob)}, so there is no guidance to cut; drop it or raise {knob}"

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 FAMILY = "animatediff"
 PIPELINE_CLASS = "AnimateDiffPipeline"
+#: The parameter that turns on classifier-free guidance, which this pipeline runs as one [unconditional,
+#: conditional] batch: what ``guidance_cutoff`` halves (tasks.denoiser_hooks).
+BATCHED_GUIDANCE = "guidance_scale"
 DESCRIPTION = "AnimateDiff: prompt -> video, a MotionAdapter in a Stable Diffusion 1.5 checkpoint, DDIM, 8 fps"
 DEPRECATED = False
 

@@ -2,8 +2,9 @@
 
 A family module (``svd.py``, ...) declares its pipeline, its hub ids, a pydantic ``Params``
 model, ``load``, ``render`` and ``build_tiny``; for ``videosweep run --batch``, optionally
-``render_batch(pipe, params_list, generators, device) -> list[Rendered]`` and ``BATCH_FIELDS``
-(the parameters that may differ between the videos of one call). The helpers here keep those
+``render_batch(pipe, params_list, generators, device) -> list[Rendered]``, ``BATCH_FIELDS``
+(the parameters that may differ between the videos of one call) and ``batchable(params)``; for
+``guidance_cutoff``, ``BATCHED_GUIDANCE`` (the parameter that turns batched guidance on). The helpers here keep those
 modules short without hiding the diffusers calls a reader wants to see.
 """
 

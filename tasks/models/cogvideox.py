@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 FAMILY = "cogvideox"
 PIPELINE_CLASS = "CogVideoXPipeline"
+#: The parameter that turns on classifier-free guidance, which this pipeline runs as one [unconditional,
+#: conditional] batch: what ``guidance_cutoff`` halves (tasks.denoiser_hooks).
+BATCHED_GUIDANCE = "guidance_scale"
 DESCRIPTION = "CogVideoX 2B / 5B: text -> video, 49 frames at 720x480, 8 fps (docs: 2b in float16, 5b in bfloat16)"
 DEPRECATED = False
 

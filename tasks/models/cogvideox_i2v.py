@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 FAMILY = "cogvideox-i2v"
 PIPELINE_CLASS = "CogVideoXImageToVideoPipeline"
+#: The parameter that turns on classifier-free guidance, which this pipeline runs as one [unconditional,
+#: conditional] batch: what ``guidance_cutoff`` halves (tasks.denoiser_hooks).
+BATCHED_GUIDANCE = "guidance_scale"
 DESCRIPTION = "CogVideoX 5B-I2V: image (+ text) -> video from the image, 49 frames at 720x480, 8 fps (docs: bfloat16)"
 DEPRECATED = False
 

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 FAMILY = "i2vgen-xl"
 PIPELINE_CLASS = "I2VGenXLPipeline"
+#: The parameter that turns on classifier-free guidance, which this pipeline runs as one [unconditional,
+#: conditional] batch: what ``guidance_cutoff`` halves (tasks.denoiser_hooks).
+BATCHED_GUIDANCE = "guidance_scale"
 DESCRIPTION = "deprecated in diffusers: I2VGen-XL: image + prompt -> video, target_fps conditioning, DDIM"
 DEPRECATED = True
 

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 FAMILY = "ltx"
 PIPELINE_CLASS = "LTXPipeline"
+#: The parameter that turns on classifier-free guidance, which this pipeline runs as one [unconditional,
+#: conditional] batch: what ``guidance_cutoff`` halves (tasks.denoiser_hooks).
+BATCHED_GUIDANCE = "guidance_scale"
 DESCRIPTION = "LTX-Video: text -> video, DiT with a T5 encoder and a 32x / 8x Video-VAE, frame_rate conditioning"
 DEPRECATED = False
 GPU_DTYPE = "bfloat16"  # the docs' dtype; `dtype: auto` on a GPU means this

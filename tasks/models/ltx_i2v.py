@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 FAMILY = "ltx-i2v"
 PIPELINE_CLASS = "LTXImageToVideoPipeline"
+#: The parameter that turns on classifier-free guidance, which this pipeline runs as one [unconditional,
+#: conditional] batch: what ``guidance_cutoff`` halves (tasks.denoiser_hooks).
+BATCHED_GUIDANCE = "guidance_scale"
 DESCRIPTION = "LTX-Video: image (+ text) -> video, the image as first frame; same repo and parameters as ltx"
 DEPRECATED = False
 GPU_DTYPE = "bfloat16"  # the docs' dtype; `dtype: auto` on a GPU means this

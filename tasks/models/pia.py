@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 FAMILY = "pia"
 PIPELINE_CLASS = "PIAPipeline"
+#: The parameter that turns on classifier-free guidance, which this pipeline runs as one [unconditional,
+#: conditional] batch: what ``guidance_cutoff`` halves (tasks.denoiser_hooks).
+BATCHED_GUIDANCE = "guidance_scale"
 DESCRIPTION = "deprecated in diffusers: PIA: image + prompt -> video, a PIA MotionAdapter in SD 1.5, FreeInit, 8 fps"
 DEPRECATED = True
 

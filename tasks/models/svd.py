@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 FAMILY = "svd"
 PIPELINE_CLASS = "StableVideoDiffusionPipeline"
+#: The parameter that turns on classifier-free guidance, which this pipeline runs as one [unconditional,
+#: conditional] batch: what ``guidance_cutoff`` halves (tasks.denoiser_hooks).
+BATCHED_GUIDANCE = "max_guidance_scale"
 DESCRIPTION = "Stable Video Diffusion: image -> video, motion_bucket_id / fps / noise_aug_strength conditioning"
 
 #: Short keys for the released checkpoints.

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 FAMILY = "text-to-video-sd"
 PIPELINE_CLASS = "TextToVideoSDPipeline"
+#: The parameter that turns on classifier-free guidance, which this pipeline runs as one [unconditional,
+#: conditional] batch: what ``guidance_cutoff`` halves (tasks.denoiser_hooks).
+BATCHED_GUIDANCE = "guidance_scale"
 DESCRIPTION = "deprecated in diffusers: ModelScope / Zeroscope text -> video (UNet3D, DDIM), 8 fps"
 DEPRECATED = True
 

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 FAMILY = "video-to-video-sd"
 PIPELINE_CLASS = "VideoToVideoSDPipeline"
+#: The parameter that turns on classifier-free guidance, which this pipeline runs as one [unconditional,
+#: conditional] batch: what ``guidance_cutoff`` halves (tasks.denoiser_hooks).
+BATCHED_GUIDANCE = "guidance_scale"
 DESCRIPTION = "deprecated in diffusers: Zeroscope XL video + prompt -> video (upscale / re-render), strength, DPM++"
 DEPRECATED = True
 
