@@ -8,10 +8,15 @@ Every grid is written to ``OUT/grids/<name>.mp4`` with an animated preview (WebP
 
 Memory stays bounded by the grid's size, not the sweep's: each cell is shrunk to its place in
 the grid frame by frame as it is decoded.
+
+Every string drawn (title, axis names, values, cell labels) goes through ``tasks.text.drawable``:
+one line, no control characters, a bounded length; the sidecar keeps the text whole. A string
+the font's layout engine (raqm) still refuses is drawn with Pillow's basic layout instead.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -24,8 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InputError
 from .files import write_atomic
 from .results import RESULTS_DIR, read_results
+from .text import ELLIPSIS, drawable, printable
 from .video import iter_mp4, read_video_info, write_mp4
 
 GRIDS_DIR = "grids"
@@ -35,6 +42,7 @@ PREVIEW_FORMATS = ("webp", "gif")
 PREVIEW_MAX = (960, 540)  # an animated preview for chat and docs is shrunk to fit this
 MIN_CELL_WIDTH = 256  # smaller videos are enlarged to this (within the size cap) so labels have room
 TITLE_LINES = 3  # at most; a longer title ends in an ellipsis (the sidecar keeps it whole)
+TITLE_SEPARATOR = " · "  # between the title's key=value items
 EMPTY_CELL = (160, 90)  # the cell size when no cell has a video
 DECODERS = 4  # cells decoded at once: ffmpeg processes, mostly waiting on pipes
 STATUS_COLORS = {"failed": (235, 110, 100), "skipped": (230, 190, 90)}
@@ -132,7 +140,8 @@ def draw_grids(
 
     ``where`` is a pandas query on the results ("seed == 42", "status == 'ok'"), ``job_ids``
     restricts them to a run's jobs. Only the latest attempt of each job counts. Raises
-    ValueError, naming what is wrong, for an unknown parameter, a bad query or no results.
+    InputError (a ValueError), naming what is wrong, for an unknown parameter, a bad query, no results,
+    a grid that does not fit the size cap, or two records on one cell.
 
     Example: ``draw_grids(Path("outputs/demo"), "motion_bucket_id", "noise_aug_strength", "seed")``
     writes ``outputs/demo/grids/grid-x=motion_bucket_id-y=noise_aug_strength-seed=42.mp4`` and one for seed 43.
@@ -140,19 +149,19 @@ def draw_grids(
     out_root = Path(out_root)
     # 1. check the options, then select the records
     if fit not in FITS:
-        raise ValueError(f"fit={fit!r} is not one of {', '.join(FITS)}")
+        raise InputError(f"fit={fit!r} is not one of {', '.join(FITS)}")
     unknown = [fmt for fmt in formats if fmt not in ("mp4", *PREVIEW_FORMATS)]
     if unknown or not formats:
-        raise ValueError(f"formats={formats!r}: choose from mp4, {', '.join(PREVIEW_FORMATS)}")
+        raise InputError(f"formats={formats!r}: choose from mp4, {', '.join(PREVIEW_FORMATS)}")
     records = _select(out_root, where, job_ids)
     names = sorted({name for record in records for name in record.params})
     varying = [name for name in names if len(_values(records, name)) > 1]
     axes = [axis for axis in (x, y, z) if axis is not None]
     for label, axis in zip(("x", "y", "z"), (x, y, z)):
         if axis is not None and axis not in names:
-            raise ValueError(f"unknown parameter {axis!r} for {label}; parameters that vary: {_listing(varying)}")
+            raise InputError(f"unknown parameter {axis!r} for {label}; parameters that vary: {_listing(varying)}")
     if len(set(axes)) < len(axes):
-        raise ValueError(f"x={x!r}, y={y!r}, z={z!r} use one parameter on two axes; give each axis its own")
+        raise InputError(f"x={x!r}, y={y!r}, z={z!r} use one parameter on two axes; give each axis its own")
 
     # 2. the parameters that would put two records on one cell split the grids, like z does
     on_axes: dict[tuple, list[_Record]] = {}
@@ -187,9 +196,9 @@ def draw_grids(
             values = _values(members, key)
             if key not in (x, y) and len(values) == 1:
                 fixed[key] = values.pop()
-        title = " · ".join(f"{key}={_label(value)}" for key, value in _title_order(fixed, group_names).items())
+        title_items = [f"{key}={_label(value)}" for key, value in _title_order(fixed, group_names).items()]
         grids.append(
-            _draw(out_root, name, title, spec, members, box, group, fixed, fit, (max_width, max_height), formats)
+            _draw(out_root, name, title_items, spec, members, box, group, fixed, fit, (max_width, max_height), formats)
         )
     return grids
 
@@ -205,11 +214,11 @@ def _select(out_root: Path, where: str | None, job_ids: list[str] | None) -> lis
 
     table = read_results(out_root)
     if table.empty:
-        raise ValueError(f"no results in {out_root / RESULTS_DIR}: render a manifest into {out_root} first")
+        raise InputError(f"no results in {out_root / RESULTS_DIR}: render a manifest into {out_root} first")
     if job_ids is not None:
         table = table[table["job_id"].isin(set(job_ids))]
         if table.empty:
-            raise ValueError(f"none of the {len(job_ids)} given jobs has a record in {out_root / RESULTS_DIR}")
+            raise InputError(f"none of the {len(job_ids)} given jobs has a record in {out_root / RESULTS_DIR}")
     table = with_swept_columns(latest_attempts(table))  # swept pipeline options get a column to query
     if where:
         try:
@@ -218,14 +227,14 @@ def _select(out_root: Path, where: str | None, job_ids: list[str] | None) -> lis
             name = re.search(r"'([^']+)'", str(exc))
             every = [_parameters(row) for _, row in table.iterrows()]
             varying = sorted({key for values in every for key in values if len({v.get(key) for v in every}) > 1})
-            raise ValueError(
+            raise InputError(
                 f"where {where!r}: unknown parameter {name.group(1) if name else str(exc)!r}; "
                 f"parameters that vary: {_listing(varying)}"
             ) from None
         except Exception as exc:  # noqa: BLE001 - pandas raises many kinds for a malformed query
-            raise ValueError(f"where {where!r} is not a valid pandas query: {exc}") from None
+            raise InputError(f"where {where!r} is not a valid pandas query: {exc}") from None
         if table.empty:
-            raise ValueError(f"no results in {out_root / RESULTS_DIR} match where {where!r}")
+            raise InputError(f"no results in {out_root / RESULTS_DIR} match where {where!r}")
     return [
         _Record(
             job_id=row["job_id"],
@@ -283,14 +292,25 @@ def _listing(names: list[str]) -> str:
 
 
 def _label(value: Any) -> str:
-    """A value as a cell or title shows it: 0.02, 180, rocket.png (a path's file name), none."""
+    """A value as a cell or title shows it: 0.02, 180, rocket.png (a path's file name), none.
+
+    Only a path is shortened to its last part: text with a slash in it ("a cat / a dog",
+    "[bold]x[/bold]", a prompt over two lines) is shown whole.
+    """
     if value is None:
         return "none"
     if isinstance(value, float):
         return f"{value:g}"
-    if isinstance(value, str) and ("/" in value or "\\" in value):
-        return Path(value).name
+    if isinstance(value, str) and _is_path(value):
+        return re.split(r"[\\/]", value.rstrip("/\\"))[-1] or value
     return str(value)
+
+
+def _is_path(text: str) -> bool:
+    """A file, folder or hub id: a slash, no line break, and no space unless it starts like a path (/, ~, ./, C:\\)."""
+    if not ("/" in text or "\\" in text) or "\n" in text or "\r" in text:
+        return False
+    return not any(char.isspace() for char in text) or bool(re.match(r"(/|~|\.{1,2}[\\/]|[A-Za-z]:[\\/])", text))
 
 
 def _grid_name(x: str, y: str | None, group: dict[str, Any], where: str | None) -> str:
@@ -385,6 +405,7 @@ def _decode(path: Path, box: tuple[int, int]) -> _Clip:
     return _Clip(shrunk, fps)
 
 
+@functools.lru_cache(maxsize=None)
 def _font(size: int, bold: bool = False):
     from PIL import ImageFont
 
@@ -392,27 +413,93 @@ def _font(size: int, bold: bool = False):
     return ImageFont.truetype(str(path), size) if path.is_file() else ImageFont.load_default(size=size)
 
 
+@functools.lru_cache(maxsize=None)
+def _basic(font):
+    """``font`` with Pillow's basic layout (no raqm): no shaping or bidi, but it lays out any string."""
+    from PIL import ImageFont
+
+    try:
+        return font.font_variant(layout_engine=ImageFont.Layout.BASIC)
+    except Exception:  # noqa: BLE001 - a bitmap font has no variants
+        return font
+
+
+def _fallbacks(font, text: str):
+    """(font, text) to try in turn: as given, with the basic layout, in ASCII with the basic layout."""
+    yield font, text
+    yield _basic(font), text
+    yield _basic(font), text.encode("ascii", "replace").decode("ascii")
+
+
+def _length(font, text: str) -> float:
+    """``text``'s width in pixels in ``font``; never raises (raqm refuses some strings, bitmap fonts non-Latin-1)."""
+    for face, shown in _fallbacks(font, text):
+        try:
+            return face.getlength(shown)
+        except Exception:  # noqa: BLE001 - RuntimeError from raqm, UnicodeEncodeError, ValueError...
+            continue
+    return len(text) * getattr(font, "size", 10) * 0.6
+
+
+def _text(draw, xy: tuple[float, float], text: str, font, **options) -> None:
+    """Draw ``text`` (already ``drawable``), falling back as ``_length`` does; a label no font can draw is left out."""
+    for face, shown in _fallbacks(font, text):
+        try:
+            draw.text(xy, shown, font=face, **options)
+            return
+        except Exception:  # noqa: BLE001 - as in _length: one label never costs the grid
+            continue
+
+
 def _fit_text(text: str, font, width: float) -> str:
-    """``text``, cut with an ellipsis where it is wider than ``width`` pixels."""
-    if font.getlength(text) <= width:
+    """``text`` made drawable, cut with an ellipsis where it is wider than ``width`` pixels (a binary search)."""
+    text = drawable(text)
+    if _length(font, text) <= width:
         return text
-    while text and font.getlength(text + "…") > width:
-        text = text[:-1]
-    return text + "…" if text else ""
-
-
-def _wrap(title: str, font, width: float, max_lines: int) -> list[str]:
-    """The title's ``key=value`` items packed into lines; the last line kept ends in an ellipsis if cut."""
-    lines: list[str] = []
-    for item in title.split(" · "):
-        if lines and font.getlength(lines[-1] + " · " + item) <= width:
-            lines[-1] += " · " + item
+    short, long = 0, len(text)  # text[:short] + "…" fits (or short is 0), text[:long] + "…" does not
+    while long - short > 1:
+        middle = (short + long) // 2
+        if _length(font, text[:middle] + ELLIPSIS) <= width:
+            short = middle
         else:
-            lines.append(item)
+            long = middle
+    return text[:short] + ELLIPSIS if short else ""
+
+
+def _break(item: str, font, width: float, room: int) -> list[str]:
+    """``item`` over at most ``room`` lines, word by word; the last line holds the rest (cut later if too wide)."""
+    if room <= 1 or _length(font, item) <= width:
+        return [item]
+    lines: list[str] = []
+    words = item.split(" ")
+    current = words[0]
+    for index, word in enumerate(words[1:], 1):
+        if _length(font, f"{current} {word}") <= width:
+            current = f"{current} {word}"
+            continue
+        lines.append(current)
+        if len(lines) == room - 1:
+            return [*lines, " ".join(words[index:])]
+        current = word
+    return [*lines, current]
+
+
+def _wrap(title: str | list[str], font, width: float, max_lines: int) -> list[str]:
+    """The title's ``key=value`` items packed into lines (an item too wide for one goes on, word by word,
+    over the next); the last line kept ends in an ellipsis if cut. Every item is made ``drawable``."""
+    items = (title.split(TITLE_SEPARATOR) if isinstance(title, str) else list(title)) or [""]
+    lines: list[str] = []
+    for item in map(drawable, items):
+        if lines and _length(font, lines[-1] + TITLE_SEPARATOR + item) <= width:
+            lines[-1] += TITLE_SEPARATOR + item
+        else:
+            lines += _break(item, font, width, max_lines + 1 - len(lines))
+        if len(lines) > max_lines:
+            break
     cut = len(lines) > max_lines
     lines = [_fit_text(line, font, width) for line in lines[:max_lines]]
     if cut:
-        lines[-1] = _fit_text(lines[-1] + " …", font, width)
+        lines[-1] = _fit_text(lines[-1] + " " + ELLIPSIS, font, width)
     return lines
 
 
@@ -424,7 +511,7 @@ class _Layout:
     left: int  # x of the cells block (row labels included)
     row_labels: int  # width of the row label column
     top: int  # y of the first row of cells
-    title_lines: list[str]
+    title_lines: list[str]  # drawable
     font_size: int
     line: int  # line height
     pad: int
@@ -435,8 +522,9 @@ class _Layout:
         return x, self.top + self.gap + row * (self.cell[1] + self.gap)
 
 
-def _layout(spec: _AxisSpec, box: tuple[int, int], title: str, cap: tuple[int, int]) -> _Layout:
-    """Place title, axis labels and cells within ``cap``; cells shrink (never labels) to fit."""
+def _layout(spec: _AxisSpec, box: tuple[int, int], title: str | list[str], cap: tuple[int, int]) -> _Layout:
+    """Place title (a string, or its key=value items), axis labels and cells within ``cap``; cells shrink
+    (never labels) to fit."""
     font_size = int(min(max(10, min(cap[0] / 80, cap[1] / 45)), 18))
     font, bold = _font(font_size), _font(font_size, bold=True)
     line, pad, gap = round(font_size * 1.35), max(2, font_size // 3), _Layout.gap
@@ -444,7 +532,7 @@ def _layout(spec: _AxisSpec, box: tuple[int, int], title: str, cap: tuple[int, i
     cols, rows = len(spec.x_values), len(spec.y_values)
     row_labels = 0
     if spec.y:
-        widest = max([bold.getlength(spec.y)] + [font.getlength(_label(v)) for v in spec.y_values])
+        widest = max([_length(bold, drawable(spec.y))] + [_length(font, drawable(_label(v))) for v in spec.y_values])
         row_labels = min(math.ceil(widest) + 2 * pad, cap_w // 4)
 
     def place(lines: list[str]) -> _Layout:
@@ -453,7 +541,7 @@ def _layout(spec: _AxisSpec, box: tuple[int, int], title: str, cap: tuple[int, i
         room_h = cap_h - top - (rows + 1) * gap - pad
         scale = min(room_w / (cols * box[0]), room_h / (rows * box[1]))
         if scale * min(box) < 8:
-            raise ValueError(
+            raise InputError(
                 f"a {cols} x {rows} grid does not fit in {cap[0]}x{cap[1]} pixels with its labels; "
                 "raise max_width/max_height or select fewer values with where"
             )
@@ -466,7 +554,7 @@ def _layout(spec: _AxisSpec, box: tuple[int, int], title: str, cap: tuple[int, i
         return _Layout(width, height, cell, (width - block) // 2, row_labels, top, lines, font_size, line, pad)
 
     # the title's line count and the grid's width depend on each other: settle them in a few rounds
-    lines = [title]
+    lines = [drawable(TITLE_SEPARATOR.join(title) if isinstance(title, list) else title)]
     for _ in range(4):
         layout = place(lines)
         wrapped = _wrap(title, font, layout.width - 2 * pad, TITLE_LINES)
@@ -486,37 +574,39 @@ def _static_layer(layout: _Layout, spec: _AxisSpec, cells: list[Cell]) -> np.nda
     draw = ImageDraw.Draw(image)
     line, pad = layout.line, layout.pad
     for index, text in enumerate(layout.title_lines):
-        draw.text((pad, pad + index * line), text, font=font, fill=TEXT)
+        _text(draw, (pad, pad + index * line), drawable(text), font, fill=TEXT)
 
     # axis names and values
     title_h = len(layout.title_lines) * line + 2 * pad
     cols_left, _ = layout.origin(0, 0)
     cols_right = layout.origin(0, len(spec.x_values) - 1)[0] + layout.cell[0]
     names_width = cols_right - cols_left
-    draw.text(
+    _text(
+        draw,
         ((cols_left + cols_right) / 2, title_h + line / 2),
         _fit_text(spec.x, bold, names_width),
-        font=bold,
+        bold,
         fill=TEXT,
         anchor="mm",
     )
     for col, value in enumerate(spec.x_values):
         center = layout.origin(0, col)[0] + layout.cell[0] / 2
         text = _fit_text(_label(value), font, layout.cell[0])
-        draw.text((center, title_h + line * 1.5), text, font=font, fill=DIM, anchor="mm")
+        _text(draw, (center, title_h + line * 1.5), text, font, fill=DIM, anchor="mm")
     if spec.y:
         labels_right = layout.left + layout.row_labels - pad
-        draw.text(
+        _text(
+            draw,
             (labels_right, title_h + line * 1.5),
             _fit_text(spec.y, bold, layout.row_labels - pad),
-            font=bold,
+            bold,
             fill=TEXT,
             anchor="rm",
         )
         for row, value in enumerate(spec.y_values):
             middle = layout.origin(row, 0)[1] + layout.cell[1] / 2
             text = _fit_text(_label(value), font, layout.row_labels - 2 * pad)
-            draw.text((labels_right, middle), text, font=font, fill=DIM, anchor="rm")
+            _text(draw, (labels_right, middle), text, font, fill=DIM, anchor="rm")
 
     # cells: black behind a video (its letterbox), grey and labelled where there is none
     for cell in cells:
@@ -526,14 +616,14 @@ def _static_layer(layout: _Layout, spec: _AxisSpec, cells: list[Cell]) -> np.nda
         if cell.status != "ok":
             text = _fit_text(cell.status, font, layout.cell[0] - 2)
             color = STATUS_COLORS.get(cell.status, DIM)
-            draw.text(((left + right) / 2, (top + bottom) / 2), text, font=font, fill=color, anchor="mm")
+            _text(draw, ((left + right) / 2, (top + bottom) / 2), text, font, fill=color, anchor="mm")
     return np.asarray(image)
 
 
 def _draw(
     out_root: Path,
     name: str,
-    title: str,
+    title_items: list[str],
     spec: _AxisSpec,
     records: list[_Record],
     box: tuple[int, int],
@@ -548,15 +638,17 @@ def _draw(
     for record in records:
         key = (record.params.get(spec.y) if spec.y else None, record.params.get(spec.x))
         if key in by_cell:
-            raise ValueError(
+            raise InputError(
                 f"jobs {by_cell[key].job_id} and {record.job_id} have the same parameters "
-                f"({spec.x}={_label(key[1])}{f', {spec.y}={_label(key[0])}' if spec.y else ''}, and every other) "
+                f"({spec.x}={printable(_label(key[1]), 80)}"
+                f"{f', {spec.y}={printable(_label(key[0]), 80)}' if spec.y else ''}, and every other) "
                 "and would share a cell; select one of them with where or job_ids"
             )
         by_cell[key] = record
 
     # 2. layout, then each cell's video decoded straight to its size in the grid (a few ffmpeg readers at once)
-    layout = _layout(spec, box, title, cap)
+    title = TITLE_SEPARATOR.join(title_items)  # whole in the sidecar; drawn made drawable, wrapped and cut
+    layout = _layout(spec, box, title_items, cap)
     cells, clips = [], {}
     with ThreadPoolExecutor(DECODERS) as pool:
         decoding = {

@@ -18,11 +18,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .errors import InputError
 from .metrics import METRICS
 from .models import FAMILIES
 
 FORMATS = ("table", "csv", "json", "parquet")
 SHORT_ID = 8  # characters of a job_id shown to people; programs get the whole id
+CELL_LIMIT = 500  # characters of a value shown in a terminal table (a 100k-character prompt); exports keep all
 _TIMES = ("total_s", "denoise_s")  # the timings a per-value summary averages
 _SOFTWARE = {
     "python_version": "python",
@@ -34,7 +36,7 @@ _SOFTWARE = {
 }
 
 
-class QueryError(ValueError):
+class QueryError(InputError):
     """A selection the table cannot answer; the message names what is wrong and what is available."""
 
 
@@ -238,17 +240,27 @@ def cell_text(value: Any) -> str:
 
 
 def rich_table(frame, title: str | None = None):
-    """``frame`` as a rich Table, job ids shortened to SHORT_ID characters."""
-    from rich.table import Table
+    """``frame`` as a rich Table, job ids shortened to SHORT_ID characters.
 
-    table = Table(title=title, title_justify="left")
+    Title, headers and cells are plain ``Text`` made ``printable`` (one line, no escape sequence),
+    never rich markup: a prompt may hold ``[bold]``; a cell shows at most CELL_LIMIT characters.
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    from .text import printable
+
+    table = Table(title=Text(printable(title)) if title is not None else None, title_justify="left")
     for column in frame.columns:
         numeric = frame[column].dtype.kind in "iuf"
         # fold rather than cut: on a narrow terminal a long name wraps instead of losing its end
-        table.add_column(column, justify="right" if numeric else "left", overflow="fold", no_wrap=column == "job_id")
+        table.add_column(
+            Text(printable(column)), justify="right" if numeric else "left", overflow="fold", no_wrap=column == "job_id"
+        )
     for row in frame.itertuples(index=False):
         cells = [cell_text(value) for value in row]
-        table.add_row(*(text[:SHORT_ID] if name == "job_id" else text for name, text in zip(frame.columns, cells)))
+        shown = (text[:SHORT_ID] if name == "job_id" else text for name, text in zip(frame.columns, cells))
+        table.add_row(*(Text(printable(text, CELL_LIMIT)) for text in shown))
     return table
 
 

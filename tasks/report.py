@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .errors import InputError
 from .files import write_atomic
 from .grid import GRIDS_DIR, draw_grids
 from .query import (
@@ -29,8 +31,12 @@ from .query import (
     with_swept_columns,
 )
 from .results import read_results
+from .text import markdown, one_line, shorten
 
 REPORT_NAME = "report.html"
+PROBLEM_LIMIT = 2000  # characters of an error message kept in a problem line (the log has the rest)
+
+log = logging.getLogger(__name__)
 
 
 def write_report(out_root: Path) -> Path:
@@ -268,27 +274,46 @@ class Outputs:
 
 
 def draw_outputs(out_root: Path, grids: list[dict[str, str]], job_ids: list[str]) -> Outputs:
-    """Draw a manifest's declared ``grids`` over its ``job_ids``, then the report: a grid that cannot be
-    drawn (say, every job failed) is noted, never a failure of the run."""
+    """Draw a manifest's declared ``grids`` over its ``job_ids``, then the report.
+
+    Nothing here fails the run: a grid that cannot be drawn, for any reason (every job failed, a
+    label, a bug), is a problem line and the next grid is drawn; a report that cannot be written
+    is a problem line too.
+    """
     outputs = Outputs()
     for spec in grids:
+        axes = ", ".join(f"{axis}={key}" for axis, key in spec.items())
         try:
             outputs.grids += [grid.mp4 for grid in draw_grids(out_root, **spec, job_ids=job_ids) if grid.mp4]
-        except ValueError as exc:
-            axes = ", ".join(f"{axis}={key}" for axis, key in spec.items())
-            outputs.problems.append(f"grid {axes}: {exc}")
-    outputs.report = write_report(out_root)
+        except Exception as exc:  # noqa: BLE001 - one grid never costs the others, the report or the summary
+            outputs.problems.append(f"grid {axes}: {_reason(exc)}")
+            log.debug("grid %s not drawn", axes, exc_info=True)
+    try:
+        outputs.report = write_report(out_root)
+    except Exception as exc:  # noqa: BLE001 - the videos and the results table are what matter
+        outputs.problems.append(f"report {out_root / REPORT_NAME}: {_reason(exc)}")
+        log.debug("report not written", exc_info=True)
     return outputs
 
 
+def _reason(exc: BaseException) -> str:
+    """A problem's cause in one line: the message of a refusal (InputError), else its type too."""
+    text = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+    return shorten(one_line(text), PROBLEM_LIMIT)
+
+
 def summary_markdown(out_root: Path, attempts, outputs: Outputs) -> str:
-    """The output root's summary (``attempts``: its ``read_results``) for a Prefect markdown artifact."""
+    """The output root's summary (``attempts``: its ``read_results``) for a Prefect markdown artifact.
+
+    The UI renders it: every interpolated value (paths, manifest names, problems) is escaped
+    (``tasks.text.markdown``), so none can add HTML, a link or markdown structure.
+    """
     summary = root_summary(attempts)
-    lines = [f"# videosweep: {out_root}", ""]
-    lines += [f"- **{label}**: {text}" for label, text in summary.items() if text]
-    lines += ["", f"Report: `{outputs.report}`" if outputs.report else ""]
-    lines += [f"- grid `{path}`" for path in outputs.grids]
-    lines += [f"- {problem}" for problem in outputs.problems]
+    lines = [f"# videosweep: {markdown(out_root)}", ""]
+    lines += [f"- **{markdown(label)}**: {markdown(text)}" for label, text in summary.items() if text]
+    lines += ["", f"Report: {markdown(outputs.report)}" if outputs.report else ""]
+    lines += [f"- grid {markdown(path)}" for path in outputs.grids]
+    lines += [f"- {markdown(problem)}" for problem in outputs.problems]
     return "\n".join(lines)
 
 

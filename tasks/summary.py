@@ -1,4 +1,8 @@
-"""What a run did, for the person who started it: counts, time per video, where things are."""
+"""What a run did, for the person who started it: counts, time per video, where things are.
+
+``RunSummary.format`` is printed on a terminal: every line that holds user text (failures,
+problems, paths) goes through ``tasks.text.printable``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,9 @@ from .render import DiskFull, RunContext
 from .grid import GRIDS_DIR
 from .report import Outputs
 from .results import RESULTS_DIR
+from .text import printable
+
+LINE_LIMIT = 1000  # characters of a failure or problem line (the results table keeps the whole message)
 
 
 @dataclass
@@ -44,7 +51,8 @@ class RunSummary:
         )
 
     def format(self) -> str:
-        lines = [f"run {self.run_id}: {self.total} jobs: {self.ok} ok, {self.failed} failed, {self.skipped} skipped"]
+        counts = f"{self.total} jobs: {self.ok} ok, {self.failed} failed, {self.skipped} skipped"
+        lines = [f"run {printable(self.run_id)}: {counts}"]
         if self.skipped == self.total:
             lines.append("nothing to render: every job already has a video (use --force to render again)")
         if self.seconds_per_video is not None:
@@ -52,17 +60,18 @@ class RunSummary:
             lines.append(
                 f"{self.seconds_per_video:.2f} s per video (load included); {self.wall_s:.1f} s in all, {rate:.1f} videos/min"
             )
-        lines += [f"  failed {failure}" for failure in self.failures]
+        lines += [f"  failed {printable(failure, LINE_LIMIT)}" for failure in self.failures]
         if self.disk_full:
             lines.append(
-                f"stopped early: the disk of {self.out_root} is full; every finished job is recorded. "
+                f"stopped early: the disk of {printable(self.out_root)} is full; every finished job is recorded. "
                 "Free some space and run the same command again to render the rest"
             )
-        lines.append(f"videos:  {self.out_root / 'videos'}")
-        lines.append(f"results: {self.out_root / RESULTS_DIR}  (videosweep results {self.out_root})")
+        out_root = printable(self.out_root)
+        lines.append(f"videos:  {printable(self.out_root / 'videos')}")
+        lines.append(f"results: {printable(self.out_root / RESULTS_DIR)}  (videosweep results {out_root})")
         if self.outputs.grids:
-            lines.append(f"grids:   {self.out_root / GRIDS_DIR}  ({len(self.outputs.grids)} drawn)")
-        lines += [f"  not drawn: {problem}" for problem in self.outputs.problems]
+            lines.append(f"grids:   {printable(self.out_root / GRIDS_DIR)}  ({len(self.outputs.grids)} drawn)")
+        lines += [f"  not drawn: {printable(problem, LINE_LIMIT)}" for problem in self.outputs.problems]
         if self.outputs.report:
-            lines.append(f"report:  {self.outputs.report}")
+            lines.append(f"report:  {printable(self.outputs.report)}")
         return "\n".join(lines)
