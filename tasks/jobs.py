@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from .errors import InputError
 from .models import COMMIT, FAMILIES
 from .models.base import LoadOptions
 from .tuning import load_options
@@ -78,7 +79,7 @@ class Job(BaseModel):
         for key, value in params.items():
             if isinstance(value, str) and value.startswith("@"):
                 if out_root is None:
-                    raise ValueError(f"{key}={value!r} names another job's video: give the output root")
+                    raise InputError(f"{key}={value!r} names another job's video: give the output root")
                 params[key] = str(out_root / job_video_path(value[1:]))
         return FAMILIES[self.family].Params(**params)
 
@@ -123,20 +124,82 @@ def compute_job_id(
     ``components`` maps a part's name to (hub id or None for a folder, revision); ``options``
     holds the pipeline options that change pixels (a scheduler, FreeU...).
     """
-    identity = {
-        "scheme": JOB_ID_SCHEME,
-        "family": family,
-        "model": None if is_local else model_id,
-        "revision": model_revision,
-        "dtype": dtype,
-        "variant": variant,
-        "generator_device": generator_device,
-        "seed": seed,
-        "params": {key: input_sha256.get(key, value) for key, value in params.items()},
-    }
-    if components:  # absent unless used, so the ids of plain rows stay as they were
-        identity["components"] = components
-    if options:
-        identity["options"] = options
-    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    maker = JobIdMaker(
+        family=family,
+        model_id=model_id,
+        model_revision=model_revision,
+        is_local=is_local,
+        dtype=dtype,
+        variant=variant,
+        generator_device=generator_device,
+        components=components,
+        options=options,
+    )
+    return maker.job_id(maker.params_part(params, input_sha256), seed)
+
+
+def _canonical(value: Any) -> str:
+    """The JSON text a job id hashes, for one value: sorted keys, no spaces, ``str()`` for what JSON lacks."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+class JobIdMaker:
+    """The job id formula (:func:`compute_job_id`), fast for jobs that share all but their seed, params and inputs.
+
+    A job's id is the first 16 hex digits of the sha256 of its identity's canonical JSON
+    (:func:`_canonical`): ``scheme``, ``family``, ``model`` (None for a local folder),
+    ``revision``, ``dtype``, ``variant``, ``generator_device``, ``seed``, ``params`` (input files
+    by their hash), and ``components`` and ``options`` where not empty (absent otherwise, so the
+    ids of plain rows stay as they were). The fixed fields are encoded once; a job then costs one
+    encoding of its params (shareable between jobs that differ only in their seed,
+    :meth:`params_part`) and one sha256. The text is assembled in the order ``sort_keys`` gives
+    (``params`` and ``seed`` sit between the fixed keys), so it is the identity's canonical JSON.
+    """
+
+    def __init__(
+        self,
+        *,
+        family: str,
+        model_id: str,
+        model_revision: str,
+        is_local: bool,
+        dtype: str,
+        variant: str | None,
+        generator_device: str,
+        components: dict[str, tuple[str | None, str]] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        fixed: dict[str, Any] = {
+            "scheme": JOB_ID_SCHEME,
+            "family": family,
+            "model": None if is_local else model_id,
+            "revision": model_revision,
+            "dtype": dtype,
+            "variant": variant,
+            "generator_device": generator_device,
+        }
+        if components:
+            fixed["components"] = components
+        if options:
+            fixed["options"] = options
+        pieces: list[str] = []  # the text between the slots: before params, between params and seed, after seed
+        text = "{"
+        for index, key in enumerate(sorted([*fixed, "params", "seed"])):
+            text += ("," if index else "") + _canonical(key) + ":"
+            if key in ("params", "seed"):
+                pieces.append(text)
+                text = ""
+            else:
+                text += _canonical(fixed[key])
+        pieces.append(text + "}")
+        self._before_params, self._before_seed, self._after_seed = pieces
+
+    @staticmethod
+    def params_part(params: dict[str, Any], input_sha256: dict[str, str]) -> str:
+        """The encoded params (input files by their hash): the same for every seed of a row."""
+        return _canonical({key: input_sha256.get(key, value) for key, value in params.items()})
+
+    def job_id(self, params_part: str, seed: int) -> str:
+        seed_text = str(seed) if type(seed) is int else _canonical(seed)  # json writes an int as its str
+        canonical = self._before_params + params_part + self._before_seed + seed_text + self._after_seed
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]

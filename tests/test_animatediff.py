@@ -43,9 +43,9 @@ def assert_sd15_base_and_adapter(ref, module) -> None:
 def built():
     """Build the tiny checkpoints before any manifest names them.
 
-    tasks/manifest.py checks a row's component folders (step 3) before it builds a tiny model
+    tasks/manifest/rows.py checks a row's component folders (step 3) before it builds a tiny model
     (step 6, ``resolve_revision``), so on a fresh VIDEOSWEEP_HOME the tiny adapter folder does not
-    exist yet and the row is refused; the fix belongs in manifest.py (build tiny refs first).
+    exist yet and the row is refused; the fix belongs in the row checker (build tiny refs first).
     """
     ensure_built(known_models()["tiny-animatediff"])
 
