@@ -7,6 +7,7 @@ the input was wrong (the message says where and how to fix it).
 
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Literal, NoReturn, Optional
@@ -14,8 +15,11 @@ from typing import Annotated, Literal, NoReturn, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 import flows  # noqa: F401  (quiet, offline defaults before Prefect or diffusers load)
+from tasks.errors import InputError
+from tasks.text import printable, printable_lines
 from tasks.watchdog import DEFAULT_HANG_TIMEOUT_S
 
 app = typer.Typer(
@@ -25,6 +29,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console()
+MESSAGE_LIMIT = 2000  # characters of one line of a message about the user's input (the input may be huge)
+CELL_LIMIT = 200  # characters of a table cell on the terminal
 
 ManifestArg = Annotated[Path, typer.Argument(help="a YAML, CSV or Parquet manifest")]
 DeviceOpt = Annotated[
@@ -33,22 +39,37 @@ DeviceOpt = Annotated[
 
 
 @contextmanager
-def _plain_errors(*errors: type[Exception]):
-    """Bad input or a setup that cannot work (ValueError, LookupError, ``errors``): one plain line and exit 2."""
+def _plain_errors():
+    """Input that is wrong (tasks.errors.InputError): its one-line message and exit 2. Anything else is a bug."""
     try:
         yield
-    except (ValueError, LookupError, *errors) as exc:
-        typer.echo(str(exc), err=True)
+    except InputError as exc:
+        typer.echo(printable_lines(str(exc), MESSAGE_LIMIT), err=True)
         raise typer.Exit(2) from None
 
 
-def _load(manifest: Path, device: str | None):
+MaxJobsOpt = Annotated[
+    Optional[int], typer.Option("--max-jobs", min=1, help="refuse a manifest of more jobs than this (default 100000)")
+]
+MaxManifestOpt = Annotated[
+    Optional[float],
+    typer.Option("--max-manifest-mb", min=0.001, help="refuse a larger manifest file (default: 16 for YAML, 256 for CSV/Parquet)"),
+]
+
+
+def _limits(max_jobs: int | None, max_manifest_mb: float | None) -> dict[str, int]:
+    """The manifest bounds a user raised (tasks.manifest.Limits fields), as flow parameters take them."""
+    limits = {"max_jobs": max_jobs, "max_manifest_bytes": int(max_manifest_mb * 2**20) if max_manifest_mb else None}
+    return {name: value for name, value in limits.items() if value is not None}
+
+
+def _load(manifest: Path, device: str | None, limits: dict[str, int] | None = None):
     """The validated manifest, or a plain message and exit code 2."""
     from tasks.devices import resolve_device
-    from tasks.manifest import ManifestError, load_manifest
+    from tasks.manifest import Limits, load_manifest
 
-    with _plain_errors(ManifestError):
-        return load_manifest(manifest, resolve_device(device))
+    with _plain_errors():
+        return load_manifest(manifest, resolve_device(device), Limits(**(limits or {})))
 
 
 WorkersOpt = Annotated[
@@ -86,21 +107,35 @@ def run(
     hang_timeout: HangTimeoutOpt = DEFAULT_HANG_TIMEOUT_S,
     overlap_export: OverlapExportOpt = True,
     batch: BatchOpt = 1,
+    max_jobs: MaxJobsOpt = None,
+    max_manifest_mb: MaxManifestOpt = None,
 ) -> None:
     """Render every job of MANIFEST; jobs already rendered into the output root are skipped."""
-    table = _load(manifest, device)  # fail fast, before Prefect starts
+    from tasks import children
+
+    children.start_reaper()  # before any child process: each carries this run's mark and ends with it
+    limits = _limits(max_jobs, max_manifest_mb)
+    table = _load(manifest, device, limits)  # fail fast, before Prefect starts
+    from flows import process
     from flows.cluster import start_prefect_api
-    from flows.render import run_manifest
-    from tasks.outroot import NoRoom, RootBusy
+    from flows.render import default_out_root, pending, run_manifest
+    from tasks.outroot import check_manifest_location, check_room, claim
     from tasks.render import warm_up
 
-    prefect_api = start_prefect_api()  # its server boots while torch and diffusers import
-    warm_up()
-    with _plain_errors(RootBusy, NoRoom):  # a setup that cannot run (workers, cluster, busy root, disk)
+    process.quiet_libraries()
+    out_root = out_dir or default_out_root(table.name)
+    # the setup must work before anything starts: the root free, writable and roomy (exit 2 if not)
+    with _plain_errors(), claim(out_root, None, table.name):
+        check_manifest_location(manifest, out_root)
+        check_room(out_root, pending(table, out_root, force, retry_failed)[1])
+        process.resume_hint = "finished jobs are kept; the same command renders the rest"
+        prefect_api = start_prefect_api()  # its server boots while torch and diffusers import
+        warm_up()
         prefect_api()
         summary = run_manifest(
-            str(manifest), str(out_dir) if out_dir else None, table.device, force, workers, dask_address,
+            str(manifest), str(out_root), table.device, force, workers, dask_address,
             retry_failed=retry_failed, hang_timeout=hang_timeout or None, overlap_export=overlap_export, batch=batch,
+            limits=limits,
         )
     typer.echo(summary.format())
     raise typer.Exit(1 if summary.failed else 0)
@@ -114,17 +149,20 @@ def plan(
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="output root whose finished jobs are left out")] = None,
     force: Annotated[bool, typer.Option("--force", help="plan every job, finished or not")] = False,
     batch: BatchOpt = 1,
+    max_jobs: MaxJobsOpt = None,
+    max_manifest_mb: MaxManifestOpt = None,
 ) -> None:
     """Show how a run would place MANIFEST's jobs: shards, workers, estimated cost, pipeline loads."""
-    table = _load(manifest, device)
+    limits = _limits(max_jobs, max_manifest_mb)
+    table = _load(manifest, device, limits)
     from flows.render import plan_manifest
     from tasks.plan import naive_loads
 
     with _plain_errors():
         out = str(out_dir) if out_dir else None
-        placed, todo = plan_manifest(str(manifest), table.device, workers, force, out, batch)
+        placed, todo = plan_manifest(str(manifest), table.device, workers, force, out, batch, limits)
     typer.echo(f"{len(todo)} of {len(table.jobs)} jobs to render (cost: megapixel-frame-steps)")
-    typer.echo(placed.format())
+    typer.echo(printable_lines(placed.format()))
     typer.echo(f"pipeline loads: {placed.loads} planned, {naive_loads(todo, placed.workers)} in manifest order")
 
 
@@ -133,22 +171,25 @@ def validate(
     manifest: ManifestArg,
     device: DeviceOpt = None,
     show_all: Annotated[bool, typer.Option("--all", help="print every job, not the first 20")] = False,
+    max_jobs: MaxJobsOpt = None,
+    max_manifest_mb: MaxManifestOpt = None,
 ) -> None:
     """Expand and check MANIFEST without rendering: print the job table, or every problem."""
-    table = _load(manifest, device)
+    table = _load(manifest, device, _limits(max_jobs, max_manifest_mb))
     shown = table.jobs if show_all else table.jobs[:20]
     swept = list(dict.fromkeys(key for job in table.jobs for key in job.coords))
-    grid = Table(title=f"{table.name}: {len(table.jobs)} jobs on {table.device}", title_justify="left")
+    grid = Table(title=Text(f"{table.name}: {len(table.jobs)} jobs on {table.device}"), title_justify="left")
     grid.add_column("job_id", no_wrap=True, min_width=16)
     for column in ["origin", "model", *swept, "dtype"]:
-        grid.add_column(column)
+        grid.add_column(Text(printable(column, CELL_LIMIT)))
     for job in shown:
-        grid.add_row(job.job_id, job.origin, job.model, *(str(job.coords.get(key, "")) for key in swept), job.dtype)
+        cells = [job.job_id, job.origin, job.model, *(str(job.coords.get(key, "")) for key in swept), job.dtype]
+        grid.add_row(*(Text(printable(cell, CELL_LIMIT)) for cell in cells))
     out.print(grid)
     if len(shown) < len(table.jobs):
         out.print(f"... and {len(table.jobs) - len(shown)} more (--all prints them)")
     for spec in table.grids:
-        out.print("grid: " + ", ".join(f"{axis}={key}" for axis, key in spec.items()))
+        out.print(Text(printable("grid: " + ", ".join(f"{axis}={key}" for axis, key in spec.items()))))
 
 
 @app.command()
@@ -198,12 +239,12 @@ def rerun(
     with _plain_errors():
         planned = plan_rerun(out_root, job_id, sets or [], resolve_device(device), into)
     for line in planned.differences:
-        typer.echo(f"differs from the record: {line}")
+        typer.echo(printable(f"differs from the record: {line}", MESSAGE_LIMIT))
     for line in planned.notes:
-        typer.echo(line)
-    typer.echo(f"rendering job {planned.job.job_id} into {planned.into}")
+        typer.echo(printable_lines(line, MESSAGE_LIMIT))
+    typer.echo(printable(f"rendering job {planned.job.job_id} into {planned.into}"))
     outcome = run_rerun(planned)
-    typer.echo(outcome.message)
+    typer.echo(printable_lines(outcome.message, MESSAGE_LIMIT))
     raise typer.Exit(0 if outcome.record["status"] == "ok" else 1)
 
 
@@ -323,7 +364,7 @@ def results(
             typer.echo(text, nl=False)
         return
     facts = root_summary(attempts).items()
-    out.print("; ".join(f"{label}: {text}" for label, text in facts if text))
+    out.print(Text(printable("; ".join(f"{label}: {text}" for label, text in facts if text))))
     out.print(rich_table(shown, title=f"{len(shown)} of {len(table)} jobs (latest attempt of each)"))
     if per_value is None:
         return
@@ -355,12 +396,12 @@ def grid(
     for drawn in grids:
         for path in (drawn.mp4, drawn.preview, drawn.sidecar):
             if path is not None:
-                typer.echo(str(path))
+                typer.echo(printable(path))
 
 
 def _refuse(message: str) -> NoReturn:
     """Print why the input is wrong and exit 2 (no traceback)."""
-    typer.echo(message, err=True)
+    typer.echo(printable_lines(message, MESSAGE_LIMIT), err=True)
     raise typer.Exit(2)
 
 
@@ -386,11 +427,14 @@ def submit(
     hang_timeout: HangTimeoutOpt = DEFAULT_HANG_TIMEOUT_S,
     overlap_export: OverlapExportOpt = True,
     batch: BatchOpt = 1,
+    max_jobs: MaxJobsOpt = None,
+    max_manifest_mb: MaxManifestOpt = None,
 ) -> None:
     """Queue MANIFEST on the Prefect server (PREFECT_API_URL) for `videosweep worker`; a frozen copy of it runs."""
     from datetime import datetime
 
-    table = _load(manifest, device)  # checked here, on this machine; the worker's device if --device is not given
+    limits = _limits(max_jobs, max_manifest_mb)
+    table = _load(manifest, device, limits)  # checked here, on this machine; the worker's device if --device is not given
     from flows.queue import api_client
     from flows.queue import submit as queue_run
     from flows.render import default_out_root
@@ -402,12 +446,13 @@ def submit(
         with api_client() as client:
             copy = freeze_manifest(manifest, out_root)
             rendering = {"hang_timeout": hang_timeout or None, "overlap_export": overlap_export, "batch": batch}
+            rendering |= {"limits": limits} if limits else {}
             run = queue_run(client, copy, out_root, len(table.jobs), when, priority, device, workers, force, rendering)
     starts = when.strftime("%Y-%m-%d %H:%M") if when else "as soon as a worker is free"
     typer.echo(f"queued {run.name} ({run.id}): {table.name}, {len(table.jobs)} jobs, priority {priority}")
     typer.echo(f"starts:   {starts}")
-    typer.echo(f"manifest: {copy}")
-    typer.echo(f"output:   {out_root}")
+    typer.echo(printable(f"manifest: {copy}"))
+    typer.echo(printable(f"output:   {out_root}"))
 
 
 @app.command()
@@ -431,17 +476,17 @@ def status(
             widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
             typer.echo(f"{len(runs)} submitted runs, latest first")
             for row in rows:
-                typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+                typer.echo(printable("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()))
             return
         found = find_run(client, run)
         progress = run_progress(client, found)
     typer.echo(f"{found.name} ({found.id}): {found.state_name}")
-    typer.echo(f"manifest: {found.parameters['manifest']}")
-    typer.echo(f"output:   {found.parameters['out']}")
+    typer.echo(printable(f"manifest: {found.parameters['manifest']}"))
+    typer.echo(printable(f"output:   {found.parameters['out']}"))
     started = found.start_time if found.run_count else None  # a run cancelled while queued never started
     times = [("scheduled", found.expected_start_time), ("started", started), ("ended", found.end_time)]
     typer.echo("; ".join(f"{label} {_local(moment)}" for label, moment in times if moment))
-    typer.echo(progress.format())
+    typer.echo(printable_lines(progress.format()))
     if found.state is not None and not found.state.is_final():
         eta = progress.eta_s
         if eta is None:
@@ -460,7 +505,7 @@ def cancel(run: RunArg) -> None:
 
     with _plain_errors(), api_client() as client:
         found = find_run(client, run)
-        typer.echo(f"{found.name}: {cancel_run(client, found)}")
+        typer.echo(printable(f"{found.name}: {cancel_run(client, found)}"))
 
 
 @app.command()
@@ -481,5 +526,18 @@ def _local(moment) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else ""
 
 
+def main(argv: list[str] | None = None) -> None:
+    """The console script: the commands, with this process's exit codes, log file and Ctrl-C (flows.process)."""
+    from flows import process
+
+    process.setup_logging()
+    process.handle_interrupts()
+    try:
+        app(args=argv, prog_name="videosweep")
+    except Exception as exc:  # noqa: BLE001 - a bug: its traceback in the log, one line here
+        typer.echo(printable(process.report_bug(exc)), err=True)
+        sys.exit(1)
+
+
 if __name__ == "__main__":
-    app()
+    main()

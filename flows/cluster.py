@@ -9,12 +9,14 @@ import os
 import threading
 from collections.abc import Callable
 
+from tasks.errors import InputError
+
 
 def worker_count(workers: int | None, device: str) -> int:
     """``--workers``, else one per visible GPU (one on a CPU)."""
     if workers is not None:
         if workers < 1:
-            raise ValueError(f"--workers {workers}: need at least 1")
+            raise InputError(f"--workers {workers}: need at least 1")
         return workers
     if device.startswith("cuda"):
         import torch
@@ -42,7 +44,7 @@ def dask_runner(workers: int, address: str | None, device: str):
     slots = {"n_workers": workers, "threads_per_worker": 1, "resources": {"GPU": 1}, "dashboard_address": None}
     if device.startswith("cuda"):
         if importlib.util.find_spec("dask_cuda") is None:
-            raise ValueError(
+            raise InputError(
                 f"{workers} GPU workers need dask-cuda to pin each to its GPU: pip install 'videosweep[gpu]'"
             )
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")

@@ -21,6 +21,8 @@ from uuid import UUID
 
 from prefect import flow
 
+from tasks.errors import InputError
+from tasks.text import markdown_code_block
 from tasks.watchdog import DEFAULT_HANG_TIMEOUT_S
 
 from .render import run_manifest
@@ -48,15 +50,16 @@ def queued_manifest(
     hang_timeout: float | None = DEFAULT_HANG_TIMEOUT_S,
     overlap_export: bool = True,
     batch: int = 1,
+    limits: dict[str, int] | None = None,
 ) -> RunSummary:
     """Render a submitted manifest (its frozen copy) into ``out``, on this worker's GPUs, as `videosweep run` would."""
     from prefect.artifacts import create_markdown_artifact
 
     summary = run_manifest(
         manifest, out, device=device, force=force, workers=workers,
-        hang_timeout=hang_timeout, overlap_export=overlap_export, batch=batch,
+        hang_timeout=hang_timeout, overlap_export=overlap_export, batch=batch, limits=limits,
     )
-    create_markdown_artifact(f"```\n{summary.format()}\n```", key="videosweep-summary", description="what the run did")
+    create_markdown_artifact(markdown_code_block(summary.format()), key="videosweep-summary", description="what the run did")
     return summary
 
 
@@ -94,20 +97,20 @@ def api_client() -> Iterator[SyncPrefectClient]:
 
     url = PREFECT_API_URL.value()
     if not url:  # an ephemeral API would vanish with this process, and the run with it
-        raise ValueError(
+        raise InputError(
             "no Prefect server: start one (`prefect server start`) and set PREFECT_API_URL, "
             "e.g. export PREFECT_API_URL=http://127.0.0.1:4200/api"
         )
     with get_client(sync_client=True) as client:
         problem = client.api_healthcheck()
         if problem is not None:
-            raise ValueError(f"the Prefect server at PREFECT_API_URL={url} does not answer ({problem}); is it running?")
+            raise InputError(f"the Prefect server at PREFECT_API_URL={url} does not answer ({problem}); is it running?")
         yield client
 
 
 def queue_name(priority: int) -> str:
     if priority not in PRIORITIES:
-        raise ValueError(f"--priority {priority}: use {PRIORITIES.start} (first) to {PRIORITIES.stop - 1} (last)")
+        raise InputError(f"--priority {priority}: use {PRIORITIES.start} (first) to {PRIORITIES.stop - 1} (last)")
     return f"priority-{priority}"
 
 
@@ -163,7 +166,7 @@ def submit(
 ) -> FlowRun:
     """Queue a run of ``manifest`` (a frozen copy) into ``out`` at ``at`` (now if None).
 
-    ``rendering``: how its jobs render (``hang_timeout``, ``overlap_export``, ``batch``), as
+    ``rendering``: how its jobs render (``hang_timeout``, ``overlap_export``, ``batch``, ``limits``), as
     `videosweep run` takes them; the flow's defaults where left out.
     """
     from prefect.states import Scheduled
@@ -203,9 +206,9 @@ def find_run(client: SyncPrefectClient, ref: str) -> FlowRun:
     if len(named) == 1:
         return named[0]
     if not named:
-        raise LookupError(f"no submitted run named {ref!r} or with an id starting so; `videosweep status` lists them")
+        raise InputError(f"no submitted run named {ref!r} or with an id starting so; `videosweep status` lists them")
     choices = ", ".join(f"{run.name} ({str(run.id)[:8]})" for run in named)
-    raise LookupError(f"{ref!r} names {len(named)} runs: {choices}; give more of the id")
+    raise InputError(f"{ref!r} names {len(named)} runs: {choices}; give more of the id")
 
 
 def running_jobs(client: SyncPrefectClient, run: FlowRun) -> int:
@@ -231,11 +234,11 @@ def cancel(client: SyncPrefectClient, run: FlowRun) -> str:
     from prefect.states import Cancelled, Cancelling
 
     if run.state is None or run.state.is_final():
-        raise ValueError(f"run {run.name} is {run.state.name if run.state else 'gone'}: nothing to cancel")
+        raise InputError(f"run {run.name} is {run.state.name if run.state else 'gone'}: nothing to cancel")
     waiting = run.state.type in (StateType.SCHEDULED, StateType.PAUSED)
     result = client.set_flow_run_state(run.id, Cancelled() if waiting else Cancelling(), force=waiting)
     if result.status != SetStateStatus.ACCEPT:
-        raise ValueError(f"run {run.name}: the server refused to cancel it ({result.details})")
+        raise InputError(f"run {run.name}: the server refused to cancel it ({result.details})")
     return "Cancelled" if waiting else "Cancelling"
 
 

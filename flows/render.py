@@ -19,17 +19,19 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 
+from tasks import children
 from tasks.devices import resolve_device
 from tasks.jobs import Job
-from tasks.manifest import Manifest, load_manifest
+from tasks.manifest import Limits, Manifest, load_manifest
 from tasks.plan import Dispatcher, Plan, Shard, make_plan
 from tasks.progress import JobProgress, job_progress
 from tasks.render import Exporter, RunContext, batches, render_jobs, render_shard, warm_up, worker_lost_record
 from tasks.reproduce import write_lock
-from tasks.outroot import check_room, claim
+from tasks.outroot import check_room, claim, keep_reserve
 from tasks.report import Outputs, draw_outputs, results_rows, summary_markdown
 from tasks.results import History, history, read_results
 from tasks.summary import RunSummary
+from tasks.text import markdown
 from tasks.watchdog import DEFAULT_HANG_TIMEOUT_S
 
 from .cluster import dask_runner, share_prefect_api, worker_count
@@ -70,20 +72,25 @@ def render_manifest(
     hang_timeout: float | None = DEFAULT_HANG_TIMEOUT_S,
     overlap_export: bool = True,
     batch: int = 1,
+    limits: dict[str, int] | None = None,
 ) -> RunSummary:
     """Render every job of ``manifest`` not yet rendered into ``out`` (all of them with ``force``).
 
     ``retry_failed`` renders only the jobs whose last attempt failed; ``hang_timeout`` cancels a
     job after that many seconds without progress; ``overlap_export`` encodes a job's mp4 while
     the next one renders; ``batch`` renders up to that many consecutive jobs that differ only in
-    their seed and per-video inputs in one pipeline call (tasks.render.batches).
+    their seed and per-video inputs in one pipeline call (tasks.render.batches); ``limits`` raises
+    the manifest's bounds (fields of tasks.manifest.Limits: ``max_jobs``, ``max_manifest_bytes``).
     """
     distributed = _on_dask()
     device = resolve_device(device) if not distributed else (device or "cpu")
-    table, out_root, done, todo = pending(manifest, device, out, force, retry_failed)
+    table = load_manifest(manifest, device, Limits(**(limits or {})))
+    out_root = Path(out) if out else default_out_root(table.name)
     run = RunContext.new(out_root, device, table, hang_timeout, overlap_export, batch)
-    with claim(out_root, run.run_id, table.name):  # one run per output root; ends what a killed run left
+    with claim(out_root, run.run_id, table.name):  # one run per output root; tidies what a killed run left
+        done, todo = pending(table, out_root, force, retry_failed)
         check_room(out_root, todo)
+        keep_reserve(out_root)
         write_lock(table, out_root)  # the expanded job table, revisions and input hashes resolved
         plan = make_plan(todo, workers, batch)
         if distributed and todo:
@@ -110,6 +117,8 @@ def render_manifest(
                 if progress.stopped:  # the disk is full: what is done is recorded, the rest waits for a rerun
                     break
         records, wall_s = _records_of(run), time.perf_counter() - started
+        recorded = {(record["job_id"], record["attempt"]) for record in records}  # a full disk may have kept one off
+        records += [record for record in progress.records if (record["job_id"], record["attempt"]) not in recorded]
         # grids and report where the workers are (no frames in this process), then the UI's artifacts
         outputs = draw_outputs_task.submit(out_root, table.grids, [job.job_id for job in table.jobs]).result()
         _publish(table.name, out_root, outputs)
@@ -123,8 +132,8 @@ def _publish(name: str, out_root: Path, outputs: Outputs) -> None:
     key = "videosweep-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     attempts = read_results(out_root)
     summary = summary_markdown(out_root, attempts, outputs)
-    create_markdown_artifact(summary, key=f"{key}-summary", description=str(out_root))
-    create_table_artifact(results_rows(attempts), key=f"{key}-results", description=f"results of {out_root}")
+    create_markdown_artifact(summary, key=f"{key}-summary", description=markdown(out_root))
+    create_table_artifact(results_rows(attempts), key=f"{key}-results", description=markdown(f"results of {out_root}"))
 
 
 def _render_on_dask(level: list[Shard], run: RunContext, attempts: dict[str, int], progress: JobProgress) -> None:
@@ -210,8 +219,10 @@ def run_manifest(
     hang_timeout: float | None = DEFAULT_HANG_TIMEOUT_S,
     overlap_export: bool = True,
     batch: int = 1,
+    limits: dict[str, int] | None = None,
 ) -> RunSummary:
     """Run the flow here, or with its tasks on Dask: a local cluster of ``workers``, or ``dask_address``."""
+    children.start_reaper()  # before the Prefect server or a Dask worker starts: they end with this process
     device = device or resolve_device(None)
     slots = worker_count(workers, device)
     runner = dask_runner(slots, dask_address, device)
@@ -221,6 +232,7 @@ def run_manifest(
         "hang_timeout": hang_timeout,
         "overlap_export": overlap_export,
         "batch": batch,
+        "limits": limits,
     }
     if runner is None:
         return render_manifest(manifest, out, device, workers=1, **options)
@@ -235,16 +247,12 @@ def run_manifest(
     return render_manifest.with_options(task_runner=runner)(manifest, out, worker_device, workers=slots, **options)
 
 
-def pending(
-    manifest: str, device: str, out: str | None, force: bool, retry_failed: bool = False
-) -> tuple[Manifest, Path, History, list[Job]]:
-    """The validated manifest, its output root, what earlier runs left there, and the jobs still to render."""
-    table = load_manifest(manifest, device)
-    out_root = Path(out) if out else default_out_root(table.name)
+def pending(table: Manifest, out_root: Path, force: bool, retry_failed: bool = False) -> tuple[History, list[Job]]:
+    """What earlier runs left in ``out_root``, and the jobs of ``table`` still to render."""
     done = history(out_root)
     if retry_failed:
-        return table, out_root, done, [job for job in table.jobs if job.job_id in done.failed]
-    return table, out_root, done, [job for job in table.jobs if force or job.job_id not in done.finished]
+        return done, [job for job in table.jobs if job.job_id in done.failed]
+    return done, [job for job in table.jobs if force or job.job_id not in done.finished]
 
 
 def plan_manifest(
@@ -254,10 +262,12 @@ def plan_manifest(
     force: bool = False,
     out: str | None = None,
     batch: int = 1,
+    limits: dict[str, int] | None = None,
 ) -> tuple[Plan, list[Job]]:
     """The plan a run would follow (what is left to render, placed on the workers), without running it."""
     device = device or resolve_device(None)
-    _, _, _, todo = pending(manifest, device, out, force)
+    table = load_manifest(manifest, device, Limits(**(limits or {})))
+    _, todo = pending(table, Path(out) if out else default_out_root(table.name), force)
     return make_plan(todo, worker_count(workers, device), batch), todo
 
 

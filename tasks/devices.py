@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from .errors import InputError
+
 DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
@@ -14,12 +16,12 @@ def resolve_device(device: str | None) -> str:
 
         return "cuda" if torch.cuda.is_available() else "cpu"
     if not DEVICE.match(device):
-        raise ValueError(f"device {device!r} is not one of cpu, cuda, cuda:N")
+        raise InputError(f"device {device!r} is not one of cpu, cuda, cuda:N")
     if device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} asked for, but torch {torch.__version__} sees no CUDA GPU")
+            raise InputError(f"device {device!r} asked for, but torch {torch.__version__} sees no CUDA GPU")
     return device
 
 

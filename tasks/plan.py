@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from .errors import InputError
 from .jobs import Job
 
 #: Shards hold at most this many jobs, and at least a quarter of a worker's jobs of one pipeline
@@ -153,7 +154,7 @@ def make_plan(jobs: list[Job], workers: int, batch: int = 1) -> Plan:
     With ``batch`` (``run --batch``), shards hold whole batches: a multiple of ``batch`` jobs.
     """
     if workers < 1:
-        raise ValueError(f"workers={workers}: need at least one")
+        raise InputError(f"workers={workers}: need at least one")
     plan = Plan(workers)
     for level, level_jobs in enumerate(_levels(jobs)):
         _place_level(plan, level, level_jobs, batch)

@@ -1,4 +1,8 @@
-"""A progress bar for a run: jobs done of all, the job in flight, elapsed time and ETA."""
+"""A progress bar for a run: jobs done of all, the job in flight, elapsed time and ETA.
+
+Job labels and failure lines hold user text (prompts, file names, error messages): each goes
+through ``tasks.text.printable`` and is printed as plain text, never as rich markup.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,14 @@ from typing import Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
 from .jobs import Job
 from .render import DiskFull
+from .text import printable
+
+LABEL_LIMIT = 120  # characters of the job in flight on the bar
+ERROR_LIMIT = 1000  # characters of a failure line (the results table keeps the whole message)
 
 
 class JobProgress:
@@ -19,14 +28,19 @@ class JobProgress:
         self._progress = progress
         self._task = progress.add_task("rendering", total=total, job="")
         self.stopped = False  # the output disk is full: hand out no more jobs
+        self.records: list[dict] = []  # every record of the run, those a full disk kept off the disk included
 
     def start(self, job: Job) -> None:
-        self._progress.update(self._task, job=f"{job.job_id} {job.label()}")
+        self._progress.update(self._task, job=printable(f"{job.job_id} {job.label()}", LABEL_LIMIT))
 
     def finish(self, record: dict) -> None:
+        self.records.append(record)
         if record["status"] != "ok":
-            line = f"[red]{record['status']}[/red] {record['job_id']}: {record['error_type']}: {record['error']}"
-            self._progress.console.print(line, markup=True, highlight=False)
+            line = Text.assemble(
+                (printable(record["status"]), "red"),
+                " " + printable(f"{record['job_id']}: {record['error_type']}: {record['error']}", ERROR_LIMIT),
+            )
+            self._progress.console.print(line, highlight=False)
         self.stopped = self.stopped or record.get("error_type") == DiskFull.__name__
         self._progress.advance(self._task)
 
@@ -40,7 +54,7 @@ def job_progress(total: int, console: Console | None = None) -> Iterator[JobProg
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
-        TextColumn("{task.fields[job]}"),
+        TextColumn("{task.fields[job]}", markup=False),
         console=console or Console(stderr=True),
     )
     with progress:

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import threading
 import time
 import traceback
 import uuid
@@ -25,11 +26,12 @@ from typing import Any
 from .jobs import Job, job_video_path
 from .memory import LADDER, OutOfMemory, is_out_of_memory, ladder
 from .metrics import video_metrics
-from .models import FAMILIES, ensure_built, file_sha256, known_models
+from .models import FAMILIES, ensure_built, known_models
 from .models.base import conditioning_image
 from .provenance import environment, gpu_name
 from .reproduce import METADATA_TAG, embedded_record, keep_inputs
-from .results import RESULTS_DIR, input_hash_column, write_record
+from .outroot import release_reserve
+from .results import RESULTS_DIR, input_hash_column, video_identity, write_record
 from .tuning import Baseline, prepare_job, prepare_load
 from .watchdog import watchdog
 from .video import write_mp4
@@ -299,7 +301,9 @@ def start_job(job: Job, run: RunContext, attempt: int = 1, queued_at: datetime |
         record.update(status="skipped", error_type=type(exc).__name__, error=str(exc))
     except Exception as exc:  # noqa: BLE001 - the record is where the failure goes
         rendered = None
-        record.update(status="failed", error_type=type(exc).__name__, error=_describe(exc))
+        # a full disk while keeping its input files stops the run as a full disk while exporting does
+        kind = DiskFull.__name__ if is_disk_full(exc, run.out_root) else type(exc).__name__
+        record.update(status="failed", error_type=kind, error=_describe(exc))
     return Rendering(run, record, rendered, params, time.perf_counter() - started)
 
 
@@ -398,7 +402,22 @@ def _rendered_fields(pipe: Any, rendered: Any, run: RunContext) -> dict[str, Any
 
 
 def finish_job(rendering: Rendering) -> dict[str, Any]:
-    """Export a rendered job (mp4 with its record inside, metrics) and write its record: the second half."""
+    """Export a rendered job (mp4 with its record inside, metrics) and write its record: the second half.
+
+    Never raises for the job's sake: a failed export is the record's ``failed`` status, a full disk
+    its ``DiskFull``, which stops the run (:func:`write_record_or_stop`). Holds :data:`FINISHING`,
+    so an interrupted run can let the job in hand finish before it exits (flows.process).
+    """
+    with FINISHING:
+        return write_record_or_stop(rendering.run.out_root, _export(rendering))
+
+
+#: Held while a job is exported and recorded.
+FINISHING = threading.Lock()
+
+
+def _export(rendering: Rendering) -> dict[str, Any]:
+    """The mp4 and metrics of a rendered job; its record, updated with them or with why they failed."""
     run, record, rendered = rendering.run, rendering.record, rendering.rendered
     started = time.perf_counter()
     if rendered is not None:
@@ -407,14 +426,14 @@ def finish_job(rendering: Rendering) -> dict[str, Any]:
             metadata = {METADATA_TAG: embedded_record(record)}
             try:
                 height, width = write_mp4(rendered.frames, rendered.fps, run.out_root / relative, metadata=metadata)
-            except Exception as exc:  # ffmpeg reports a full disk as a broken pipe: look at the disk
-                if getattr(exc, "errno", None) == errno.ENOSPC or shutil.disk_usage(run.out_root).free < MIN_FREE_BYTES:
+            except OSError as exc:
+                if is_disk_full(exc, run.out_root):
                     raise DiskFull(f"no space left on the disk of {run.out_root}: free some and run again") from exc
                 raise
             record.update(
                 status="ok",
                 video_path=relative,
-                video_sha256=file_sha256(run.out_root / relative),
+                **video_identity(run.out_root / relative),
                 video_frames=len(rendered.frames),
                 video_width=width,
                 video_height=height,
@@ -426,8 +445,50 @@ def finish_job(rendering: Rendering) -> dict[str, Any]:
             record.update(status="failed", error_type=type(exc).__name__, error=_describe(exc))
     # the job's own work: rendering and exporting, not the wait for an export thread
     record.update(total_s=rendering.compute_s + time.perf_counter() - started, finished_at=datetime.now(timezone.utc))
-    write_record(run.out_root, record)
     return record
+
+
+def write_record_or_stop(out_root: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """Write ``record``; on a full disk, give up the root's reserve and write it then.
+
+    If even that fails, the job is left unrecorded (the next run renders it) and the returned
+    record, written nowhere, is a ``DiskFull`` one: it stops the run.
+    """
+    if _written(out_root, record) or (release_reserve(out_root) and _written(out_root, record)):
+        return record
+    record.update(
+        status="failed",
+        error_type=DiskFull.__name__,
+        error=f"no space left on the disk of {out_root} for this job's record: it renders again in the next run",
+    )
+    return record
+
+
+def _written(out_root: Path, record: dict[str, Any]) -> bool:
+    """Write ``record``: False if the disk is full."""
+    try:
+        write_record(out_root, record)
+    except OSError as exc:
+        if not is_disk_full(exc, out_root):
+            raise
+        return False
+    return True
+
+
+def is_disk_full(exc: BaseException, out_root: Path) -> bool:
+    """Whether ``exc`` (or what caused it) says the disk of ``out_root`` is full; an OSError without a
+    clear errno counts when the disk has almost no room left."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, DiskFull) or getattr(cause, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    if not isinstance(exc, OSError):
+        return False
+    try:
+        return shutil.disk_usage(out_root).free < MIN_FREE_BYTES
+    except OSError:
+        return False
 
 
 class Exporter:
@@ -523,8 +584,7 @@ def worker_lost_record(job: Job, run: RunContext, attempt: int) -> dict[str, Any
         queued_at=now,
         finished_at=now,
     )
-    write_record(run.out_root, record)
-    return record
+    return write_record_or_stop(run.out_root, record)
 
 
 def _base_record(job: Job, run: RunContext, attempt: int, started_at: datetime) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import InputError
 from .files import write_atomic
 from .jobs import Job, job_video_path
 from .manifest import Manifest, job_from_row
@@ -64,7 +65,7 @@ EMBEDDED = (
 VERSIONS = ("torch_version", "diffusers_version", "transformers_version", "python_version", "device", "gpu_name")
 
 
-class ReproduceError(ValueError):
+class ReproduceError(InputError):
     """A job that cannot be found or rebuilt as recorded; the message says why and what would work."""
 
 

@@ -8,6 +8,8 @@ one), because a directory read takes its schema from one file and would drop the
 
 from __future__ import annotations
 
+import logging
+import os
 import types
 import typing
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ import pyarrow as pa
 
 from .files import write_atomic
 from .metrics import METRICS
-from .models import FAMILIES
+from .models import FAMILIES, file_sha256
 from .models.base import input_fields
 
 RESULTS_DIR = "results"
@@ -57,6 +59,8 @@ _FIXED = [
 _OUTPUT = [
     ("video_path", pa.string()),  # relative to the output root
     ("video_sha256", pa.string()),
+    ("video_bytes", pa.int64()),  # the file's size as written; with its mtime, resume's cheap check (history)
+    ("video_mtime_ns", pa.int64()),
     ("video_frames", pa.int32()),
     ("video_width", pa.int32()),
     ("video_height", pa.int32()),
@@ -136,30 +140,131 @@ def write_record(out_root: Path, record: dict[str, Any]) -> Path:
 
 
 def read_results(out_root: Path, columns: list[str] | None = None):
-    """Every record under ``out_root`` as a DataFrame (empty, with the schema's columns, if none)."""
-    import pyarrow.dataset as ds
-    import pyarrow.parquet as pq
+    """Every record under ``out_root`` as a DataFrame (empty, with the schema's columns, if none).
 
-    parts = sorted((out_root / RESULTS_DIR).glob("part-*.parquet"))
+    A part that cannot be read (a truncated file, a stray copy) is skipped with a warning naming
+    it: its job counts as never recorded and renders again. A run sets such parts aside
+    (:func:`set_aside_unreadable`), so the warning is given once.
+    """
+    import pyarrow.dataset as ds
+
+    parts, schemas = _readable_parts(out_root)
     if not parts:
         return SCHEMA.empty_table().select(columns or SCHEMA.names).to_pandas()
     # Unify rather than trust the first file: parts written by an older version may lack columns.
-    schema = pa.unify_schemas([SCHEMA] + [pq.read_schema(part) for part in parts])
-    return ds.dataset(parts, schema=schema, format="parquet").to_table(columns=columns).to_pandas()
+    schema = pa.unify_schemas([SCHEMA] + schemas)
+    try:
+        return ds.dataset(parts, schema=schema, format="parquet").to_table(columns=columns).to_pandas()
+    except (pa.ArrowException, OSError):  # a part whose footer reads but whose data does not: find it
+        tables = []
+        for part in parts:
+            try:
+                tables.append(ds.dataset([part], schema=schema, format="parquet").to_table(columns=columns))
+            except (pa.ArrowException, OSError) as exc:
+                _warn_unreadable(part, exc)
+        return pa.concat_tables(tables).to_pandas() if tables else SCHEMA.empty_table().select(columns or SCHEMA.names).to_pandas()
+
+
+UNREADABLE_DIR = "_unreadable"  # pyarrow, and so pandas.read_parquet(OUT / "results"), skips "_" folders
+_warned: set[Path] = set()
+log = logging.getLogger("videosweep")
+
+
+def _readable_parts(out_root: Path) -> tuple[list[Path], list[pa.Schema]]:
+    """The results parts whose footer reads, and their schemas; the others are warned about."""
+    import pyarrow.parquet as pq
+
+    parts, schemas = [], []
+    for part in sorted((out_root / RESULTS_DIR).glob("part-*.parquet")):
+        try:
+            schemas.append(pq.read_schema(part))
+            parts.append(part)
+        except (pa.ArrowException, OSError) as exc:
+            _warn_unreadable(part, exc)
+    return parts, schemas
+
+
+def _warn_unreadable(part: Path, exc: Exception) -> None:
+    if part not in _warned:
+        _warned.add(part)
+        log.warning(f"skipped an unreadable results part {part} ({type(exc).__name__}: {str(exc)[:200]}); its job renders again")
+
+
+def set_aside_unreadable(out_root: Path) -> list[Path]:
+    """Move every results part that cannot be read to ``results/_unreadable/``; return where each went."""
+    import pyarrow.parquet as pq
+
+    moved = []
+    for part in sorted((out_root / RESULTS_DIR).glob("part-*.parquet")):
+        try:
+            pq.read_metadata(part)
+            continue
+        except (pa.ArrowException, OSError) as exc:
+            reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+        target = out_root / RESULTS_DIR / UNREADABLE_DIR / part.name
+        target.parent.mkdir(exist_ok=True)
+        os.replace(part, target)
+        _warned.add(part)
+        log.warning(f"set aside an unreadable results part ({reason}): {target}; its job renders again")
+        moved.append(target)
+    return moved
 
 
 @dataclass(frozen=True)
 class History:
     """What earlier runs left in an output root."""
 
-    finished: frozenset[str]  # jobs with an ``ok`` record whose video is still on disk: a rerun skips them
+    finished: frozenset[str]  # jobs whose latest ok record's video is on disk, intact: a rerun skips them
     attempts: dict[str, int]  # records per job: the next attempt is one more
-    failed: frozenset[str]  # jobs with records but no video: what ``--retry-failed`` renders
+    failed: frozenset[str]  # jobs with records but no intact video: what ``--retry-failed`` renders
 
 
 def history(out_root: Path) -> History:
-    table = read_results(out_root, ["job_id", "status", "video_path"])
-    done = table[table["status"] == "ok"]
-    finished = {job_id for job_id, video in zip(done["job_id"], done["video_path"]) if (out_root / video).is_file()}
+    """What is done in ``out_root``: a job is finished when the video of its latest ok record is still the one recorded."""
+    table = read_results(out_root, ["job_id", "attempt", "status", "video_path", *VIDEO_IDENTITY])
+    done = table[table["status"] == "ok"].sort_values("attempt").drop_duplicates("job_id", keep="last")
+    finished = {
+        record["job_id"] for record in done.to_dict(orient="records") if video_intact(out_root, record)
+    }
     failed = set(table["job_id"]) - finished
     return History(frozenset(finished), table["job_id"].value_counts().to_dict(), frozenset(failed))
+
+
+#: The columns that identify a job's video file: its size and modification time as written, and its sha256.
+VIDEO_IDENTITY = ("video_sha256", "video_bytes", "video_mtime_ns")
+
+
+def video_identity(path: Path) -> dict[str, Any]:
+    """A written video's :data:`VIDEO_IDENTITY`, for its record."""
+    stat = path.stat()
+    return {"video_sha256": file_sha256(path), "video_bytes": stat.st_size, "video_mtime_ns": stat.st_mtime_ns}
+
+
+def video_intact(out_root: Path, record: dict[str, Any]) -> bool:
+    """Whether the video a record names is still the file it recorded.
+
+    Cheap when nothing changed (size and modification time as recorded); otherwise, or for a
+    record without them, the file's sha256 must be the recorded one. A truncated, rewritten or
+    missing video is not intact: its job renders again.
+    """
+    video = record.get("video_path")
+    if not isinstance(video, str):
+        return False
+    path = out_root / video
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    if _known(record.get("video_bytes")) and stat.st_size != int(record["video_bytes"]):
+        log.warning(f"{path} is not the video its record names ({stat.st_size} bytes, recorded {int(record['video_bytes'])}): it renders again")
+        return False
+    if _known(record.get("video_mtime_ns")) and stat.st_mtime_ns == int(record["video_mtime_ns"]):
+        return True
+    if file_sha256(path) != record.get("video_sha256"):
+        log.warning(f"{path} is not the video its record names (sha256 differs): it renders again")
+        return False
+    return True
+
+
+def _known(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and value != value)

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from .errors import InputError
 from .files import write_atomic
 from .manifest import TABLE_SUFFIXES, YAML_SUFFIXES
 from .models import FAMILIES, known_models
@@ -45,7 +46,7 @@ def freeze_manifest(manifest: Path, out_root: Path) -> Path:
     elif suffix in TABLE_SUFFIXES:
         data = _frozen_table(manifest)
     else:
-        raise ValueError(f"{manifest}: unknown manifest type {suffix!r}; use .yaml, .csv or .parquet")
+        raise InputError(f"{manifest}: unknown manifest type {suffix!r}; use .yaml, .csv or .parquet")
     folder = out_root / SUBMISSIONS_DIR / hashlib.sha256(data).hexdigest()[:16]
     copy = folder / manifest.name
     if not copy.is_file():
@@ -128,7 +129,7 @@ def start_time(at: str, now: datetime) -> datetime:
     try:
         when = datetime.fromisoformat(at.strip())
     except ValueError:
-        raise ValueError(
+        raise InputError(
             f"--at {at!r}: give a time of day HH:MM (e.g. 22:00) or a date and time (2026-05-01T22:00)"
         ) from None
     return when if when.tzinfo else when.astimezone()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InputError
 from .files import write_atomic
 
 
@@ -19,39 +20,87 @@ def write_mp4(
     Odd sizes are padded by one edge pixel (yuv420p needs even sides); nothing is rescaled.
     ``metadata`` goes into the container's tags (``comment``, ``title``...; read back by
     :func:`read_mp4_metadata`); ffmpeg adds no timestamp, so equal frames and tags give equal bytes.
+    The file gets its final name only once ffmpeg has ended well and the file decodes to as many
+    frames as were sent (:func:`check_mp4`): a full disk or a dying encoder raises
+    :class:`EncodeError` (an ``OSError`` with errno ENOSPC when the disk is full) and leaves nothing.
     """
-    import imageio_ffmpeg
-
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"expected uint8 frames shaped (frames, height, width, 3), got {frames.dtype} {frames.shape}")
     pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
     if pad_h or pad_w:
         frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     height, width = frames.shape[1:3]
-
     tags = [arg for key, value in (metadata or {}).items() for arg in ("-metadata", f"{key}={value}")]
-
-    def encode(scratch: Path) -> None:
-        writer = imageio_ffmpeg.write_frames(
-            str(scratch),
-            (width, height),
-            fps=fps,
-            codec="libx264",
-            pix_fmt_out="yuv420p",
-            macro_block_size=1,
-            quality=None,
-            output_params=["-crf", str(crf), "-movflags", "+faststart", *tags],
-            ffmpeg_log_level="error",
-        )
-        try:
-            writer.send(None)
-            for frame in frames:
-                writer.send(np.ascontiguousarray(frame))
-        finally:
-            writer.close()
-
-    write_atomic(path, encode)
+    write_atomic(path, lambda scratch: _encode(frames, fps, scratch, crf, tags), lambda scratch: check_mp4(scratch, len(frames)))
     return height, width
+
+
+class EncodeError(OSError):
+    """ffmpeg could not write a video (its own message attached); errno ENOSPC when the disk is full."""
+
+
+def _encode(frames: np.ndarray, fps: float, path: Path, crf: int, tags: list[str]) -> None:
+    """Pipe raw RGB frames through ffmpeg's libx264 into ``path`` (the arguments imageio-ffmpeg's writer gives it)."""
+    import subprocess
+    import tempfile
+    from fractions import Fraction
+
+    import imageio_ffmpeg
+
+    height, width = frames.shape[1:3]
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{width}x{height}",
+        "-pix_fmt", "rgb24", "-r", str(Fraction(fps).limit_denominator()), "-i", "-", "-an",
+        "-vcodec", "libx264", "-pix_fmt", "yuv420p", "-v", "error",
+        "-crf", str(crf), "-movflags", "+faststart", *tags, str(path),
+    ]  # fmt: skip
+    with tempfile.TemporaryFile() as log:  # ffmpeg's complaints, for the error; never on the terminal
+        encoder = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            try:
+                for frame in frames:
+                    encoder.stdin.write(np.ascontiguousarray(frame))
+                encoder.stdin.close()
+            except BrokenPipeError:  # ffmpeg ended early: its exit code and log say why
+                pass
+            code = encoder.wait()
+        finally:
+            if encoder.poll() is None:  # something raised on the way: no encoder outlives its video
+                encoder.kill()
+                encoder.wait()
+        if code != 0:
+            log.seek(0)
+            message = log.read()[-2000:].decode(errors="replace").strip() or f"exit code {code}"
+            raise _encode_error(f"ffmpeg could not write {path.name}: {message}")
+
+
+def _encode_error(message: str) -> EncodeError:
+    import errno
+
+    if "No space left on device" in message:
+        return EncodeError(errno.ENOSPC, message)
+    return EncodeError(errno.EIO, message)
+
+
+def check_mp4(path: Path, frames: int | None = None) -> int:
+    """Decode every frame of ``path`` (into nothing); raise :class:`EncodeError` unless it decodes cleanly
+    (to ``frames`` frames, where given). Returns the frame count."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path),
+        "-map", "0:v:0", "-f", "null", "-progress", "pipe:1", "-nostats", "-",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, errors="replace", check=False)
+    counts = re.findall(r"^frame=(\d+)$", done.stdout, re.MULTILINE)
+    decoded = int(counts[-1]) if counts else 0
+    problem = done.stderr.strip()
+    if done.returncode != 0 or problem or (frames is not None and decoded != frames):
+        wanted = f" of {frames}" if frames is not None else ""
+        raise _encode_error(f"{path.name} does not decode ({decoded}{wanted} frames): {problem[-500:] or 'no video stream'}")
+    return decoded
 
 
 def read_mp4(path: Path) -> tuple[np.ndarray, float]:
@@ -84,7 +133,7 @@ def read_mp4_metadata(path: Path) -> dict[str, str]:
         check=False,
     )
     if done.returncode != 0:
-        raise ValueError(f"cannot read the metadata of {path}: {done.stderr.strip() or 'ffmpeg failed'}")
+        raise InputError(f"cannot read the metadata of {path}: {done.stderr.strip() or 'ffmpeg failed'}")
     # ffmetadata: a ";FFMETADATA1" line, then key=value lines; '=', ';', '#', '\\' and newlines escaped by '\\'
     line = re.compile(r"^((?:[^\\=\n]|\\.)+)=((?:[^\\\n]|\\.)*)$", re.MULTILINE | re.DOTALL)
     escape = re.compile(r"\\(.)", re.DOTALL)

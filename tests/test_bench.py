@@ -32,3 +32,16 @@ def test_the_gpu_benchmark_runs_every_variant_it_is_given_at_tiny_size(tmp_path)
     assert rows["deep-cache-3"]["psnr_db"] < 60, "a quality trade moves the pixels, and the table shows it"
     assert rows["docs"]["x_docs"] == 1 and "tax" in results
     assert "SVD-XT tiny, CPU" in done.stdout and "orchestration tax" in done.stdout
+
+
+def test_the_crash_harness_kills_resumes_and_finds_nothing_lost(tmp_path):
+    """bench/crash.py at a small size: two kills, then the final run; its checks are the ones the README states."""
+    out = tmp_path / "crash.json"
+    command = [sys.executable, "bench/crash.py", "--kills", "2", "--jobs", "4", "--seed", "3", "--json", str(out)]
+    done = subprocess.run(
+        command, cwd=REPO, env=os.environ | {"OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["kills"] == 2 and len(figures["rounds"]) == 2 and figures["failures"] == []
+    assert figures["processes_left_behind"] == 0 and "every check passed" in done.stdout

@@ -6,11 +6,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 import psutil
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -127,7 +130,8 @@ def test_a_run_that_would_not_fit_on_the_disk_does_not_start(tiny_svd, tmp_path,
     monkeypatch.setattr(outroot.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 10**6, 10**6))
     result = videosweep("run", small(tmp_path), "--out", tmp_path / "out", "--device", "cpu")
     assert result.exit_code == 2
-    assert "0.00 GiB free" in result.output and "free some space or choose another --out" in result.output
+    assert "1.0 MiB free" in result.output and "free some space or choose another --out" in result.output
+    assert "Traceback" not in result.output
     assert not list((tmp_path / "out").glob("results/*.parquet")) and not (tmp_path / "out" / "videos").exists()
 
 
@@ -157,14 +161,128 @@ def test_a_disk_that_fills_mid_run_stops_it_cleanly(tiny_svd, tmp_path, monkeypa
     assert again.exit_code == 0 and "3 ok, 0 failed, 2 skipped" in again.output
 
 
+@contextmanager
+def small_disk(folder: Path, megabytes: int):
+    """A tmpfs of ``megabytes`` at ``folder`` where this machine lets the tests mount one (root); else skip."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()}); the injected-ENOSPC tests cover it")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Take every free byte of ``disk`` with one file; return it."""
+    import shutil
+
+    filler = disk / "filler"
+    with open(filler, "wb") as handle:
+        free = shutil.disk_usage(disk).free
+        try:
+            os.posix_fallocate(handle.fileno(), 0, free)
+        except OSError:
+            pass
+        try:
+            while True:
+                handle.write(bytes(2**20))
+                handle.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_real_disk_that_fills_mid_run_leaves_every_video_whole(tiny_svd, tmp_path, monkeypatch):
+    """A tmpfs as --out, filled after 2 videos: no broken mp4 under a final name, a DiskFull record, no traceback."""
+    from tasks import render
+    from tasks.files import SCRATCH
+    from tasks.video import check_mp4
+
+    real_write, writes = render.write_mp4, []
+
+    def fills_the_disk_before_the_third(*args, **kwargs):
+        writes.append(1)
+        if len(writes) == 3:
+            fill(out)
+        return real_write(*args, **kwargs)
+
+    with small_disk(tmp_path / "disk", 300) as out:
+        monkeypatch.setattr(render, "write_mp4", fills_the_disk_before_the_third)
+        result = videosweep("run", small(tmp_path, seeds=5, frames=8), "--out", out, "--device", "cpu")
+        assert result.exit_code == 1, result.output
+        assert "Traceback" not in result.output and "is full" in result.output
+        table = pd.read_parquet(out / "results")
+        # the third is DiskFull; the one rendering meanwhile may still fit in the room its record freed
+        assert list(table["status"][:3]) == ["ok", "ok", "failed"] and len(table) <= 4
+        assert set(table["error_type"].dropna()) == {"DiskFull"}
+        for video in (out / "videos").glob("*.mp4"):
+            check_mp4(video)  # nothing that does not decode under a final name
+        assert not [path for path in out.rglob(".*") if SCRATCH.match(path.name)]
+
+        (out / "filler").unlink()
+        monkeypatch.setattr(render, "write_mp4", real_write)
+        manifest = small(tmp_path, seeds=5, frames=8)
+        again = videosweep("run", manifest, "--out", out, "--device", "cpu")
+        assert again.exit_code == 0, again.output
+        one_ok_record_per_job(out, manifest)
+
+
+def test_a_record_that_finds_the_disk_full_is_written_from_the_reserve(tiny_svd, tmp_path, monkeypatch):
+    from tasks import render
+
+    real_write, calls = render.write_record, []
+
+    def full_from_the_third_record(out_root, record):
+        calls.append(record["job_id"])
+        if len(calls) >= 3 and len(calls) != 4:  # the 4th is the retry from the reserve
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(out_root, record)
+
+    monkeypatch.setattr(render, "write_record", full_from_the_third_record)
+    out = tmp_path / "out"
+    result = videosweep("run", small(tmp_path, seeds=5), "--out", out, "--device", "cpu")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "is full" in result.output and "run the same command again" in result.output
+    table = pd.read_parquet(out / "results")
+    assert list(table["status"]) == ["ok"] * 3, "the third record was written from the reserve"
+    assert not (out / ".videosweep" / "reserve").exists()
+
+    monkeypatch.setattr(render, "write_record", real_write)
+    again = videosweep("run", small(tmp_path, seeds=5), "--out", out, "--device", "cpu")
+    assert again.exit_code == 0 and "2 ok, 0 failed, 3 skipped" in again.output
+    assert (out / ".videosweep" / "reserve").stat().st_size > 0, "the next run keeps a reserve again"
+
+
+@contextmanager
+def held_by_another_run(out: Path, run_id: str, manifest: str):
+    """``out`` claimed by another thread, as another run holds it, for the duration of the block."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with claim(out, run_id, manifest):
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(30)
+    try:
+        yield
+    finally:
+        release.set()
+        holder.join()
+
+
 def test_a_second_run_on_a_held_root_refuses_naming_the_first(tiny_svd, tmp_path):
     out = tmp_path / "out"
-    with claim(out, "20261127T000000-abcdef", "other-manifest"):
+    with held_by_another_run(out, "20261127T000000-abcdef", "other-manifest"):
         result = videosweep("run", small(tmp_path), "--out", out, "--device", "cpu")
     assert result.exit_code == 2
     assert "20261127T000000-abcdef" in result.output and "other-manifest" in result.output
     assert f"process {os.getpid()}" in result.output and "--out" in result.output
-    assert not (out / "results").exists()
+    assert "Traceback" not in result.output and not (out / "results").exists()
     # released: the same command now runs
     assert videosweep("run", small(tmp_path), "--out", out, "--device", "cpu").exit_code == 0
 
@@ -191,47 +309,128 @@ def test_retry_failed_renders_only_the_failed_jobs(tiny_svd, tmp_path, monkeypat
     assert 3 not in set(table["seed"])
 
 
-def test_a_killed_run_leaves_no_process_behind_once_it_is_run_again(tiny_svd, tmp_path):
-    manifest = small(tmp_path, seeds=10, frames=8)
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "flows.cli", "run", str(manifest), "--out", str(out), "--device", "cpu", "--workers", "2"]
+def start_run(manifest: Path, out: Path, *extra: str) -> subprocess.Popen:
+    """``videosweep run`` as a user starts it (the console entry point), in a process group of its own like a shell job."""
+    command = [sys.executable, "-m", "flows.cli", "run", str(manifest), "--out", str(out), "--device", "cpu", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+
+
+def wait_for_records(run: subprocess.Popen, out: Path, count: int = 1) -> None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list(out.glob("results/part-*.parquet"))) < count and run.poll() is None:
+        time.sleep(0.1)
+    assert len(list(out.glob("results/part-*.parquet"))) >= count, "the run rendered nothing in 5 minutes"
+
+
+def alive(processes: list[psutil.Process]) -> list[int]:
+    running = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                running.append(process.pid)
+        except psutil.Error:
+            pass
+    return running
+
+
+def ended_within(processes: list[psutil.Process], seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while alive(processes) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return alive(processes)
+
+
+def one_ok_record_per_job(out: Path, manifest: Path) -> None:
+    table = pd.read_parquet(out / "results")
+    ok = table[table["status"] == "ok"]
+    assert sorted(ok["job_id"]) == sorted(job.job_id for job in load_manifest(manifest, "cpu").jobs)
+    assert not table.duplicated(["job_id", "attempt"]).any()
+
+
+def test_a_killed_run_s_processes_end_with_it_and_the_same_command_resumes(tiny_svd, tmp_path):
+    """SIGKILL of the run: its Prefect server and Dask workers end within seconds, with no later run needed."""
+    manifest = small(tmp_path, seeds=8, frames=8)
+    out = tmp_path / "out"
+    run = start_run(manifest, out, "--workers", "2")
     children: list[psutil.Process] = []
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and not list(out.glob("results/part-*.parquet")):
-            time.sleep(0.2)
-        assert list(out.glob("results/part-*.parquet")), "the run rendered nothing in 5 minutes"
+        wait_for_records(run, out)
         children = psutil.Process(run.pid).children(recursive=True)
-        listed = json.loads((out / ".videosweep" / "processes.json").read_text())["processes"]
-        assert len(children) >= 2 and len(listed) >= 2, "a 2-worker run has worker processes, and lists them"
+        assert len(children) >= 3, "a 2-worker run has a Prefect API server and worker processes"
         os.kill(run.pid, signal.SIGKILL)
         run.wait()
+        assert ended_within(children, 10) == [], "processes of the killed run outlived it"
 
-        again = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-        assert again.returncode == 0, again.stderr[-3000:]
-        left = [child.pid for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
-        assert not left, f"processes of the killed run still running: {left}"
-        table = pd.read_parquet(out / "results")
-        ok = table[table["status"] == "ok"]
-        assert sorted(ok["job_id"].unique()) == sorted(job.job_id for job in load_manifest(manifest, "cpu").jobs)
-    finally:  # whatever happened, nothing of the killed run outlives the test (and nothing else is touched)
-        for process in [psutil.Process(run.pid), *children] if run.poll() is None else children:
+        again = start_run(manifest, out, "--workers", "2")
+        _, errors = again.communicate(timeout=600)
+        assert again.returncode == 0, errors[-3000:]
+        one_ok_record_per_job(out, manifest)
+    finally:  # whatever happened, nothing of the killed run outlives the test
+        for process in children:
             try:
                 process.kill()
             except psutil.Error:
                 pass
 
 
-def test_claim_writes_its_holder_and_cleans_up(tmp_path):
+def test_ctrl_c_stops_a_run_in_seconds_with_one_line_and_exit_130(tiny_svd, tmp_path):
+    manifest = small(tmp_path, seeds=8, frames=8)
+    out = tmp_path / "out"
+    run = start_run(manifest, out, "--workers", "2")
+    wait_for_records(run, out)
+    children = psutil.Process(run.pid).children(recursive=True)
+    interrupted = time.monotonic()
+    os.killpg(run.pid, signal.SIGINT)  # as a terminal sends it: to the whole process group
+    output, errors = run.communicate(timeout=60)
+    took = time.monotonic() - interrupted
+    assert run.returncode == 130, errors[-3000:]
+    assert took < 30, f"Ctrl-C took {took:.0f} s to exit"
+    assert "Traceback" not in errors and "interrupted: finished jobs are kept" in errors
+    assert ended_within(children, 10) == []
+    # what was recorded is whole; the same command renders the rest
+    again = start_run(manifest, out)
+    _, errors = again.communicate(timeout=600)
+    assert again.returncode == 0, errors[-3000:]
+    one_ok_record_per_job(out, manifest)
+
+
+def test_the_next_run_ends_only_processes_that_carry_the_killed_run_s_mark(tiny_svd, tmp_path):
+    """processes.json names a mark, not pids to trust: a process without the mark is never touched."""
+    from tasks.children import MARK
+
+    out = tmp_path / "out"
+    state = out / ".videosweep"
+    state.mkdir(parents=True)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # the killed run's own process: gone
+    stranger = subprocess.Popen(["sleep", "60"])  # someone else's program, listed in the file
+    ours = subprocess.Popen(["sleep", "60"], env={**os.environ, MARK: "4242-abcdef"})  # what the killed run started
+    try:
+        listing = {"owner": {"pid": gone.pid, "create_time": 0.0}, "mark": "4242-abcdef",
+                   "processes": [{"pid": stranger.pid, "create_time": psutil.Process(stranger.pid).create_time()}]}
+        (state / "processes.json").write_text(json.dumps(listing))
+        with claim(out, "run-2", "m"):
+            ours.wait(timeout=10)  # ended at once, not after its 60 s (psutil reaped it: its code may read 0)
+            assert stranger.poll() is None, "a process without the mark was ended"
+    finally:
+        stranger.kill()
+        ours.kill()
+
+
+def test_claim_writes_its_holder_and_mark_and_cleans_up(tmp_path):
+    from tasks.children import token
+
     out = tmp_path / "root"
-    with claim(out, "run-1", "m", track_every=0.1):
+    with claim(out, "run-1", "m"):
         holder = json.loads((out / ".videosweep" / "lock").read_text())
         assert holder["run_id"] == "run-1" and holder["pid"] == os.getpid()
-        deadline = time.monotonic() + 5
-        while not (out / ".videosweep" / "processes.json").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert json.loads((out / ".videosweep" / "processes.json").read_text())["owner"]["pid"] == os.getpid()
+        listing = json.loads((out / ".videosweep" / "processes.json").read_text())
+        assert listing["owner"]["pid"] == os.getpid() and listing["mark"] == token() and token()
+        assert (out / ".videosweep" / "reserve").stat().st_size > 0
+        with claim(out, "run-1", "m"):  # the same thread again (the command line, then its flow): no conflict
+            pass
     assert not (out / ".videosweep" / "processes.json").exists()
     assert (out / ".videosweep" / "lock").read_text() == ""

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.models import FAMILIES
-from tasks.results import SCHEMA, history, read_results, write_record
+from tasks.results import SCHEMA, history, read_results, video_identity, write_record
 
 
 def record(job_id: str, status: str = "ok", attempt: int = 1, **extra) -> dict:
@@ -58,7 +58,8 @@ def test_history_counts_attempts_and_needs_the_video(tmp_path: Path):
     (tmp_path / "videos").mkdir()
     (tmp_path / "videos" / "ok.mp4").write_bytes(b"x")
     write_record(tmp_path, record("failed-then-ok", status="failed"))
-    write_record(tmp_path, record("failed-then-ok", attempt=2, video_path="videos/ok.mp4"))
+    identity = video_identity(tmp_path / "videos" / "ok.mp4")  # what the render records with the video
+    write_record(tmp_path, record("failed-then-ok", attempt=2, video_path="videos/ok.mp4", **identity))
     write_record(tmp_path, record("video-deleted", video_path="videos/gone.mp4"))
     write_record(tmp_path, record("only-failed", status="failed"))
     past = history(tmp_path)

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from ..errors import InputError
+
 
 def _discover() -> dict[str, ModuleType]:
     modules = (
@@ -46,7 +48,7 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
-class ModelError(ValueError):
+class ModelError(InputError):
     """A model name that cannot be resolved; the message says what would work."""
 
 

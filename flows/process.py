@@ -1,0 +1,150 @@
+"""What the ``videosweep`` command does for its own process: exit codes, the log file, Ctrl-C.
+
+- Exit codes: 0 all good; 1 some jobs failed, or videosweep hit a bug (then one line names the
+  log file holding the traceback); 2 the input was wrong (tasks.errors.InputError: one line,
+  nothing done); 130 interrupted by Ctrl-C (143 by SIGTERM).
+- The log file (``$VIDEOSWEEP_HOME/logs/``) takes what libraries log (Prefect's flow and task
+  logs, tracebacks of a crash): the terminal shows the progress bar, warnings and the summary.
+- Ctrl-C: a terminal sends SIGINT to the whole process group, so the Prefect API server and Dask
+  workers would die each in its own way (tracebacks, and a flow retrying a dead server for a
+  minute). The command blocks SIGINT before it starts any of them (a child inherits a blocked
+  signal) and takes it on a thread of its own: the job being exported finishes and is recorded
+  (a few seconds at most), the job being rendered is left for the next run, every process the
+  command started is ended, one line is printed, and the process exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import traceback
+from datetime import datetime
+from pathlib import Path
+
+#: Seconds an interrupted run waits for the job being exported before it exits anyway.
+EXPORT_GRACE_S = 20.0
+_log_path: Path | None = None
+_owned = False  # the console script runs this process (setup_logging)
+_stopping = threading.Lock()
+#: What an interrupted command adds to its one line ("finished jobs are kept; ..." once a run is under way).
+resume_hint: str | None = None
+
+
+def log_path() -> Path:
+    """This process's log file (created on first write)."""
+    from tasks.models import videosweep_home
+
+    global _log_path
+    if _log_path is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        _log_path = videosweep_home() / "logs" / f"videosweep-{stamp}-{os.getpid()}.log"
+    return _log_path
+
+
+def setup_logging() -> None:
+    """videosweep's own warnings on the terminal, one plain line each; everything logged also in the log file.
+
+    Called by the console script, which owns its process (a test calling the commands does not).
+    """
+    global _owned
+    _owned = True
+    log_file = _file_handler()
+    ours = logging.getLogger("videosweep")
+    ours.setLevel(logging.INFO)
+    ours.propagate = False
+    terminal = logging.StreamHandler(sys.stderr)
+    terminal.setLevel(logging.WARNING)
+    terminal.setFormatter(_TerminalFormatter("warning: %(message)s"))
+    ours.handlers[:] = [terminal, log_file]
+
+
+class _TerminalFormatter(logging.Formatter):
+    """One printable line (tasks.text): a warning may quote a path or an error the user's input made."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from tasks.text import printable
+
+        return printable(super().format(record), 2000)
+
+
+def quiet_libraries() -> None:
+    """Send what Prefect and other libraries log to the log file instead of the terminal (call after importing prefect)."""
+    if not _owned:
+        return
+    log_file = _file_handler()
+    for name in ("", "uvicorn", "fastapi", "prefect._internal"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [h for h in logger.handlers if not isinstance(h, logging.StreamHandler)] + [log_file]
+
+
+def _file_handler() -> logging.Handler:
+    handler = next((h for h in logging.getLogger("videosweep").handlers if isinstance(h, logging.FileHandler)), None)
+    if handler is None:
+        path = log_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path, delay=True, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    return handler
+
+
+def report_bug(exc: BaseException) -> str:
+    """Write ``exc``'s traceback to the log file; the one line to print."""
+    text = "".join(traceback.format_exception(exc))
+    try:
+        path = log_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(f"{datetime.now().isoformat(timespec='seconds')} internal error\n{text}\n")
+        where = f"the traceback is in {path}"
+    except OSError as problem:  # the log cannot be written either: the traceback goes to the terminal after all
+        sys.stderr.write(text)
+        where = f"the log could not be written ({problem.strerror})"
+    summary = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+    return f"videosweep: internal error ({summary}); {where}. Please report it."
+
+
+def handle_interrupts() -> None:
+    """Take Ctrl-C (SIGINT) and SIGTERM as a clean stop of this process (see the module's docstring).
+
+    Call from the main thread before any thread or child process starts.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+    def wait_for_ctrl_c() -> None:
+        signal.sigwait({signal.SIGINT})
+        stop(130)
+
+    def on_signal(number: int, frame) -> None:  # in the main thread: stop on a thread of its own, never raise here
+        code = 128 + number
+        threading.Thread(target=stop, args=(code,), name="videosweep-stop", daemon=True).start()
+
+    threading.Thread(target=wait_for_ctrl_c, name="videosweep-interrupt", daemon=True).start()
+    # a thread some library started with every signal unblocked may still take a SIGINT: no KeyboardInterrupt then either
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+
+def stop(code: int) -> None:
+    """Let the job in hand finish exporting (bounded), end every child process, print one line, exit ``code``."""
+    if not _stopping.acquire(blocking=False):
+        return  # a second Ctrl-C while stopping: the first one is already on its way out
+    # straight to the file descriptor: a progress bar may hold sys.stderr, and it will not get to print again
+    line = "interrupted" + (f": {resume_hint}" if resume_hint else "") + "\n"
+    if os.isatty(2):
+        line = "\x1b[?25h\n" + line  # the progress bar hid the cursor; nothing else will show it again
+    os.write(2, line.encode())
+    render = sys.modules.get("tasks.render")  # not imported yet: no job can be exporting
+    if render is not None:
+        render.FINISHING.acquire(timeout=EXPORT_GRACE_S)  # and held: no other job starts exporting
+    from tasks import children
+
+    children.end_children()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
