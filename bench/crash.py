@@ -8,7 +8,7 @@ later run needed. Then the same command runs to the end, and the harness checks 
 root: one ok record per job, every mp4 decodes and has its record's sha256, no mp4 without a
 record, no scratch file, every results part readable, no process left behind.
 
-    python bench/crash.py [--kills 20] [--seed 0] [--jobs 12] [--out DIR] [--workers 1]
+    python bench/crash.py [--kills 20] [--seed 0] [--jobs 40] [--out DIR] [--workers 1]
 
 Prints one line per kill and a summary; exits 1 if any check failed. ``--out`` may be a small
 tmpfs to kill into a nearly full disk too.
@@ -41,7 +41,7 @@ def write_manifest(folder: Path, jobs: int) -> Path:
     manifest = folder / "crash.yaml"
     manifest.write_text(
         "name: crash\n"
-        f"defaults: {{model: tiny-svd, image: {image}, height: 64, width: 96, num_frames: 8, num_inference_steps: 4}}\n"
+        f"defaults: {{model: tiny-svd, image: {image}, height: 64, width: 96, num_frames: 14, num_inference_steps: 4}}\n"
         "sweep: {motion_bucket_id: [60, 180]}\n"
         f"seeds: {{from: 1, count: {max(1, jobs // 2)}}}\n"
     )
@@ -160,7 +160,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--jobs", type=int, default=12)
+    parser.add_argument("--jobs", type=int, default=40, help="enough that most kills land mid-run")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out", type=Path, help="output root (default: a fresh temporary folder)")
     parser.add_argument("--json", type=Path, help="write the figures here too")

@@ -84,8 +84,6 @@ def marked(mark: str) -> list:
 
 def end_marked(mark: str, rounds: int = 3) -> list[int]:
     """SIGKILL every process carrying ``mark`` (a few rounds, for those started meanwhile); return their pids."""
-    import psutil
-
     ended: list[int] = []
     for _ in range(rounds):
         found = marked(mark)

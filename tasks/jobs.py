@@ -102,39 +102,15 @@ def describe(index: int, origin: str, coords: dict[str, Any]) -> str:
     return f"job {index} ({origin}{values})"
 
 
-def compute_job_id(
-    *,
-    family: str,
-    model_id: str,
-    model_revision: str,
-    is_local: bool,
-    dtype: str,
-    variant: str | None,
-    generator_device: str,
-    seed: int,
-    params: dict[str, Any],
-    input_sha256: dict[str, str],
-    components: dict[str, tuple[str | None, str]] | None = None,
-    options: dict[str, Any] | None = None,
-) -> str:
-    """A stable hash of everything that decides a video's pixels.
+def compute_job_id(*, seed: int, params: dict[str, Any], input_sha256: dict[str, str], **fixed: Any) -> str:
+    """A stable hash of everything that decides a video's pixels (``fixed``: :class:`JobIdMaker`'s fields).
 
     Input files count by content, not path, and a local checkpoint by its content hash, so a
     moved folder keeps its ids; the compute device counts only through the dtype it implies.
     ``components`` maps a part's name to (hub id or None for a folder, revision); ``options``
     holds the pipeline options that change pixels (a scheduler, FreeU...).
     """
-    maker = JobIdMaker(
-        family=family,
-        model_id=model_id,
-        model_revision=model_revision,
-        is_local=is_local,
-        dtype=dtype,
-        variant=variant,
-        generator_device=generator_device,
-        components=components,
-        options=options,
-    )
+    maker = JobIdMaker(**fixed)
     return maker.job_id(maker.params_part(params, input_sha256), seed)
 
 

@@ -453,7 +453,7 @@ def test_a_manifest_past_the_default_size_is_refused_unread(folder):
 
 @pytest.mark.parametrize(("name", "default"), [("m.yaml", 16), ("m.csv", 256)])
 def test_the_size_limit_is_per_kind_and_can_be_set(folder, name, default):
-    path = write(folder, f"model,image,seed\nsvd-xt,rocket.png,1\n" if name.endswith(".csv") else f"defaults: {{{ROW}, seed: 1}}\n", name)
+    path = write(folder, "model,image,seed\nsvd-xt,rocket.png,1\n" if name.endswith(".csv") else f"defaults: {{{ROW}, seed: 1}}\n", name)
     assert Limits().manifest_bytes(Path(name).suffix) == default * MiB
 
     message = str(load_error(path, max_manifest_bytes=20))

@@ -162,3 +162,21 @@ def test_a_bug_exits_1_with_one_line_naming_the_log_and_bad_input_exits_2(tiny_s
     with pytest.raises(SystemExit) as ended:
         main(["validate", str(tmp_path / "missing.yaml"), "--device", "cpu"])
     assert ended.value.code == 2 and "no such manifest file" in capsys.readouterr().err
+
+
+def test_too_small_a_disk_is_refused_before_anything_starts_without_a_traceback(tiny_svd, tmp_path):
+    """As a user sees it (the console entry point, a real small disk): one line, exit 2, nothing written."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        command = [sys.executable, "-m", "flows.cli", "run", str(small(tmp_path)), "--out", str(disk / "out"), "--device", "cpu"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent)
+        leftovers = sorted(path.name for path in (disk / "out").rglob("*") if path.is_file())
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and done.stderr.strip().count("\n") == 0
+    assert "MiB free" in done.stderr and "choose another --out" in done.stderr
+    assert leftovers == ["lock"], "nothing but the root's lock file is written"

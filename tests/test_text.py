@@ -286,7 +286,7 @@ def test_summary_lines_are_printable():
 
 def test_results_table_cells_are_printable_and_not_markup():
     console, file = terminal()
-    frame = pd.DataFrame({"job_id": ["a" * 64], "prompt": [EVIL], f"odd[red]column": [1.5]})
+    frame = pd.DataFrame({"job_id": ["a" * 64], "prompt": [EVIL], "odd[red]column": [1.5]})
     console.print(rich_table(frame, title=f"by [red]{EVIL}"))
     output = file.getvalue()
     assert_no_user_escapes(output)
