@@ -429,7 +429,6 @@ def test_claim_writes_its_holder_and_mark_and_cleans_up(tmp_path):
         assert holder["run_id"] == "run-1" and holder["pid"] == os.getpid()
         listing = json.loads((out / ".videosweep" / "processes.json").read_text())
         assert listing["owner"]["pid"] == os.getpid() and listing["mark"] == token() and token()
-        assert (out / ".videosweep" / "reserve").stat().st_size > 0
         with claim(out, "run-1", "m"):  # the same thread again (the command line, then its flow): no conflict
             pass
     assert not (out / ".videosweep" / "processes.json").exists()
