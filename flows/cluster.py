@@ -41,7 +41,8 @@ def dask_runner(workers: int, address: str | None, device: str):
         return DaskTaskRunner(address=address)
     if workers == 1:
         return None
-    slots = {"n_workers": workers, "threads_per_worker": 1, "resources": {"GPU": 1}, "dashboard_address": None}
+    slots = {"n_workers": workers, "threads_per_worker": 1, "resources": {"GPU": 1}, "dashboard_address": None,
+             "preload": ["tasks.children"]}  # its workers leave Ctrl-C to the run (tasks.children.dask_setup)
     if device.startswith("cuda"):
         if importlib.util.find_spec("dask_cuda") is None:
             raise InputError(

@@ -26,6 +26,8 @@ from pathlib import Path
 
 #: Seconds an interrupted run waits for the job being exported before it exits anyway.
 EXPORT_GRACE_S = 20.0
+#: Log files kept in $VIDEOSWEEP_HOME/logs (the newest).
+KEPT_LOGS = 100
 _log_path: Path | None = None
 _owned = False  # the console script runs this process (setup_logging)
 _stopping = threading.Lock()
@@ -51,6 +53,7 @@ def setup_logging() -> None:
     """
     global _owned
     _owned = True
+    _prune_logs(log_path().parent)
     log_file = _file_handler()
     ours = logging.getLogger("videosweep")
     ours.setLevel(logging.INFO)
@@ -59,6 +62,16 @@ def setup_logging() -> None:
     terminal.setLevel(logging.WARNING)
     terminal.setFormatter(_TerminalFormatter("warning: %(message)s"))
     ours.handlers[:] = [terminal, log_file]
+
+
+def _prune_logs(folder: Path, keep: int = KEPT_LOGS) -> None:
+    """Delete all but the ``keep`` newest log files (one is written per command that logs anything)."""
+    try:
+        logs = sorted(folder.glob("videosweep-*.log"), key=lambda path: path.stat().st_mtime, reverse=True)
+        for old in logs[keep:]:
+            old.unlink(missing_ok=True)
+    except OSError:  # a log folder we cannot tidy is no reason not to run
+        pass
 
 
 class _TerminalFormatter(logging.Formatter):
@@ -127,6 +140,15 @@ def handle_interrupts() -> None:
     signal.signal(signal.SIGTERM, on_signal)
 
 
+def _silence_stderr() -> None:
+    try:
+        quiet = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(quiet, 2)
+        os.close(quiet)
+    except OSError:
+        pass
+
+
 def stop(code: int) -> None:
     """Let the job in hand finish exporting (bounded), end every child process, print one line, exit ``code``."""
     if not _stopping.acquire(blocking=False):
@@ -136,11 +158,13 @@ def stop(code: int) -> None:
     if os.isatty(2):
         line = "\x1b[?25h\n" + line  # the progress bar hid the cursor; nothing else will show it again
     os.write(2, line.encode())
+    from tasks import children
+
+    children.freeze_children()  # the Prefect server, Dask workers: still, and silent, from now on
+    _silence_stderr()  # and this process's own threads too: that line is the last the terminal gets
     render = sys.modules.get("tasks.render")  # not imported yet: no job can be exporting
     if render is not None:
         render.FINISHING.acquire(timeout=EXPORT_GRACE_S)  # and held: no other job starts exporting
-    from tasks import children
-
     children.end_children()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -12,7 +12,8 @@ included), the pipe closes and the watcher ends every process still carrying the
 a second. A later run on the same output root does the same from the token listed in
 ``.videosweep/processes.json`` (:func:`end_marked`), in case the watcher was killed too.
 
-Run as ``python -m tasks.children TOKEN``, this module is that watcher.
+Run as ``python -m tasks.children TOKEN``, this module is that watcher; as a Dask preload, it
+keeps the terminal's Ctrl-C from a run's local workers (:func:`dask_setup`).
 """
 
 from __future__ import annotations
@@ -114,6 +115,28 @@ def _kill(processes: list) -> list[int]:
     return killed
 
 
+def freeze_children() -> None:
+    """SIGSTOP every process below this one but its own ffmpeg encoders: from now on none prints, dies or
+    respawns (a Dask worker losing its scheduler, a nanny restarting it) while this one finishes the
+    export in hand; :func:`end_children` ends them."""
+    import psutil
+
+    me = os.getpid()
+    try:
+        below = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return
+    for process in below:
+        try:
+            if _reaper is not None and process.pid == _reaper.pid:
+                continue
+            if process.ppid() == me and process.name().startswith("ffmpeg"):
+                continue  # the export being finished needs it
+            process.suspend()
+        except psutil.Error:
+            pass
+
+
 def end_children() -> list[int]:
     """SIGKILL every process this one started that is still running (marked or below it); return their pids."""
     import psutil
@@ -128,13 +151,34 @@ def end_children() -> list[int]:
     return ended + (end_marked(mark) if mark else [])
 
 
+def dask_setup(worker) -> None:
+    """Dask's preload hook, in each worker of a run's local cluster (flows.cluster): ignore the terminal's
+    Ctrl-C, which reaches the whole process group; the run that started the worker ends it, quietly."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _watch(mark: str) -> None:
-    """The watcher: wait for the pipe from the run's process to close, then end what carries its mark."""
-    try:
-        while sys.stdin.buffer.read(65536):
-            pass
-    except OSError:
-        pass
+    """The watcher: wait for the pipe from the run's process to close, then end what carries its mark.
+
+    While it waits it keeps the list of marked processes a second old, so that they are stopped at
+    once when the run dies (before a Dask worker has time to report its lost scheduler), then
+    looks again for any started since.
+    """
+    import select
+
+    known: list = []
+    while True:
+        try:
+            ready, _, _ = select.select([0], [], [], 1.0)
+            if ready and not os.read(0, 65536):
+                break
+        except OSError:
+            break
+        if not ready:
+            known = marked(mark)
+    _kill(known)
     end_marked(mark)
 
 
