@@ -109,6 +109,7 @@ def bare_diffusers(
     from diffusers import StableVideoDiffusionPipeline
     from diffusers.utils import load_image
 
+    from tasks.models import svd
     from tasks.models.base import to_uint8_frames
     from tasks.video import write_mp4
 
@@ -134,7 +135,7 @@ def bare_diffusers(
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in chunk]
         videos = pipe([image] * len(chunk), generator=generators if batch > 1 else generators[0], output_type="np", **call).frames
         for seed, video in zip(chunk, videos):
-            write_mp4(to_uint8_frames(np.asarray(video)), 7, out / f"{name}-{seed}.mp4")
+            write_mp4(to_uint8_frames(np.asarray(video), svd.UINT8_CONVERSION), 7, out / f"{name}-{seed}.mp4")
         synchronize(device)
         times.append(time.perf_counter() - began)
         if first is None:

@@ -248,11 +248,25 @@ def run_manifest(
 
 
 def pending(table: Manifest, out_root: Path, force: bool, retry_failed: bool = False) -> tuple[History, list[Job]]:
-    """What earlier runs left in ``out_root``, and the jobs of ``table`` still to render."""
+    """What earlier runs left in ``out_root``, and the jobs of ``table`` still to render.
+
+    A finished job whose video a job still to render takes, but whose lossless frames are not
+    there intact (rendered before videosweep kept them, or the file is gone or changed), renders
+    again first, so that the job taking its video reads its frames exactly rather than its H.264 mp4.
+    """
     done = history(out_root)
     if retry_failed:
-        return done, [job for job in table.jobs if job.job_id in done.failed]
-    return done, [job for job in table.jobs if force or job.job_id not in done.finished]
+        todo = {job.job_id for job in table.jobs if job.job_id in done.failed}
+    else:
+        todo = {job.job_id for job in table.jobs if force or job.job_id not in done.finished}
+    known = {job.job_id: job for job in table.jobs}
+    wanted = list(todo)
+    while wanted:  # sources of sources too: a chain of three whose middle job renders again
+        for source in known[wanted.pop()].depends_on:
+            if source in known and source not in todo and source not in done.frames:
+                todo.add(source)
+                wanted.append(source)
+    return done, [job for job in table.jobs if job.job_id in todo]
 
 
 def plan_manifest(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ class Job(BaseModel):
     depends_on: list[str] = []  # job ids whose videos this job takes as input ("@<job_id>" values)
     options: dict[str, Any] = {}  # the pipeline options the row set (tasks.tuning)
     parent_job_id: str | None = None  # the job `rerun --set` derived this one from (not part of the id)
+    keep_frames: bool = False  # another job takes this one's video: its frames are kept losslessly too (not part of the id)
 
     @property
     def load_options(self) -> LoadOptions:
@@ -73,14 +75,15 @@ class Job(BaseModel):
         alike = json.dumps([self.generator_device, self.options, shared], sort_keys=True, default=str)
         return (self.pipeline_key, alike)
 
-    def typed_params(self, out_root: Path | None = None):
-        """The family's Params; ``"@<job_id>"`` inputs become that job's video under ``out_root``."""
+    def typed_params(self, out_root: Path | None = None, lossy: Collection[str] = ()):
+        """The family's Params; ``"@<job_id>"`` inputs become that job's video under ``out_root`` (:func:`chain_input`:
+        its lossless frames where kept, unless the source is in ``lossy``)."""
         params = dict(self.params)
         for key, value in params.items():
             if isinstance(value, str) and value.startswith("@"):
                 if out_root is None:
                     raise InputError(f"{key}={value!r} names another job's video: give the output root")
-                params[key] = str(out_root / job_video_path(value[1:]))
+                params[key] = str(out_root / chain_input(out_root, value[1:], value[1:] in lossy)[0])
         return FAMILIES[self.family].Params(**params)
 
     def label(self) -> str:
@@ -90,6 +93,24 @@ class Job(BaseModel):
 def job_video_path(job_id: str) -> str:
     """Where a job's video lives, relative to the output root."""
     return f"videos/{job_id}.mp4"
+
+
+def job_frames_path(job_id: str) -> str:
+    """Where a job's frames are kept losslessly (FFV1, ``tasks.video.write_lossless``), relative to the output root:
+    written beside the mp4 for jobs that another job takes as input (``keep_frames``)."""
+    return f"videos/{job_id}.mkv"
+
+
+def chain_input(out_root: Path, source: str, lossy: bool = False) -> tuple[str, bool]:
+    """The file a chained job reads as the video of job ``source`` (relative to ``out_root``), and whether it is lossless.
+
+    The source's lossless frames where they are kept, else (a source rendered before videosweep
+    kept them, or ``lossy``: a rerun of a job that read the mp4) its H.264 mp4.
+    """
+    frames = job_frames_path(source)
+    if not lossy and (out_root / frames).is_file():
+        return frames, True
+    return job_video_path(source), False
 
 
 def _pinned(resolved: str, requested: str | None) -> str | None:

@@ -4,7 +4,10 @@ Rungs add up: each keeps what the ones before it set. GPU-only rungs (CPU offloa
 out on a CPU, and a rung that changes nothing for a job (a family without ``decode_chunk_size``,
 an option the row already set) is not tried. A fallback keeps the job's id: what ran is
 recorded in ``memory_rung``, the rungs that failed in ``memory_fallbacks``. VAE tiling may show
-seams; the other rungs change speed and memory only.
+seams; the other rungs change speed and memory only. The forward-chunking rung runs the
+denoiser's feed-forward one token at a time (``{chunk_size: 1, dim: 1}``, the lightest and
+slowest), whatever the row's own ``forward_chunking`` was (which follows the docs: ``true`` is
+``enable_forward_chunking()``, chunks of 1 along dim 0).
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ class Rung:
 LADDER = (
     Rung("asked"),
     Rung("model-offload", {"offload": "model"}, gpu_only=True),
-    Rung("forward-chunking", {"forward_chunking": 1}),
+    # the lightest chunking, as videosweep always chunked: one token at a time (a row's `forward_chunking` follows the docs)
+    Rung("forward-chunking", {"forward_chunking": {"chunk_size": 1, "dim": 1}}),
     Rung("small-decode-chunks", params={"decode_chunk_size": 2}),
     Rung("vae-tiling", {"vae_slicing": True, "vae_tiling": True}),
     Rung("sequential-offload", {"offload": "sequential"}, gpu_only=True),

@@ -46,6 +46,8 @@ RESERVE_BYTES = 16 * 2**20
 #: Bytes an H.264 video (crf 17) takes per pixel of each frame, generously: generated video of
 #: random-weight models (noise) measured ~0.15 here; real footage is far smaller.
 BYTES_PER_PIXEL_FRAME = 0.25
+#: FFV1 frames kept for a chain (tasks.video.write_lossless): raw RGB is about their worst case (random noise).
+LOSSLESS_BYTES_PER_PIXEL_FRAME = 3.0
 #: Kept free on top of the estimate: results parts, grids, the report.
 DISK_MARGIN_BYTES = 256 * 2**20
 
@@ -249,8 +251,11 @@ def _holder_text(text: str) -> str:
 
 
 def estimated_output_bytes(jobs: list[Job]) -> int:
-    """What rendering ``jobs`` will write: their videos, at ``BYTES_PER_PIXEL_FRAME``."""
-    return int(sum(math.prod(video_shape(job)) for job in jobs) * BYTES_PER_PIXEL_FRAME)
+    """What rendering ``jobs`` will write: their videos, at ``BYTES_PER_PIXEL_FRAME``, and the lossless frames of
+    the jobs another job takes as input (``keep_frames``), at most about raw RGB (``LOSSLESS_BYTES_PER_PIXEL_FRAME``)."""
+    videos = sum(math.prod(video_shape(job)) for job in jobs) * BYTES_PER_PIXEL_FRAME
+    frames = sum(math.prod(video_shape(job)) for job in jobs if job.keep_frames) * LOSSLESS_BYTES_PER_PIXEL_FRAME
+    return int(videos + frames)
 
 
 def check_room(out_root: Path, jobs: list[Job]) -> None:

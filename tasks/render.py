@@ -23,10 +23,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .jobs import Job, job_video_path
+from .jobs import Job, chain_input, job_frames_path, job_video_path
 from .memory import LADDER, OutOfMemory, is_out_of_memory, ladder
 from .metrics import video_metrics
-from .models import FAMILIES, ensure_built, known_models
+from .models import FAMILIES, ensure_built, file_sha256, known_models
 from .models.base import conditioning_image
 from .provenance import environment, gpu_name
 from .reproduce import METADATA_TAG, embedded_record, keep_inputs
@@ -34,7 +34,7 @@ from .outroot import release_reserve
 from .results import RESULTS_DIR, input_hash_column, video_identity, write_record
 from .tuning import Baseline, prepare_job, prepare_load
 from .watchdog import watchdog
-from .video import write_mp4
+from .video import write_lossless, write_mp4
 
 @dataclass(frozen=True)
 class RunContext:
@@ -49,6 +49,8 @@ class RunContext:
     hang_timeout_s: float | None = None  # cancel a job after this long without progress (tasks.watchdog)
     overlap_export: bool = True  # export a job while the next renders (Exporter)
     batch: int = 1  # videos per pipeline call at most, where consecutive jobs allow (batches)
+    # sources whose chained jobs read the H.264 mp4 even where lossless frames are kept (a rerun of a job that did)
+    lossy_inputs: frozenset[str] = frozenset()
 
     @classmethod
     def new(
@@ -283,6 +285,7 @@ class Rendering:
     rendered: Any  # models.base.Rendered
     params: Any  # the family's Params it was rendered with
     compute_s: float
+    keep_frames: bool = False  # another job takes this one's video: keep its frames losslessly beside the mp4
 
 
 def start_job(job: Job, run: RunContext, attempt: int = 1, queued_at: datetime | None = None) -> Rendering:
@@ -304,7 +307,7 @@ def start_job(job: Job, run: RunContext, attempt: int = 1, queued_at: datetime |
         # a full disk while keeping its input files stops the run as a full disk while exporting does
         kind = DiskFull.__name__ if is_disk_full(exc, run.out_root) else type(exc).__name__
         record.update(status="failed", error_type=kind, error=_describe(exc))
-    return Rendering(run, record, rendered, params, time.perf_counter() - started)
+    return Rendering(run, record, rendered, params, time.perf_counter() - started, job.keep_frames)
 
 
 def start_batch(
@@ -381,7 +384,7 @@ def _start_together(jobs: list[Job], run: RunContext, attempts: dict[str, int], 
             memory_rung=LADDER[0].name,
             **_rendered_fields(pipe, rendered, run),
         )
-        renderings.append(Rendering(run, record, rendered, typed, share + record["load_s"]))
+        renderings.append(Rendering(run, record, rendered, typed, share + record["load_s"], job.keep_frames))
     return renderings
 
 
@@ -424,7 +427,12 @@ def _export(rendering: Rendering) -> dict[str, Any]:
         try:
             relative = job_video_path(record["job_id"])
             metadata = {METADATA_TAG: embedded_record(record)}
+            kept = {}
             try:
+                if rendering.keep_frames:  # first: an mp4 under its final name has its lossless frames beside it
+                    frames_path = job_frames_path(record["job_id"])
+                    write_lossless(rendered.frames, rendered.fps, run.out_root / frames_path)
+                    kept = {"frames_path": frames_path, **video_identity(run.out_root / frames_path, "frames")}
                 height, width = write_mp4(rendered.frames, rendered.fps, run.out_root / relative, metadata=metadata)
             except OSError as exc:
                 if is_disk_full(exc, run.out_root):
@@ -438,6 +446,7 @@ def _export(rendering: Rendering) -> dict[str, Any]:
                 video_width=width,
                 video_height=height,
                 video_fps=float(rendered.fps),
+                **kept,
                 export_s=time.perf_counter() - started,
             )
             record.update(video_metrics(rendered.frames, conditioning_image(rendering.params)))
@@ -565,7 +574,7 @@ def _render_call(pipe: Any, jobs: list[Job], run: RunContext) -> tuple[list[Any]
     if run.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(run.device)
     generators = [torch.Generator(run.device if job.generator_device == "cuda" else "cpu").manual_seed(job.seed) for job in jobs]
-    params = [job.typed_params(run.out_root) for job in jobs]
+    params = [job.typed_params(run.out_root, run.lossy_inputs) for job in jobs]
     family = FAMILIES[jobs[0].family]
     with watchdog(run.hang_timeout_s):
         if len(jobs) == 1:
@@ -620,6 +629,7 @@ def _base_record(job: Job, run: RunContext, attempt: int, started_at: datetime) 
             sort_keys=True,
         ),
         "parent_job_id": job.parent_job_id,
+        "chain_inputs_json": chain_inputs(job, run),
         **params,
         **{input_hash_column(name): digest for name, digest in job.input_sha256.items()},
         **environment(),
@@ -627,6 +637,28 @@ def _base_record(job: Job, run: RunContext, attempt: int, started_at: datetime) 
         "started_at": started_at,
     }
     return record
+
+
+def chain_inputs(job: Job, run: RunContext) -> str | None:
+    """What each ``"@<job_id>"`` input of ``job`` reads (:func:`tasks.jobs.chain_input`), as JSON; None without one.
+
+    ``{key: {job_id, path, lossless, sha256[, note]}}``: the source's lossless frames, or its H.264
+    mp4, noted as lossy (a source rendered before videosweep kept frames, or a rerun of a job that read the mp4).
+    """
+    inputs: dict[str, dict[str, Any]] = {}
+    for key, value in job.params.items():
+        if not (isinstance(value, str) and value.startswith("@")):
+            continue
+        source = value[1:]
+        path, lossless = chain_input(run.out_root, source, source in run.lossy_inputs)
+        entry: dict[str, Any] = {"job_id": source, "path": path, "lossless": lossless}
+        if (run.out_root / path).is_file():
+            entry["sha256"] = file_sha256(run.out_root / path)
+        if not lossless:
+            why = "as the job this reruns did" if source in run.lossy_inputs else "its source kept no lossless frames"
+            entry["note"] = f"lossy input: the source's H.264 mp4, up to ~10 levels off its rendered frames ({why})"
+        inputs[key] = entry
+    return json.dumps(inputs, sort_keys=True) if inputs else None
 
 
 def _describe(exc: BaseException) -> str:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError
 from .files import write_atomic
-from .jobs import Job, job_video_path
+from .jobs import Job, job_frames_path, job_video_path
 from .manifest import Manifest, job_from_row
 from .models import FAMILIES, file_sha256, known_models
 from .models.base import input_fields
@@ -328,7 +328,13 @@ def run_rerun(rerun: Rerun) -> RerunOutcome:
     from .results import history
 
     record = rerun.record
-    for source in rerun.job.depends_on:  # a chained job's input video travels with it
+    # a chained job's input travels with it: the source's lossless frames where the job read them, else its mp4 alone
+    read = json.loads(record.get("chain_inputs_json") or "{}")
+    lossless = {entry["job_id"]: entry.get("sha256") for entry in read.values() if entry.get("lossless")}
+    notes = []
+    for source in rerun.job.depends_on:
+        if source in lossless:
+            notes += _bring_frames(rerun, source, lossless[source])
         target = rerun.into / job_video_path(source)
         if not target.is_file() and (rerun.out_root / job_video_path(source)).is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -341,8 +347,41 @@ def run_rerun(rerun: Rerun) -> RerunOutcome:
         jobs=[rerun.job],
     )
     run = RunContext.new(rerun.into, rerun.device, manifest)
+    # a job recorded as reading a source's mp4 (before videosweep kept lossless frames) reads it again
+    run = replace(run, lossy_inputs=frozenset(rerun.job.depends_on) - set(lossless))
     attempt = history(rerun.into).attempts.get(rerun.job.job_id, 0) + 1
     new = render_job(rerun.job, run, attempt)
+    outcome = _outcome(rerun, new)
+    outcome.message = "\n".join([*notes, outcome.message])
+    return outcome
+
+
+def _bring_frames(rerun: Rerun, source: str, sha256: str | None) -> list[str]:
+    """Put the lossless frames of input job ``source`` (``sha256``, as the job read them) under ``rerun.into``: copied
+    from the output root, or, where they are gone or changed there, rendered again from the source's record. Notes."""
+    target, original = rerun.into / job_frames_path(source), rerun.out_root / job_frames_path(source)
+
+    def matches(path: Path) -> bool:
+        return path.is_file() and (sha256 is None or file_sha256(path) == sha256)
+
+    if matches(target):
+        return []
+    if matches(original):
+        write_atomic(target, lambda scratch: shutil.copyfile(original, scratch))
+        return []
+    why = "changed" if original.is_file() else "gone"
+    try:
+        again = plan_rerun(rerun.out_root, source, [], rerun.device, rerun.into)
+    except ReproduceError as exc:
+        return [f"input job {source}: its lossless frames {original} are {why} and it cannot be rendered again ({exc})"]
+    again.job = again.job.model_copy(update={"keep_frames": True})
+    outcome = run_rerun(again)
+    return [f"input job {source}: its lossless frames {original} are {why}; rendered it again first: {outcome.message}"]
+
+
+def _outcome(rerun: Rerun, new: dict[str, Any]) -> RerunOutcome:
+    """Whether the rerun's video is bit-identical to the recorded one."""
+    record = rerun.record
     if new["status"] != "ok":
         return RerunOutcome(
             new, None, None, f"job {rerun.job.job_id} {new['status']}: {new['error_type']}: {new['error']}"

@@ -65,6 +65,11 @@ _OUTPUT = [
     ("video_width", pa.int32()),
     ("video_height", pa.int32()),
     ("video_fps", pa.float64()),
+    ("frames_path", pa.string()),  # its frames kept losslessly (FFV1 .mkv), for the jobs that take its video; else null
+    ("frames_sha256", pa.string()),
+    ("frames_bytes", pa.int64()),
+    ("frames_mtime_ns", pa.int64()),
+    ("chain_inputs_json", pa.string()),  # per "@<job_id>" input: the file read, whether lossless, its sha256
     ("load_s", pa.float64()),
     ("cache_hit", pa.bool_()),
     ("denoise_s", pa.float64()),  # input encoding + denoising loop
@@ -217,37 +222,41 @@ class History:
     finished: frozenset[str]  # jobs whose latest ok record's video is on disk, intact: a rerun skips them
     attempts: dict[str, int]  # records per job: the next attempt is one more
     failed: frozenset[str]  # jobs with records but no intact video: what ``--retry-failed`` renders
+    frames: frozenset[str] = frozenset()  # finished jobs whose lossless frames (for the jobs taking their video) are intact
 
 
 def history(out_root: Path) -> History:
     """What is done in ``out_root``: a job is finished when the video of its latest ok record is still the one recorded."""
-    table = read_results(out_root, ["job_id", "attempt", "status", "video_path", *VIDEO_IDENTITY])
+    columns = ["job_id", "attempt", "status", "video_path", *VIDEO_IDENTITY, "frames_path", *FRAMES_IDENTITY]
+    table = read_results(out_root, columns)
     done = table[table["status"] == "ok"].sort_values("attempt").drop_duplicates("job_id", keep="last")
-    finished = {
-        record["job_id"] for record in done.to_dict(orient="records") if video_intact(out_root, record)
-    }
+    records = done.to_dict(orient="records")
+    finished = {record["job_id"] for record in records if video_intact(out_root, record)}
+    frames = {record["job_id"] for record in records if record["job_id"] in finished and frames_intact(out_root, record)}
     failed = set(table["job_id"]) - finished
-    return History(frozenset(finished), table["job_id"].value_counts().to_dict(), frozenset(failed))
+    return History(frozenset(finished), table["job_id"].value_counts().to_dict(), frozenset(failed), frozenset(frames))
 
 
 #: The columns that identify a job's video file: its size and modification time as written, and its sha256.
 VIDEO_IDENTITY = ("video_sha256", "video_bytes", "video_mtime_ns")
+#: The same for the file that keeps its frames losslessly (``frames_path``), where one was written.
+FRAMES_IDENTITY = ("frames_sha256", "frames_bytes", "frames_mtime_ns")
 
 
-def video_identity(path: Path) -> dict[str, Any]:
-    """A written video's :data:`VIDEO_IDENTITY`, for its record."""
+def video_identity(path: Path, kind: str = "video") -> dict[str, Any]:
+    """A written video's :data:`VIDEO_IDENTITY` (``kind="frames"``: its lossless frames' :data:`FRAMES_IDENTITY`), for its record."""
     stat = path.stat()
-    return {"video_sha256": file_sha256(path), "video_bytes": stat.st_size, "video_mtime_ns": stat.st_mtime_ns}
+    return {f"{kind}_sha256": file_sha256(path), f"{kind}_bytes": stat.st_size, f"{kind}_mtime_ns": stat.st_mtime_ns}
 
 
-def video_intact(out_root: Path, record: dict[str, Any]) -> bool:
-    """Whether the video a record names is still the file it recorded.
+def video_intact(out_root: Path, record: dict[str, Any], kind: str = "video") -> bool:
+    """Whether the video a record names is still the file it recorded (``kind="frames"``: its lossless frames).
 
     Cheap when nothing changed (size and modification time as recorded); otherwise, or for a
     record without them, the file's sha256 must be the recorded one. A truncated, rewritten or
     missing video is not intact: its job renders again.
     """
-    video = record.get("video_path")
+    video = record.get(f"{kind}_path")
     if not isinstance(video, str):
         return False
     path = out_root / video
@@ -255,15 +264,24 @@ def video_intact(out_root: Path, record: dict[str, Any]) -> bool:
         stat = path.stat()
     except OSError:
         return False
-    if _known(record.get("video_bytes")) and stat.st_size != int(record["video_bytes"]):
-        log.warning(f"{path} is not the video its record names ({stat.st_size} bytes, recorded {int(record['video_bytes'])}): it renders again")
+    what, then = ("video", "it renders again") if kind == "video" else (
+        "lossless frames", "the job renders again before a job that takes its video"
+    )
+    recorded_bytes = record.get(f"{kind}_bytes")
+    if _known(recorded_bytes) and stat.st_size != int(recorded_bytes):
+        log.warning(f"{path} is not the {what} its record names ({stat.st_size} bytes, recorded {int(recorded_bytes)}): {then}")
         return False
-    if _known(record.get("video_mtime_ns")) and stat.st_mtime_ns == int(record["video_mtime_ns"]):
+    if _known(record.get(f"{kind}_mtime_ns")) and stat.st_mtime_ns == int(record[f"{kind}_mtime_ns"]):
         return True
-    if file_sha256(path) != record.get("video_sha256"):
-        log.warning(f"{path} is not the video its record names (sha256 differs): it renders again")
+    if file_sha256(path) != record.get(f"{kind}_sha256"):
+        log.warning(f"{path} is not the {what} its record names (sha256 differs): {then}")
         return False
     return True
+
+
+def frames_intact(out_root: Path, record: dict[str, Any]) -> bool:
+    """Whether the lossless frames a record names (``frames_path``) are still the file it recorded; False where it kept none."""
+    return video_intact(out_root, record, "frames")
 
 
 def _known(value: Any) -> bool:

@@ -11,6 +11,9 @@ Two kinds, applied in two places:
 Options that change pixels (scheduler and its config, FreeU, VAE tiling, the step cache, the
 guidance cutoff) count in the job id; the others only change speed and memory (and pixels by
 floating-point noise at most).
+Where the docs call a method with arguments, a row can give them all: ``forward_chunking: true``
+is the docs' ``enable_forward_chunking()`` (its own defaults), ``{chunk_size, dim}`` anything
+else; ``compile`` takes ``{mode, fullgraph}`` per part, as ``torch.compile(..., fullgraph=True)``.
 Compiled graphs are kept on disk under ``$VIDEOSWEEP_HOME/compile-cache`` (:func:`use_compile_cache`),
 so a later run of the same shapes loads them instead of compiling again.
 """
@@ -56,6 +59,32 @@ LOAD_OPTIONS = ("offload", "compile", "channels_last", "attention")
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 #: What ``compile`` can name: the denoiser (unet or transformer, whichever the pipeline has) or the VAE's decoder.
 COMPILE_TARGETS = ("denoiser", "unet", "transformer", "vae")
+
+
+class CompileSpec(BaseModel):
+    """``torch.compile``'s arguments for one part: ``compile: {unet: {mode: reduce-overhead, fullgraph: true}}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: CompileMode = Field("default", description="torch.compile mode")
+    fullgraph: bool = Field(
+        False, description="torch.compile(fullgraph=True): the part compiles to one graph, and a graph break is an error"
+    )
+
+
+class ForwardChunking(BaseModel):
+    """``enable_forward_chunking(chunk_size, dim)``'s arguments, with its defaults (diffusers 0.42.1)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    chunk_size: int | None = Field(
+        None, ge=1, description="how many along dim each feed-forward call takes; unset: the method's default (None, taken as 1)"
+    )
+    dim: Literal[0, 1] = Field(
+        0, description="what is sliced: 0 the batch (videos x frames, the method's default), 1 the tokens (lightest, slowest)"
+    )
+
+
 #: ``attention:`` names -> diffusers attention backends (``ModelMixin.set_attention_backend``).
 ATTENTION_BACKENDS = {
     "sdpa": "native",
@@ -154,13 +183,17 @@ class PipelineOptions(BaseModel):
     )
     vae_slicing: bool | None = Field(None, description="decode one video of a batch at a time (less memory)")
     vae_tiling: bool | None = Field(None, description="decode in overlapping tiles (much less memory, may show seams)")
-    forward_chunking: int | None = Field(
-        None, ge=1, description="feed-forward layers of the denoiser in chunks of this many (less memory)"
+    forward_chunking: bool | int | ForwardChunking | None = Field(
+        None,
+        description="the denoiser's feed-forward layers in chunks (less memory): true is the docs'"
+        " enable_forward_chunking() (its defaults: chunks of 1 along dim 0), N chunks of N along dim 0,"
+        " {chunk_size: N, dim: 0|1} both as given (the Zeroscope docs: {chunk_size: 1, dim: 1})",
     )
     freeu: dict[str, float] | None = Field(None, description="FreeU scales {s1, s2, b1, b2} (changes the look)")
-    compile: bool | CompileMode | dict[str, CompileMode] = Field(
+    compile: bool | CompileMode | dict[str, CompileMode | CompileSpec] = Field(
         False,
-        description="torch.compile: true (the denoiser), a mode, or {unet|transformer|denoiser|vae: mode};"
+        description="torch.compile: true (the denoiser), a mode, {mode: M, fullgraph: true} (the denoiser, as the docs'"
+        " torch.compile(pipe.unet, mode=M, fullgraph=True)), or {unet|transformer|denoiser|vae: mode or {mode, fullgraph}};"
         " the first job of a shape compiles (minutes on a GPU), later ones and later runs reuse it",
     )
     channels_last: bool = Field(False, description="denoiser and VAE weights in channels-last memory layout (speed only)")
@@ -188,13 +221,37 @@ class PipelineOptions(BaseModel):
             raise ValueError(f"unknown scheduler; use one of {', '.join(SCHEDULERS)} or a diffusers class name")
         return value
 
-    @field_validator("compile")
+    @field_validator("compile", mode="before")
     @classmethod
     def _compile_targets(cls, value: Any) -> Any:
+        if isinstance(value, dict) and value and set(value) <= set(CompileSpec.model_fields):
+            value = {"denoiser": value}  # {mode, fullgraph}: the denoiser's arguments
         if isinstance(value, dict):
             unknown = set(value) - set(COMPILE_TARGETS)
             if unknown or not value:
-                raise ValueError(f"compile takes parts {', '.join(COMPILE_TARGETS)} (e.g. {{unet: max-autotune, vae: default}})")
+                raise ValueError(
+                    f"compile takes parts {', '.join(COMPILE_TARGETS)} (e.g. {{unet: max-autotune, vae: default}}),"
+                    " or the denoiser's {mode, fullgraph} (e.g. {mode: reduce-overhead, fullgraph: true})"
+                )
+            for part, spec in value.items():
+                if isinstance(spec, dict) and set(spec) - set(CompileSpec.model_fields):
+                    extra = ", ".join(map(str, sorted(set(spec) - set(CompileSpec.model_fields), key=str)))
+                    raise ValueError(f"compile: {part} takes mode and fullgraph, not {extra}")
+        return value
+
+    @field_validator("forward_chunking", mode="before")
+    @classmethod
+    def _chunking(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not (float(value).is_integer() and value >= 1):
+            raise ValueError(
+                f"a chunk size must be a whole number greater than or equal to 1, not {value}"
+                " (true: the docs' enable_forward_chunking(), chunks of 1 along dim 0)"
+            )
+        if isinstance(value, dict) and set(value) - set(ForwardChunking.model_fields):
+            extra = ", ".join(map(str, sorted(set(value) - set(ForwardChunking.model_fields), key=str)))
+            raise ValueError(f"takes chunk_size and dim (enable_forward_chunking's arguments), not {extra}")
+        if isinstance(value, dict) and value.get("dim", 0) not in (0, 1):
+            raise ValueError(f"dim must be 0 (the batch) or 1 (the tokens), not {value['dim']!r}")
         return value
 
     @field_validator("freeu")
@@ -223,13 +280,39 @@ def load_options(chosen: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted((key, value) for key, value in frozen.items() if key in LOAD_OPTIONS))
 
 
-def compile_targets(value: bool | str | dict[str, str]) -> dict[str, str]:
+def compile_targets(value: bool | str | dict[str, Any]) -> dict[str, str]:
     """``compile``'s value as {part: mode}: ``true`` is the denoiser in the default mode."""
+    return {part: spec.mode for part, spec in compile_specs(value).items()}
+
+
+def compile_specs(value: bool | str | dict[str, Any]) -> dict[str, CompileSpec]:
+    """``compile``'s value as {part: its torch.compile arguments}: ``true`` is the denoiser in the default mode."""
     if isinstance(value, dict):
-        return dict(value)
+        if value and set(value) <= set(CompileSpec.model_fields):  # {mode, fullgraph}: the denoiser's
+            value = {"denoiser": value}
+        return {
+            part: CompileSpec.model_validate(spec if isinstance(spec, dict) else {"mode": spec})
+            for part, spec in value.items()
+        }
     if isinstance(value, str):
-        return {"denoiser": value}
-    return {"denoiser": "default"} if value else {}
+        return {"denoiser": CompileSpec(mode=value)}
+    return {"denoiser": CompileSpec()} if value else {}
+
+
+def forward_chunking_args(value: Any) -> dict[str, Any] | None:
+    """``forward_chunking``'s value as ``enable_forward_chunking``'s keyword arguments; None when off.
+
+    ``true``: none (the docs' call; the method's defaults, chunks of 1 along dim 0); ``N``:
+    ``chunk_size=N`` (dim 0, the default); ``{chunk_size, dim}``: what the row gave, and nothing else.
+    """
+    if value is None or value is False:
+        return None
+    if value is True:
+        return {}
+    if isinstance(value, int):
+        return {"chunk_size": value}
+    given = value if isinstance(value, dict) else value.model_dump(exclude_unset=True)
+    return ForwardChunking.model_validate(given).model_dump(include=set(given))
 
 
 def denoiser_of(pipe: Any) -> Any:
@@ -332,10 +415,10 @@ def prepare_load(pipe: Any, chosen: dict[str, Any], device: str) -> Any:
     backend = chosen.get("attention")
     if backend:
         _set_attention_backend(denoiser, ATTENTION_BACKENDS[backend])
-    targets = compile_targets(chosen.get("compile", False))
+    targets = compile_specs(chosen.get("compile", False))
     if targets:
         use_compile_cache()
-    for target, mode in targets.items():
+    for target, spec in targets.items():
         if target == "vae":  # the decode is what runs per video; compiling the VAE's forward would miss it
             module = getattr(getattr(pipe, "vae", None), "decoder", None)
         elif target == "denoiser":
@@ -344,7 +427,8 @@ def prepare_load(pipe: Any, chosen: dict[str, Any], device: str) -> Any:
             module = getattr(pipe, target, None)
         if not isinstance(module, torch.nn.Module):
             raise UnsupportedOption(f"compile: {type(pipe).__name__} has no {target}; use denoiser or vae")
-        module.compile(mode=None if mode == "default" else mode)  # in place: the part keeps its class and methods
+        # in place: the part keeps its class and methods; torch.compile(module, mode=..., fullgraph=...) as the docs call it
+        module.compile(mode=None if spec.mode == "default" else spec.mode, fullgraph=spec.fullgraph)
     return pipe
 
 
@@ -419,14 +503,18 @@ def prepare_job(pipe: Any, chosen: dict[str, Any], baseline: Baseline, best_effo
                 unsupported(option, vae)
 
     denoiser = denoiser_of(pipe)
-    chunks = chosen.get("forward_chunking")
-    if chunks is not None:
+    chunking = forward_chunking_args(chosen.get("forward_chunking"))
+    if chunking is not None:
         if hasattr(denoiser, "enable_forward_chunking"):
-            denoiser.enable_forward_chunking(chunk_size=chunks, dim=1)
+            denoiser.enable_forward_chunking(**chunking)  # no arguments for `true`: the docs' call, the method's defaults
         else:
             unsupported("forward_chunking", denoiser)
     elif hasattr(denoiser, "disable_forward_chunking"):
         denoiser.disable_forward_chunking()
+    elif denoiser is not None:  # SVD's UNet can enable it but not disable it: what the others' disable does
+        for module in denoiser.modules():
+            if hasattr(module, "set_chunk_feed_forward"):
+                module.set_chunk_feed_forward(chunk_size=None, dim=0)  # as diffusers calls it (keywords)
 
     torch.backends.cudnn.benchmark = bool(chosen.get("cudnn_benchmark", False))
 

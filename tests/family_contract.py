@@ -1,10 +1,12 @@
 """The contract every model family meets, checked on its tiny checkpoint.
 
 A family's test module subclasses :class:`FamilyContract` and supplies only what differs:
-the family name, a small, fast row of parameters, and the documented diffusers recipe written
-out by hand. The contract then checks the registry entry, the saved layout, defaults against
-the pipeline's own signature, the fp16 variant, shapes, seed determinism, and that a manifest
-row renders exactly the frames of the hand-written recipe.
+the family name, a small, fast row of parameters, and the diffusers docs' snippet as written
+(adapted only in checkpoint path, sizes, dtype and device) with the manifest row that restates
+it. The contract then checks the registry entry, the saved layout, defaults against the
+pipeline's own signature, the fp16 variant, shapes, seed determinism, that the docs' row
+renders exactly the snippet's uint8 frames and that its mp4 is those frames through the
+project's writer at the rate the docs export at, and that ``fps`` is a row key of every family.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from tasks.models import FAMILIES, ensure_built, known_models
 from tasks.render import RunContext, batches, pipeline_cache, render_job
 from tasks.denoiser_hooks import DeepCache, GuidanceCutoff
 from tasks.tuning import prepare_job, step_cache_refusal
-from tasks.video import read_mp4
+from tasks.video import read_mp4, write_mp4
 
 
 class FamilyContract:
@@ -33,6 +35,11 @@ class FamilyContract:
     #: Params fields whose default deliberately differs from the pipeline's __call__ default
     #: (say why in the family module), or that the pipeline does not take by that name.
     defaults_differ: ClassVar[set[str]] = set()
+    #: The frame rate the family's docs snippet exports at (``export_to_video(..., fps=...)``, or
+    #: ``export_to_gif``'s and ``export_to_video``'s default, 10).
+    docs_fps: ClassVar[int]
+    #: Why the docs row's mp4 is not at ``docs_fps``, where the family writes another rate by design; "" if it is.
+    fps_differs: ClassVar[str] = ""
 
     # -- what a family's test supplies ------------------------------------------------------------
 
@@ -40,12 +47,23 @@ class FamilyContract:
         """A small, fast row of the family's parameters (no model, no seed); files under ``inputs``."""
         raise NotImplementedError("return the family's parameters for a 2-step render of a few small frames")
 
-    def docs_recipe(self, folder: Path, components: dict[str, Path], row: dict[str, Any], seed: int) -> np.ndarray:
-        """The diffusers documentation's recipe, written out by hand, on the tiny checkpoint at ``folder``.
+    def docs_row(self, inputs: Path) -> dict[str, Any]:
+        """The manifest row that restates the family's docs snippet (:meth:`docs_recipe`): its values, at the tiny sizes."""
+        raise NotImplementedError("return the docs snippet's values as a row (no model, no seed), at tiny sizes")
 
-        Returns uint8 frames (frames, height, width, 3), from a CPU generator seeded with ``seed``.
+    def docs_recipe(self, folder: Path, components: dict[str, Path], row: dict[str, Any], seed: int) -> np.ndarray:
+        """The family's diffusers docs snippet as written, run by hand on the tiny checkpoint at ``folder``.
+
+        Adapted only in checkpoint path, sizes (and step counts), dtype and device, each adaptation
+        named in a comment; these adapted values (input files, sizes, steps) are read from ``row``
+        (:meth:`docs_row`), everything else is the snippet's own text. Its seed is ``seed``, given
+        the way the snippet seeds (``torch.manual_seed(seed)`` for the docs' ``torch.manual_seed(42)``,
+        ``torch.Generator("cpu").manual_seed(seed)`` for theirs; where the snippet passes no
+        generator, torch's global RNG, which its call draws from, is seeded before the call).
+        Returns the uint8 frames (frames, height, width, 3) the snippet's export receives: PIL
+        frames as arrays, numpy frames converted as its export converts them.
         """
-        raise NotImplementedError("load with from_pretrained as the docs do, call the pipeline, return uint8 frames")
+        raise NotImplementedError("the docs snippet as written, adapted only in path, sizes, dtype and device")
 
     # -- fixtures ---------------------------------------------------------------------------------
 
@@ -75,9 +93,15 @@ class FamilyContract:
         """Render rows through the manifest and the render step (no Prefect); frames decoded from the mp4s."""
         jobs = self.jobs(tmp_path, rows, seeds)
         run = RunContext("contract", tmp_path / "out", "cpu", "contract", str(tmp_path / "manifest.yaml"), "-")
+        return [frames for frames, _ in self.render_mp4s(tmp_path, rows, seeds)]
+
+    def render_mp4s(self, tmp_path: Path, rows: list[dict[str, Any]], seeds: list[int]) -> list[tuple[np.ndarray, float]]:
+        """:meth:`render`, with each mp4's frame rate: (decoded frames, fps) per job."""
+        jobs = self.jobs(tmp_path, rows, seeds)
+        run = RunContext("contract", tmp_path / "out", "cpu", "contract", str(tmp_path / "manifest.yaml"), "-")
         records = [render_job(job, run) for job in jobs]
         assert [record["status"] for record in records] == ["ok"] * len(jobs), [r["error"] for r in records]
-        return [read_mp4(run.out_root / record["video_path"])[0] for record in records]
+        return [read_mp4(run.out_root / record["video_path"]) for record in records]
 
     def render_frames(self, tmp_path: Path, row: dict[str, Any], seed: int) -> np.ndarray:
         """The uint8 frames of one job, straight from the family's render (before mp4 encoding)."""
@@ -121,12 +145,55 @@ class FamilyContract:
         assert not np.array_equal(first, self.render_frames(tmp_path, row, 8))
 
     def test_manifest_row_renders_the_docs_recipe_exactly(self, tmp_path, inputs, ref):
-        row = self.row(inputs)
+        """The docs' snippet by hand and the row that restates it: the same uint8 frames (max abs 0)."""
+        row = self.docs_row(inputs)
         ours = self.render_frames(tmp_path, row, 11)
         components = {name: Path(folder) for name, folder in ref.components}
         theirs = self.docs_recipe(Path(ref.source), components, row, 11)
-        assert ours.shape == theirs.shape
-        assert np.array_equal(ours, theirs)
+        assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
+        off = np.abs(ours.astype(int) - theirs.astype(int))
+        assert off.max() == 0, f"the docs' frames differ: max {off.max()} levels, {np.count_nonzero(off)} of {off.size} values"
+
+    def test_the_docs_rows_mp4_is_the_docs_frames_through_the_writer(self, tmp_path, inputs, ref):
+        """The render step's mp4 of the docs' row (what ``videosweep run`` writes) decodes to the snippet's frames
+        encoded by ``tasks.video.write_mp4``, at the rate the docs export at (or the family's documented own)."""
+        row = self.docs_row(inputs)
+        ((ours, fps),) = self.render_mp4s(tmp_path, [row], [11])
+        if self.fps_differs:
+            assert fps != self.docs_fps, f"the docs' rate now: drop fps_differs ({self.fps_differs})"
+        else:
+            assert fps == self.docs_fps, f"the mp4 plays at {fps} fps, the docs' at {self.docs_fps}"
+        components = {name: Path(folder) for name, folder in ref.components}
+        theirs = self.docs_recipe(Path(ref.source), components, row, 11)
+        write_mp4(theirs, int(fps), tmp_path / "hand.mp4")
+        hand, hand_fps = read_mp4(tmp_path / "hand.mp4")
+        assert hand_fps == fps and hand.shape == ours.shape, (hand_fps, fps, hand.shape, ours.shape)
+        off = np.abs(ours.astype(int) - hand.astype(int))
+        assert off.max() == 0, f"the decoded mp4s differ: max {off.max()} levels, {np.count_nonzero(off)} of {off.size} values"
+
+    def test_frames_are_converted_to_uint8_as_the_docs_convert_them(self):
+        from tasks.models.base import to_uint8_frames
+
+        module = FAMILIES[self.family]
+        assert module.UINT8_CONVERSION in ("round", "truncate")
+        ramp = np.linspace(0.0, 1.0, 1021, dtype=np.float32).reshape(1, 1, -1, 1)
+        docs = (ramp * 255).round() if module.UINT8_CONVERSION == "round" else ramp * 255
+        assert np.array_equal(to_uint8_frames(ramp, module.UINT8_CONVERSION), docs.astype(np.uint8))
+
+    def test_fps_is_a_row_key_the_mp4s_rate(self, tmp_path, inputs):
+        """Every family takes ``fps``; a row that leaves it out keeps the params (and so the job id) it had before."""
+        row = self.row(inputs)
+        (plain,) = self.jobs(tmp_path, [row], [3])
+        (faster,) = self.jobs(tmp_path, [{**row, "fps": 12}], [3])
+        assert faster.job_id != plain.job_id
+        if self.family != "svd":  # the one family that had `fps` before: every other's params are as they were
+            assert "fps" not in plain.params
+        default = FAMILIES[self.family].Params.model_fields["fps"].default
+        if default is not None:  # the docs' rate: the same video as leaving it out, the same id
+            (same,) = self.jobs(tmp_path, [{**row, "fps": default}], [3])
+            assert same.job_id == plain.job_id
+        ((_, fps),) = self.render_mp4s(tmp_path, [{**row, "fps": 12}], [3])
+        assert fps == 12
 
     def test_renders_end_to_end_to_mp4(self, tmp_path, inputs):
         (frames,) = self.render(tmp_path, [self.row(inputs)], [3])

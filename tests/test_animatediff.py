@@ -49,6 +49,13 @@ def built():
     """
     ensure_built(known_models()["tiny-animatediff"])
 
+DOCS_PROMPT = (
+    "masterpiece, bestquality, highlydetailed, ultradetailed, sunset, "
+    "orange sky, warm lighting, fishing boats, ocean waves seagulls, "
+    "rippling water, wharf, silhouette, serene atmosphere, dusk, evening glow, "
+    "golden hour, coastal landscape, seaside scenery"
+)
+
 
 class TestAnimateDiffContract(FamilyContract):
     family = "animatediff"
@@ -60,37 +67,59 @@ class TestAnimateDiffContract(FamilyContract):
         # no negative prompt: one video of the call on the empty prompt, the other on NEGATIVE
         return {"prompt": "a boat at sea, in the style of an oil painting", "negative_prompt": None}
 
-    def docs_recipe(self, folder, components, row, seed):
-        """using-diffusers/text-img2vid (AnimateDiff tab), on the tiny checkpoints, fp32 on the CPU.
+    docs_fps = 10  # the docs' export_to_gif(frames, "animation.gif") writes at its default, 10 fps
 
-        One change forced by diffusers 0.42.1: ``pipeline.enable_vae_slicing()`` no longer exists,
-        so slicing is switched on on the VAE. (``dtype=`` is 0.42's name for ``torch_dtype=``.)
-        """
+    def docs_row(self, inputs):
+        return dict(
+            prompt=DOCS_PROMPT,
+            negative_prompt="bad quality, worse quality",
+            num_frames=8,
+            guidance_scale=7.5,
+            num_inference_steps=2,
+            height=32,
+            width=48,
+        )
+
+    def docs_recipe(self, folder, components, row, seed):
+        """api/pipelines/animatediff, "AnimateDiffPipeline", as written, on the tiny checkpoints."""
         from diffusers import AnimateDiffPipeline, DDIMScheduler, MotionAdapter
 
+        # Load the motion adapter (checkpoint path: the tiny adapter; dtype: float32, the docs: torch.float16)
         adapter = MotionAdapter.from_pretrained(components["adapter"], dtype=torch.float32)
-        pipeline = AnimateDiffPipeline.from_pretrained(folder, motion_adapter=adapter, dtype=torch.float32)
+        # load SD 1.5 based finetuned model (checkpoint path: the tiny SD 1.5 folder)
+        model_id = folder
+        pipe = AnimateDiffPipeline.from_pretrained(model_id, motion_adapter=adapter, dtype=torch.float32)
         scheduler = DDIMScheduler.from_pretrained(
-            folder,
+            model_id,
             subfolder="scheduler",
             clip_sample=False,
             timestep_spacing="linspace",
             beta_schedule="linear",
             steps_offset=1,
         )
-        pipeline.scheduler = scheduler
-        pipeline.vae.enable_slicing()
-        output = pipeline(
-            prompt=row["prompt"],
-            negative_prompt=row["negative_prompt"],
+        pipe.scheduler = scheduler
+
+        # enable memory savings (device: pipe.enable_model_cpu_offload() is left out, CPU only)
+        pipe.vae.enable_slicing()
+
+        output = pipe(
+            prompt=(
+                "masterpiece, bestquality, highlydetailed, ultradetailed, sunset, "
+                "orange sky, warm lighting, fishing boats, ocean waves seagulls, "
+                "rippling water, wharf, silhouette, serene atmosphere, dusk, evening glow, "
+                "golden hour, coastal landscape, seaside scenery"
+            ),
+            negative_prompt="bad quality, worse quality",
+            num_frames=row["num_frames"],  # sizes: 8 frames of 32 x 48, 2 steps (the docs: 16 of 512 x 512, 25 steps)
+            guidance_scale=7.5,
+            num_inference_steps=row["num_inference_steps"],
+            generator=torch.Generator("cpu").manual_seed(seed),  # the docs' seed is 42
             height=row["height"],
             width=row["width"],
-            num_frames=row["num_frames"],
-            num_inference_steps=row["num_inference_steps"],
-            generator=torch.Generator("cpu").manual_seed(seed),
-            output_type="np",
         )
-        return (output.frames[0] * 255).round().astype(np.uint8)
+        frames = output.frames[0]
+        # export_to_gif(frames, "animation.gif") receives these PIL frames
+        return np.stack([np.array(frame) for frame in frames])
 
     def test_registered_with_a_tiny_checkpoint_in_the_real_layout(self, ref):
         assert_sd15_base_and_adapter(ref, animatediff)
@@ -211,7 +240,7 @@ def test_render_shape_fps_and_timings(pipe):
     rendered = animatediff.render(pipe, small(), torch.Generator().manual_seed(0), "cpu")
     assert rendered.frames.shape == (8, 32, 48, 3)
     assert rendered.frames.dtype == np.uint8
-    assert rendered.fps == animatediff.FPS == 8
+    assert rendered.fps == animatediff.FPS == 10  # the docs' export_to_gif default
     assert rendered.denoise_s > 0 and rendered.decode_s > 0
 
 

@@ -19,6 +19,14 @@ from .family_contract import FamilyContract
 
 PROMPT = "A rocket lifts off from its launch pad at dawn, smoke billowing"
 NEGATIVE = "blurry, static, low quality"
+DOCS_PROMPT = (
+    "A panda, dressed in a small, red jacket and a tiny hat, sits on a wooden stool in a serene bamboo forest. "
+    "The panda's fluffy paws strum a miniature acoustic guitar, producing soft, melodic tunes. Nearby, a few other "
+    "pandas gather, watching curiously and some clapping in rhythm. Sunlight filters through the tall bamboo, "
+    "casting a gentle glow on the scene. The panda's face is expressive, showing concentration and joy as it plays. "
+    "The background includes a small, flowing stream and vibrant green foliage, enhancing the peaceful and magical "
+    "atmosphere of this unique musical performance."
+)
 
 
 class TestCogVideoXContract(FamilyContract):
@@ -38,21 +46,34 @@ class TestCogVideoXContract(FamilyContract):
         # another prompt, and no negative prompt: one video of the call on the empty one, the other on NEGATIVE
         return {"prompt": "A sailboat drifts across a calm lake at noon", "negative_prompt": None}
 
+    docs_fps = 8  # the docs' export_to_video(video, "output.mp4", fps=8)
+
+    def docs_row(self, inputs):
+        return dict(prompt=DOCS_PROMPT, guidance_scale=6, num_frames=9, num_inference_steps=2)
+
     def docs_recipe(self, folder, components, row, seed):
-        # the CogVideoXPipeline docstring and api/pipelines/cogvideox: from_pretrained, call, PIL frames out
+        """The ``CogVideoXPipeline`` docstring's example (diffusers 0.42.1), as written, on the tiny checkpoint."""
         from diffusers import CogVideoXPipeline
 
+        # checkpoint path: the tiny folder; dtype: float32 (the docs: torch.float16); device: no .to("cuda")
         pipe = CogVideoXPipeline.from_pretrained(folder, torch_dtype=torch.float32)
+        prompt = (
+            "A panda, dressed in a small, red jacket and a tiny hat, sits on a wooden stool in a serene bamboo forest. "
+            "The panda's fluffy paws strum a miniature acoustic guitar, producing soft, melodic tunes. Nearby, a few other "
+            "pandas gather, watching curiously and some clapping in rhythm. Sunlight filters through the tall bamboo, "
+            "casting a gentle glow on the scene. The panda's face is expressive, showing concentration and joy as it plays. "
+            "The background includes a small, flowing stream and vibrant green foliage, enhancing the peaceful and magical "
+            "atmosphere of this unique musical performance."
+        )
+        torch.manual_seed(seed)  # the docs pass no generator: their call draws from torch's global RNG, seeded here
         video = pipe(
-            prompt=row["prompt"],
-            negative_prompt=row["negative_prompt"],
-            num_frames=row["num_frames"],
-            guidance_scale=row["guidance_scale"],
-            use_dynamic_cfg=row["use_dynamic_cfg"],
-            num_inference_steps=row["num_inference_steps"],
-            generator=torch.manual_seed(seed),
+            prompt=prompt,
+            guidance_scale=6,
+            num_inference_steps=row["num_inference_steps"],  # steps: 2 (the docs: 50)
+            num_frames=row["num_frames"],  # sizes: 9 frames (the docs: the transformer's 49)
         ).frames[0]
-        return np.stack([np.asarray(frame) for frame in video])
+        # export_to_video(video, "output.mp4", fps=8) receives these PIL frames
+        return np.stack([np.array(frame) for frame in video])
 
 
 @pytest.fixture(scope="module")

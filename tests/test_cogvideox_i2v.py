@@ -18,6 +18,10 @@ from .conftest import ROCKET
 from .family_contract import FamilyContract
 
 PROMPT = "The rocket lifts off, smoke and steam billowing as it climbs into a clear sky"
+DOCS_PROMPT = (
+    "An astronaut hatching from an egg, on the surface of the moon, the darkness and depth of space realised in the "
+    "background. High quality, ultrarealistic detail and breath-taking movie-like camera shot."
+)
 
 
 class TestCogVideoXI2VContract(FamilyContract):
@@ -32,23 +36,26 @@ class TestCogVideoXI2VContract(FamilyContract):
             use_dynamic_cfg=True,
         )
 
+    docs_fps = 8  # the docs' export_to_video(video.frames[0], "output.mp4", fps=8)
+
+    def docs_row(self, inputs):
+        return dict(image=str(inputs / "rocket.png"), prompt=DOCS_PROMPT, use_dynamic_cfg=True, num_frames=9, num_inference_steps=2)
+
     def docs_recipe(self, folder, components, row, seed):
-        # the CogVideoXImageToVideoPipeline docstring: from_pretrained, load_image,
-        # pipe(image, prompt, use_dynamic_cfg=True), PIL frames out
+        """The ``CogVideoXImageToVideoPipeline`` docstring's example (diffusers 0.42.1), as written, on the tiny checkpoint."""
         from diffusers import CogVideoXImageToVideoPipeline
         from diffusers.utils import load_image
 
+        # checkpoint path: the tiny folder; dtype: float32 (the docs: torch.bfloat16); device: no pipe.to("cuda")
         pipe = CogVideoXImageToVideoPipeline.from_pretrained(folder, torch_dtype=torch.float32)
-        image = load_image(row["image"])
-        video = pipe(
-            image,
-            row["prompt"],
-            use_dynamic_cfg=row["use_dynamic_cfg"],
-            num_frames=row["num_frames"],
-            num_inference_steps=row["num_inference_steps"],
-            generator=torch.manual_seed(seed),
-        )
-        return np.stack([np.asarray(frame) for frame in video.frames[0]])
+
+        prompt = "An astronaut hatching from an egg, on the surface of the moon, the darkness and depth of space realised in the background. High quality, ultrarealistic detail and breath-taking movie-like camera shot."
+        image = load_image(row["image"])  # path: a local image for the docs' astronaut.jpg URL
+        torch.manual_seed(seed)  # the docs pass no generator: their call draws from torch's global RNG, seeded here
+        # sizes: 9 frames, 2 steps (the docs: the pipeline's 49 frames, 50 steps)
+        video = pipe(image, prompt, use_dynamic_cfg=True, num_frames=row["num_frames"], num_inference_steps=row["num_inference_steps"])
+        # export_to_video(video.frames[0], "output.mp4", fps=8) receives these PIL frames
+        return np.stack([np.array(frame) for frame in video.frames[0]])
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,11 @@ from .conftest import ROCKET
 from .family_contract import FamilyContract
 
 NEGATIVE = "Distorted, discontinuous, Ugly, blurry, low resolution, motionless, static"
+DOCS_PROMPT = "Papers were floating in the air on a table in the library"
+DOCS_NEGATIVE = (
+    "Distorted, discontinuous, Ugly, blurry, low resolution, motionless, static, disfigured, disconnected limbs, "
+    "Ugly faces, incomplete arms"
+)
 
 
 class TestI2VGenXLContract(FamilyContract):
@@ -32,35 +37,51 @@ class TestI2VGenXLContract(FamilyContract):
             num_inference_steps=2,
         )
 
-    def docs_recipe(self, folder, components, row, seed):
-        """The pipeline docstring's example (I2VGenXLPipeline, diffusers 0.42), on the tiny checkpoint.
+    docs_fps = 10  # the docs' export_to_gif(frames, "i2v.gif") writes at its default, 10 fps
+    fps_differs = "one rate, target_fps: conditioning and the mp4's; the docs condition on 16 and write the GIF at 10"
 
-        Two changes, the module's own: ``clip_skip=None`` (the default 1 fails with transformers
-        >= 5.6), and the same determinism measure as ``i2vgen_xl.render``: torch's global RNG,
-        which the pipeline's VAE sampling draws from, is seeded with the seed inside
-        ``fork_rng``, next to a CPU generator of that seed for the latents. fp32 on the CPU.
-        """
+    def docs_row(self, inputs):
+        return dict(
+            prompt=DOCS_PROMPT,
+            negative_prompt=DOCS_NEGATIVE,
+            image=str(inputs / "rocket.png"),
+            height=32,
+            width=48,
+            num_frames=4,
+            num_inference_steps=2,
+            guidance_scale=9.0,
+        )
+
+    def docs_recipe(self, folder, components, row, seed):
+        """The ``I2VGenXLPipeline`` docstring's example (diffusers 0.42.1), as written, on the tiny checkpoint."""
         from diffusers import I2VGenXLPipeline
         from diffusers.utils import load_image
 
+        # checkpoint path: the tiny folder; dtype: float32 (the docs: torch.float16, variant="fp16")
         pipeline = I2VGenXLPipeline.from_pretrained(folder, torch_dtype=torch.float32)
-        image = load_image(row["image"]).convert("RGB")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            frames = pipeline(
-                prompt=row["prompt"],
-                image=image,
-                height=row["height"],
-                width=row["width"],
-                num_frames=row["num_frames"],
-                num_inference_steps=row["num_inference_steps"],
-                negative_prompt=row["negative_prompt"],
-                guidance_scale=9.0,
-                generator=torch.Generator("cpu").manual_seed(seed),
-                output_type="np",
-                clip_skip=None,
-            ).frames[0]
-        return (frames * 255).round().astype(np.uint8)
+        # device: the docs' pipeline.enable_model_cpu_offload() is left out (CPU only)
+
+        image_url = row["image"]  # path: a local image for the docs' img_0009.png URL
+        image = load_image(image_url).convert("RGB")
+
+        prompt = "Papers were floating in the air on a table in the library"
+        negative_prompt = "Distorted, discontinuous, Ugly, blurry, low resolution, motionless, static, disfigured, disconnected limbs, Ugly faces, incomplete arms"
+        generator = torch.manual_seed(seed)  # the docs' seed is 8888
+
+        frames = pipeline(
+            prompt=prompt,
+            image=image,
+            num_inference_steps=row["num_inference_steps"],  # steps: 2 (the docs: 50)
+            negative_prompt=negative_prompt,
+            guidance_scale=9.0,
+            generator=generator,
+            height=row["height"],  # sizes: the docs leave the pipeline's 704 x 1280, 16 frames
+            width=row["width"],
+            num_frames=row["num_frames"],
+            clip_skip=None,  # forced by this stack: the default clip_skip=1 fails with transformers >= 5.6 (#14124)
+        ).frames[0]
+        # export_to_gif(frames, "i2v.gif") receives these PIL frames
+        return np.stack([np.array(frame) for frame in frames])
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,12 @@ from .family_contract import FamilyContract
 REPO = Path(__file__).resolve().parent.parent
 PROMPT = "A woman with long brown hair smiles at another woman with long blonde hair, warm sunset light"
 NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
+DOCS_PROMPT = (
+    "A woman with long brown hair and light skin smiles at another woman with long blonde hair. The woman with brown "
+    "hair wears a black jacket and has a small, barely noticeable mole on her right cheek. The camera angle is a "
+    "close-up, focused on the woman with brown hair's face. The lighting is warm and natural, likely from the setting "
+    "sun, casting a soft glow on the scene. The scene appears to be real-life footage"
+)
 
 
 class TestLTXContract(FamilyContract):
@@ -42,32 +48,34 @@ class TestLTXContract(FamilyContract):
         # prompts shorter than max_sequence_length (16 tokens), where the row's are cut at it: other padding
         return {"prompt": "A sailboat", "negative_prompt": "dark, noisy"}
 
-    def docs_recipe(self, folder, components, row, seed):
-        """api/pipelines/ltx_video and the LTXPipeline docstring: from_pretrained, prompt + negative prompt,
-        size, frames, steps, decode_timestep / decode_noise_scale, frames out (float32 on the CPU).
+    docs_fps = 24  # the docs' export_to_video(video, "output.mp4", fps=24)
+    fps_differs = "one rate, frame_rate: conditioning and the mp4's; the docs condition on the pipeline's 25 and export at 24"
 
-        One addition, the module's own determinism measure: the decoder's injected noise comes from
-        torch's global RNG, seeded with the seed inside ``fork_rng``, next to a CPU generator of it.
-        """
+    def docs_row(self, inputs):
+        return dict(prompt=DOCS_PROMPT, negative_prompt=NEGATIVE, width=64, height=32, num_frames=9, num_inference_steps=2)
+
+    def docs_recipe(self, folder, components, row, seed):
+        """The ``LTXPipeline`` docstring's example (diffusers 0.42.1), as written, on the tiny checkpoint."""
         from diffusers import LTXPipeline
 
-        pipe = LTXPipeline.from_pretrained(folder, dtype=torch.float32)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            video = pipe(
-                prompt=row["prompt"],
-                negative_prompt=row["negative_prompt"],
-                width=row["width"],
-                height=row["height"],
-                num_frames=row["num_frames"],
-                decode_timestep=row["decode_timestep"],
-                decode_noise_scale=row["decode_noise_scale"],
-                num_inference_steps=row["num_inference_steps"],
-                max_sequence_length=row["max_sequence_length"],
-                generator=torch.Generator("cpu").manual_seed(seed),
-                output_type="np",
-            ).frames[0]
-        return (video * 255).round().astype(np.uint8)
+        # checkpoint path: the tiny folder; dtype: float32 (the docs: torch.bfloat16)
+        pipe = LTXPipeline.from_pretrained(folder, torch_dtype=torch.float32)
+        # device: the docs' pipe.to("cuda") is left out (CPU only)
+
+        prompt = "A woman with long brown hair and light skin smiles at another woman with long blonde hair. The woman with brown hair wears a black jacket and has a small, barely noticeable mole on her right cheek. The camera angle is a close-up, focused on the woman with brown hair's face. The lighting is warm and natural, likely from the setting sun, casting a soft glow on the scene. The scene appears to be real-life footage"
+        negative_prompt = "worst quality, inconsistent motion, blurry, jittery, distorted"
+
+        torch.manual_seed(seed)  # the docs pass no generator: their call draws from torch's global RNG, seeded here
+        video = pipe(
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            width=row["width"],  # sizes: 64 x 32, 9 frames, 2 steps (the docs: 704 x 480, 161 frames, 50 steps)
+            height=row["height"],
+            num_frames=row["num_frames"],
+            num_inference_steps=row["num_inference_steps"],
+        ).frames[0]
+        # export_to_video(video, "output.mp4", fps=24) receives these PIL frames
+        return np.stack([np.array(frame) for frame in video])
 
 
 @pytest.fixture(scope="module")

@@ -19,16 +19,23 @@ from .family_contract import FamilyContract
 REPO = Path(__file__).resolve().parent.parent
 PROMPT = "A white rocket lifts off from its launch pad at dawn, smoke billowing"
 NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
+DOCS_PROMPT = (
+    "A young girl stands calmly in the foreground, looking directly at the camera, as a house fire rages in the "
+    "background. Flames engulf the structure, with smoke billowing into the air. Firefighters in protective gear rush "
+    "to the scene, a fire truck labeled '38' visible behind them. The girl's neutral expression contrasts sharply with "
+    "the chaos of the fire, creating a poignant and emotionally charged scene."
+)
 
 
 class TestLTXImageToVideoContract(FamilyContract):
     family = "ltx-i2v"
 
     def row(self, inputs):
+        # no negative prompt (the docs row has theirs): guidance then moves these tiny frames well past
+        # the guidance_cutoff test's bound (by 28 levels; by 8 with NEGATIVE, at the bound)
         return dict(
             image=str(inputs / "rocket.png"),
             prompt=PROMPT,
-            negative_prompt=NEGATIVE,
             height=32,
             width=64,
             num_frames=9,
@@ -36,33 +43,45 @@ class TestLTXImageToVideoContract(FamilyContract):
             max_sequence_length=16,
         )
 
-    def docs_recipe(self, folder, components, row, seed):
-        """The LTXImageToVideoPipeline docstring: from_pretrained, load_image, image + prompt + negative
-        prompt, size, frames, steps, frames out (float32 on the CPU).
+    docs_fps = 24  # the docs' export_to_video(video, "output.mp4", fps=24)
+    fps_differs = "one rate, frame_rate: conditioning and the mp4's; the docs condition on the pipeline's 25 and export at 24"
 
-        One addition, the module's own determinism measure: the decoder's injected noise comes from
-        torch's global RNG, seeded with the seed inside ``fork_rng``, next to a CPU generator of it.
-        """
+    def docs_row(self, inputs):
+        return dict(
+            image=str(inputs / "rocket.png"),
+            prompt=DOCS_PROMPT,
+            negative_prompt=NEGATIVE,
+            width=64,
+            height=32,
+            num_frames=9,
+            num_inference_steps=2,
+        )
+
+    def docs_recipe(self, folder, components, row, seed):
+        """The ``LTXImageToVideoPipeline`` docstring's example (diffusers 0.42.1), as written, on the tiny checkpoint."""
         from diffusers import LTXImageToVideoPipeline
         from diffusers.utils import load_image
 
-        pipe = LTXImageToVideoPipeline.from_pretrained(folder, dtype=torch.float32)
-        image = load_image(row["image"])
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            video = pipe(
-                image=image,
-                prompt=row["prompt"],
-                negative_prompt=row["negative_prompt"],
-                width=row["width"],
-                height=row["height"],
-                num_frames=row["num_frames"],
-                num_inference_steps=row["num_inference_steps"],
-                max_sequence_length=row["max_sequence_length"],
-                generator=torch.Generator("cpu").manual_seed(seed),
-                output_type="np",
-            ).frames[0]
-        return (video * 255).round().astype(np.uint8)
+        # checkpoint path: the tiny folder; dtype: float32 (the docs: torch.bfloat16)
+        pipe = LTXImageToVideoPipeline.from_pretrained(folder, torch_dtype=torch.float32)
+        # device: the docs' pipe.to("cuda") is left out (CPU only)
+
+        image = load_image(row["image"])  # path: a local image for the docs' 8.png URL
+        prompt = "A young girl stands calmly in the foreground, looking directly at the camera, as a house fire rages in the background. Flames engulf the structure, with smoke billowing into the air. Firefighters in protective gear rush to the scene, a fire truck labeled '38' visible behind them. The girl's neutral expression contrasts sharply with the chaos of the fire, creating a poignant and emotionally charged scene."
+        negative_prompt = "worst quality, inconsistent motion, blurry, jittery, distorted"
+
+        torch.manual_seed(seed)  # the docs pass no generator: their call draws from torch's global RNG, seeded here
+        video = pipe(
+            image=image,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            width=row["width"],  # sizes: 64 x 32, 9 frames, 2 steps (the docs: 704 x 480, 161 frames, 50 steps)
+            height=row["height"],
+            num_frames=row["num_frames"],
+            num_inference_steps=row["num_inference_steps"],
+        ).frames[0]
+        # export_to_video(video, "output.mp4", fps=24) receives these PIL frames
+        return np.stack([np.array(frame) for frame in video])
 
 
 @pytest.fixture(scope="module")
@@ -144,13 +163,13 @@ def test_same_seed_same_frames_whatever_the_global_rng(pipe):
 
 
 def test_decode_matches_the_pipelines_own_with_decode_noise(pipe):
-    """With decode_timestep and decode_noise_scale set, the noise drawn after the loop lines up too."""
+    """With decode_timestep and decode_noise_scale set, the noise drawn after the loop lines up too: one stream,
+    the latents, the decode noise and the decoder's injected noise, as the docs' call draws them from the global RNG."""
     from diffusers.utils import load_image
 
     params = small(decode_timestep=0.05, decode_noise_scale=0.025)
     ours = ltx_i2v.render(pipe, params, torch.Generator().manual_seed(4), "cpu").frames
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(4)
         theirs = pipe(
             image=load_image(str(ROCKET)),
             prompt=params.prompt,
@@ -162,7 +181,7 @@ def test_decode_matches_the_pipelines_own_with_decode_noise(pipe):
             max_sequence_length=params.max_sequence_length,
             decode_timestep=0.05,
             decode_noise_scale=0.025,
-            generator=torch.Generator().manual_seed(4),
+            generator=torch.manual_seed(4),  # the default generator: one stream with the decoder's global-RNG noise
             output_type="np",
         ).frames[0]
     assert np.array_equal(ours, (theirs * 255).round().astype(np.uint8))

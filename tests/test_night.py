@@ -43,7 +43,8 @@ def test_the_ladder_on_a_cpu_skips_gpu_rungs_and_rungs_that_change_nothing(tiny_
     job = load_manifest(small(tmp_path), "cpu").jobs[0]
     cpu = [(name, step.options, step.params.get("decode_chunk_size")) for name, step in ladder(job, "cpu")]
     assert [name for name, _, _ in cpu] == ["asked", "forward-chunking", "small-decode-chunks", "vae-tiling"]
-    assert cpu[-1][1] == {"forward_chunking": 1, "vae_slicing": True, "vae_tiling": True} and cpu[-1][2] == 2
+    chunking = {"chunk_size": 1, "dim": 1}  # the lightest: one token at a time
+    assert cpu[-1][1] == {"forward_chunking": chunking, "vae_slicing": True, "vae_tiling": True} and cpu[-1][2] == 2
     gpu = [name for name, _ in ladder(job, "cuda")]
     assert gpu[1] == "model-offload" and gpu[-1] == "sequential-offload"
     assert all(step.job_id == job.job_id for _, step in ladder(job, "cuda")), "a fallback keeps the job's id"

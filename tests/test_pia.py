@@ -40,33 +40,50 @@ class TestPIAContract(FamilyContract):
             num_inference_steps=2,
         )
 
-    def docs_recipe(self, folder, components, row, seed):
-        """The PIAPipeline docstring's example (diffusers 0.42), on the tiny checkpoints, fp32 on the CPU.
+    docs_fps = 10  # the docs' export_to_gif(frames, "pia-animation.gif") writes at its default, 10 fps
 
-        One change forced by diffusers 0.42.1: ``pipe.enable_vae_slicing()`` (api/pipelines/pia)
-        no longer exists, so slicing is switched on on the VAE.
-        """
+    def docs_row(self, inputs):
+        # the docs define a negative prompt but do not pass it to the call
+        return dict(
+            image=str(inputs / "rocket.png"),
+            prompt="cat in a field",
+            height=32,
+            width=48,
+            num_frames=8,
+            num_inference_steps=2,
+        )
+
+    def docs_recipe(self, folder, components, row, seed):
+        """api/pipelines/pia, "Usage example", as written, on the tiny checkpoints."""
         from diffusers import EulerDiscreteScheduler, MotionAdapter, PIAPipeline
         from diffusers.utils import load_image
 
-        adapter = MotionAdapter.from_pretrained(components["adapter"], dtype=torch.float32)
-        pipe = PIAPipeline.from_pretrained(folder, motion_adapter=adapter, dtype=torch.float32)
+        # checkpoint paths: the tiny adapter and SD 1.5 folders; dtype: float32 (the docs: torch.float16)
+        adapter = MotionAdapter.from_pretrained(components["adapter"])
+        pipe = PIAPipeline.from_pretrained(folder, motion_adapter=adapter, torch_dtype=torch.float32)
+
         pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
-        pipe.vae.enable_slicing()
-        image = load_image(row["image"]).resize((row["width"], row["height"]))
-        generator = torch.Generator("cpu").manual_seed(seed)
+        # device: the docs' pipe.enable_model_cpu_offload() is left out (CPU only)
+        pipe.vae.enable_slicing()  # the docs' pipe.enable_vae_slicing(), which diffusers 0.42.1 removed
+
+        image = load_image(row["image"])  # path: a local image for the docs' cat_6.png URL
+        image = image.resize((row["width"], row["height"]))  # sizes: (512, 512) in the docs
+        prompt = "cat in a field"
+        negative_prompt = "wrong white balance, dark, sketches,worst quality,low quality"  # noqa: F841 (unused, as there)
+
+        generator = torch.Generator("cpu").manual_seed(seed)  # the docs' seed is 0
         output = pipe(
             image=image,
-            prompt=row["prompt"],
-            negative_prompt=row["negative_prompt"],
-            height=row["height"],
+            prompt=prompt,
+            generator=generator,
+            height=row["height"],  # sizes: the docs leave the UNet's 512 x 512, 16 frames, 50 steps
             width=row["width"],
             num_frames=row["num_frames"],
             num_inference_steps=row["num_inference_steps"],
-            generator=generator,
-            output_type="np",
         )
-        return (output.frames[0] * 255).round().astype(np.uint8)
+        frames = output.frames[0]
+        # export_to_gif(frames, "pia-animation.gif") receives these PIL frames
+        return np.stack([np.array(frame) for frame in frames])
 
     def test_registered_with_a_tiny_checkpoint_in_the_real_layout(self, ref):
         assert_sd15_base_and_adapter(ref, pia)
@@ -80,6 +97,7 @@ class TestPIAContract(FamilyContract):
         from diffusers.utils import load_image
 
         row = {**self.row(inputs), "scheduler": "ddim", "free_init": True, "free_init_iters": 2}
+        row["free_init_use_fast_sampling"] = True  # the docs' example; diffusers' default is False
         ours = self.render_frames(tmp_path, row, 5)
 
         adapter = MotionAdapter.from_pretrained(dict(ref.components)["adapter"], dtype=torch.float32)
@@ -202,7 +220,7 @@ def test_render_shape_fps_and_timings(pipe):
     rendered = pia.render(pipe, small(), torch.Generator().manual_seed(0), "cpu")
     assert rendered.frames.shape == (8, 32, 48, 3)
     assert rendered.frames.dtype == np.uint8
-    assert rendered.fps == pia.FPS == 8
+    assert rendered.fps == pia.FPS == 10  # the docs' export_to_gif default
     assert rendered.denoise_s > 0 and rendered.decode_s > 0
 
 

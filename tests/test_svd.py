@@ -28,24 +28,36 @@ class TestSVDContract(FamilyContract):
             image.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(inputs / "mirror.png")
         return {"image": str(inputs / "mirror.png")}
 
+    docs_fps = 7  # the docs' export_to_video(frames, "generated.mp4", fps=7)
+
+    def docs_row(self, inputs):
+        return dict(image=str(inputs / "rocket.png"), height=48, width=64, num_frames=4, num_inference_steps=2, decode_chunk_size=8)
+
     def docs_recipe(self, folder, components, row, seed):
-        # using-diffusers/svd: load, resize the image to the output size, call, frames out
+        """using-diffusers/svd, the first example, as written, on the tiny checkpoint."""
         from diffusers import StableVideoDiffusionPipeline
         from diffusers.utils import load_image
 
+        # checkpoint path: the tiny folder; dtype: float32 (the docs: torch.float16, variant="fp16")
         pipe = StableVideoDiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32)
-        image = load_image(row["image"]).resize((row["width"], row["height"]))
+        # device: the docs' pipe.enable_model_cpu_offload() is left out (CPU only)
+
+        # Load the conditioning image
+        image = load_image(row["image"])  # path: the same rocket, local, for the docs' URL
+        image = image.resize((row["width"], row["height"]))  # sizes: (1024, 576) in the docs
+
+        generator = torch.manual_seed(seed)  # the docs' seed is 42
         frames = pipe(
             image,
-            height=row["height"],
+            decode_chunk_size=8,
+            generator=generator,
+            height=row["height"],  # sizes: the docs leave the UNet's 576 x 1024, 25 frames, 25 steps
             width=row["width"],
             num_frames=row["num_frames"],
             num_inference_steps=row["num_inference_steps"],
-            decode_chunk_size=8,
-            generator=torch.manual_seed(seed),
-            output_type="np",
         ).frames[0]
-        return (frames * 255).round().astype(np.uint8)
+        # export_to_video(frames, "generated.mp4", fps=7) receives these PIL frames
+        return np.stack([np.array(frame) for frame in frames])
 
 
 @pytest.fixture(scope="module")

@@ -34,15 +34,35 @@ class TestTextToVideoZeroContract(FamilyContract):
             t1=1,
         )
 
+    docs_fps = 4  # the docs' imageio.mimsave("video.mp4", result, fps=4)
+
+    def docs_row(self, inputs):
+        # the docs' call sets only the prompt; the steps (and so t0 < t1 within them) and the size are the tiny run's
+        return dict(prompt=PROMPT, video_length=4, height=32, width=48, num_inference_steps=2, t0=0, t1=1)
+
     def docs_recipe(self, folder, components, row, seed):
-        # api/pipelines/text_to_video_zero, "Text-To-Video": from_pretrained as is, call, `.images`
+        """api/pipelines/text_to_video_zero, "Text-To-Video", as written, on the tiny checkpoint."""
+        import imageio  # noqa: F401  (the docs' writer; its frames are what this returns)
         from diffusers import TextToVideoZeroPipeline
 
-        pipe = TextToVideoZeroPipeline.from_pretrained(folder, torch_dtype=torch.float32)
-        call = {key: value for key, value in row.items() if key != "prompt"}
-        result = pipe(prompt=row["prompt"], generator=torch.manual_seed(seed), **call).images
-        # the docs write (r * 255).astype("uint8"); the project rounds as diffusers' numpy_to_pil does
-        return (result * 255).round().astype(np.uint8)
+        # checkpoint path: the tiny SD 1.5 folder; dtype: float32 (the docs: torch.float16); device: no .to("cuda")
+        model_id = folder
+        pipe = TextToVideoZeroPipeline.from_pretrained(model_id, torch_dtype=torch.float32)
+
+        prompt = "A panda is playing guitar on times square"
+        torch.manual_seed(seed)  # the docs pass no generator: their call draws from torch's global RNG, seeded here
+        result = pipe(
+            prompt=prompt,
+            video_length=row["video_length"],  # sizes: the docs' 8 frames of 512 x 512, 50 steps with t0=44, t1=47
+            height=row["height"],
+            width=row["width"],
+            num_inference_steps=row["num_inference_steps"],
+            t0=row["t0"],
+            t1=row["t1"],
+        ).images
+        result = [(r * 255).astype("uint8") for r in result]
+        # imageio.mimsave("video.mp4", result, fps=4) writes these
+        return np.stack(result)
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +204,7 @@ def test_scheduler_ddim_is_the_pipelines_own_test_setup(tmp_path: Path, tiny: Pa
     theirs.scheduler = DDIMScheduler.from_config(theirs.scheduler.config)
     call = small().model_dump()
     expected = theirs(generator=torch.Generator().manual_seed(5), **call).images
-    assert np.array_equal(ours, (expected * 255).round().astype(np.uint8))
+    assert np.array_equal(ours, (expected * 255).astype(np.uint8))  # converted as the docs convert (truncated)
     assert not np.array_equal(ours, frames(pipe, 5))  # the repo's PNDM renders something else
 
 

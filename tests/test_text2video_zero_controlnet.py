@@ -40,44 +40,53 @@ class TestTextToVideoZeroControlNetContract(FamilyContract):
             num_inference_steps=2,
         )
 
-    def docs_recipe(self, folder, components, row, seed):
-        """api/pipelines/text_to_video_zero, "Text-To-Video with Pose Control", on the tiny checkpoints, fp32 on the CPU.
+    docs_fps = 4  # the docs' imageio.mimsave("video.mp4", result, fps=4)
 
-        Changes forced by this stack: the processor's module moved under ``pipelines.deprecated``
-        in diffusers 0.42.1, ``dtype=`` is 0.42's name for ``torch_dtype=``; the latent is drawn
-        on the CPU (the docs: ``device="cuda"``) and shaped to the row's size (the docs: 64x64 for
-        512 px); the negative prompt and the size are the row's, passed as the pipeline takes them.
-        """
+    def docs_row(self, inputs):
+        # the docs' clip of pose skeletons is taken as it is (control: frames), its first frame_count = 8 frames,
+        # written at their fps=4 (not the input's rate, this family's default)
+        return dict(prompt=PROMPT, video=str(inputs / "clip.mp4"), num_frames=8, height=32, width=48, num_inference_steps=2, fps=4)
+
+    def docs_recipe(self, folder, components, row, seed):
+        """api/pipelines/text_to_video_zero, "Text-To-Video with Pose Control" (steps 2 and 3), as written, on the tiny checkpoints."""
         import imageio
         from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
         from diffusers.pipelines.deprecated.text_to_video_synthesis.pipeline_text_to_video_zero import (
-            CrossFrameAttnProcessor,
+            CrossFrameAttnProcessor,  # forced by diffusers 0.42.1: the docs' path lacks "deprecated."
         )
         from PIL import Image
 
-        reader = imageio.get_reader(row["video"], "ffmpeg")
-        frame_count = row["num_frames"]
+        video_path = row["video"]  # path: the row's clip for the docs' dance1_corr.mp4 download
+        reader = imageio.get_reader(video_path, "ffmpeg")
+        frame_count = 8
         pose_images = [Image.fromarray(reader.get_data(i)) for i in range(frame_count)]
-        reader.close()
 
-        controlnet = ControlNetModel.from_pretrained(components["controlnet"], dtype=torch.float32)
-        pipe = StableDiffusionControlNetPipeline.from_pretrained(folder, controlnet=controlnet, dtype=torch.float32)
+        # checkpoint paths: the tiny folders; dtype: float32 (the docs: torch.float16); device: no .to("cuda")
+        model_id = folder
+        controlnet = ControlNetModel.from_pretrained(components["controlnet"], torch_dtype=torch.float32)
+        pipe = StableDiffusionControlNetPipeline.from_pretrained(model_id, controlnet=controlnet, torch_dtype=torch.float32)
+
+        # Set the attention processor
         pipe.unet.set_attn_processor(CrossFrameAttnProcessor(batch_size=2))
         pipe.controlnet.set_attn_processor(CrossFrameAttnProcessor(batch_size=2))
 
-        torch.manual_seed(seed)
+        # fix latents for all frames
+        torch.manual_seed(seed)  # the docs draw the latents from torch's global RNG unseeded: seeded here
+        # sizes: latents of the row's height x width (the docs: 64 x 64, 512 px); device: the CPU; dtype: float32
         latents = torch.randn((1, 4, row["height"] // 8, row["width"] // 8)).repeat(len(pose_images), 1, 1, 1)
+
+        prompt = "Darth Vader dancing in a desert"
         result = pipe(
-            prompt=[row["prompt"]] * len(pose_images),
+            prompt=[prompt] * len(pose_images),
             image=pose_images,
             latents=latents,
-            height=row["height"],
+            height=row["height"],  # sizes: the row's, and 2 steps (the docs: 512 x 512 from the UNet, 50 steps)
             width=row["width"],
-            negative_prompt=[row["negative_prompt"]] * len(pose_images),
             num_inference_steps=row["num_inference_steps"],
-            output_type="np",
         ).images
-        return (result * 255).round().astype(np.uint8)
+        reader.close()
+        # imageio.mimsave("video.mp4", result, fps=4) writes these PIL frames as arrays
+        return np.stack([np.asarray(frame) for frame in result])
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -25,35 +25,39 @@ class TestVideoInstructPix2PixContract(FamilyContract):
     def row(self, inputs):
         return dict(prompt=PROMPT, video=str(inputs / "clip.mp4"), num_frames=4, num_inference_steps=2)
 
-    def docs_recipe(self, folder, components, row, seed):
-        """api/pipelines/text_to_video_zero, "Video Instruct-Pix2Pix", on the tiny checkpoint, fp32 on the CPU.
+    docs_fps = 4  # the docs' imageio.mimsave("edited_video.mp4", result, fps=4)
 
-        Changes forced by this stack: the processor's module moved under ``pipelines.deprecated``
-        in diffusers 0.42.1, ``dtype=`` is 0.42's name for ``torch_dtype=``; the seed goes in as
-        ``torch.manual_seed(seed)`` (the docs pass none), the step count is the row's.
-        """
+    def docs_row(self, inputs):
+        # the docs' first frame_count = 8 frames at the video's own size, written at their fps=4 (not the input's rate)
+        return dict(prompt=PROMPT, video=str(inputs / "clip.mp4"), num_frames=8, num_inference_steps=2, fps=4)
+
+    def docs_recipe(self, folder, components, row, seed):
+        """api/pipelines/text_to_video_zero, "Video Instruct-Pix2Pix" (steps 2 and 3), as written, on the tiny checkpoint."""
         import imageio
         from diffusers import StableDiffusionInstructPix2PixPipeline
         from diffusers.pipelines.deprecated.text_to_video_synthesis.pipeline_text_to_video_zero import (
-            CrossFrameAttnProcessor,
+            CrossFrameAttnProcessor,  # forced by diffusers 0.42.1: the docs' path lacks "deprecated."
         )
         from PIL import Image
 
-        reader = imageio.get_reader(row["video"], "ffmpeg")
-        frame_count = row["num_frames"]
+        video_path = row["video"]  # path: the row's clip for the docs' camel.mp4 download
+        reader = imageio.get_reader(video_path, "ffmpeg")
+        frame_count = 8
         video = [Image.fromarray(reader.get_data(i)) for i in range(frame_count)]
-        reader.close()
 
-        pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(folder, dtype=torch.float32)
+        # checkpoint path: the tiny folder; dtype: float32 (the docs: torch.float16); device: no .to("cuda")
+        model_id = folder
+        pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(model_id, torch_dtype=torch.float32)
         pipe.unet.set_attn_processor(CrossFrameAttnProcessor(batch_size=3))
+
+        prompt = "make it Van Gogh Starry Night style"
+        torch.manual_seed(seed)  # the docs pass no generator: their call draws from torch's global RNG, seeded here
         result = pipe(
-            prompt=[row["prompt"]] * len(video),
-            image=video,
-            num_inference_steps=row["num_inference_steps"],
-            generator=torch.manual_seed(seed),
-            output_type="np",
+            prompt=[prompt] * len(video), image=video, num_inference_steps=row["num_inference_steps"]  # steps: 2 (the docs: 100)
         ).images
-        return (result * 255).round().astype(np.uint8)
+        reader.close()
+        # imageio.mimsave("edited_video.mp4", result, fps=4) writes these PIL frames as arrays
+        return np.stack([np.asarray(frame) for frame in result])
 
 
 @pytest.fixture(scope="module")

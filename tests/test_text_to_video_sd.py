@@ -34,26 +34,30 @@ class TestTextToVideoSDContract(FamilyContract):
         # no negative prompt: one video of the call on the empty prompt, the other on "blurry"
         return {"prompt": "a boat at sea, in the style of an oil painting", "negative_prompt": None}
 
+    docs_fps = 10  # the docs' export_to_video(video_frames) writes at its default, 10 fps
+
+    def docs_row(self, inputs):
+        return dict(prompt="Spiderman is surfing", height=32, width=48, num_frames=4, num_inference_steps=2)
+
     def docs_recipe(self, folder, components, row, seed):
-        """api/pipelines/text_to_video, ``text-to-video-ms-1.7b`` with VAE slicing, on the tiny checkpoint.
+        """api/pipelines/text_to_video, ``text-to-video-ms-1.7b``'s first example, as written, on the tiny checkpoint."""
+        from diffusers import DiffusionPipeline
 
-        fp32 on the CPU instead of fp16 on a GPU; ``pipe.vae.enable_slicing()`` for the docs'
-        ``pipe.enable_vae_slicing()``, which diffusers 0.42 removed; the default output (numpy).
-        """
-        from diffusers import TextToVideoSDPipeline
+        # checkpoint path: the tiny folder; dtype: float32 (the docs: torch.float16, variant="fp16")
+        pipe = DiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32)
+        # device: the docs' pipe = pipe.to("cuda") is left out (CPU only)
 
-        pipe = TextToVideoSDPipeline.from_pretrained(folder, torch_dtype=torch.float32)
-        pipe.vae.enable_slicing()
-        frames = pipe(
-            row["prompt"],
-            negative_prompt=row["negative_prompt"],
-            height=row["height"],
+        prompt = "Spiderman is surfing"
+        torch.manual_seed(seed)  # the docs pass no generator: their call draws from torch's global RNG, seeded here
+        video_frames = pipe(
+            prompt,
+            height=row["height"],  # sizes: the docs leave the UNet's 256 x 256, 16 frames, 50 steps
             width=row["width"],
             num_frames=row["num_frames"],
             num_inference_steps=row["num_inference_steps"],
-            generator=torch.manual_seed(seed),
         ).frames[0]
-        return (frames * 255).round().astype(np.uint8)
+        # export_to_video(video_frames) converts the numpy frames so
+        return np.stack([(frame * 255).astype(np.uint8) for frame in video_frames])
 
 
 @pytest.fixture(scope="module")
@@ -126,14 +130,14 @@ def test_empty_prompt_size_frames_and_clip_skip_are_refused(tmp_path: Path):
 def test_loaded_as_the_docs_load_it(pipe):
     assert type(pipe).__name__ == "TextToVideoSDPipeline"
     assert type(pipe.scheduler).__name__ == "DDIMScheduler"  # the repo's own: the docs keep it
-    assert pipe.vae.use_slicing
+    assert not pipe.vae.use_slicing  # the docs' first call decodes a video's frames in one VAE call
 
 
 def test_render_shape_fps_and_timings(pipe):
     rendered = text_to_video_sd.render(pipe, small(), torch.Generator().manual_seed(0), "cpu")
     assert rendered.frames.shape == (4, 32, 48, 3)
     assert rendered.frames.dtype == np.uint8
-    assert rendered.fps == 8  # the pipeline's docstring: 16 frames are 2 s at 8 fps
+    assert rendered.fps == 10  # the docs' export_to_video(video_frames) writes at its default, 10 fps
     assert rendered.denoise_s > 0 and rendered.decode_s > 0
 
 
@@ -156,16 +160,27 @@ def test_call_parameters_reach_the_pipeline(pipe):
     assert len(frames(pipe, num_frames=3)) == 3
 
 
-def test_vae_slicing_decodes_one_frame_per_vae_call(pipe, monkeypatch):
+def test_vae_slicing_is_the_rows_choice_and_decodes_one_frame_per_vae_call(pipe, monkeypatch):
+    from tasks.tuning import Baseline, prepare_job
+
     calls = []
     decode_one = pipe.vae._decode
     monkeypatch.setattr(pipe.vae, "_decode", lambda z, *a, **k: calls.append(len(z)) or decode_one(z, *a, **k))
+    baseline = Baseline.of(pipe)
     frames(pipe)
+    assert calls == [4], "unless a row asks, all of a video's frames in one call, as the docs' first call"
+    calls.clear()
+    prepare_job(pipe, {"vae_slicing": True}, baseline)  # the docs' memory recipe: pipe.enable_vae_slicing()
+    try:
+        frames(pipe)
+    finally:
+        prepare_job(pipe, {}, baseline)
     assert calls == [1, 1, 1, 1]
 
 
 def test_default_output_is_numpy_and_the_docs_vae_slicing_call_is_gone():
-    """Why the docs recipe rounds numpy frames and why load calls pipe.vae.enable_slicing()."""
+    """Why the docs' export truncates (export_to_video converts numpy frames with (frame * 255).astype(np.uint8))
+    and why the row option vae_slicing calls pipe.vae.enable_slicing()."""
     from diffusers import TextToVideoSDPipeline
 
     assert inspect.signature(TextToVideoSDPipeline.__call__).parameters["output_type"].default == "np"
@@ -198,3 +213,27 @@ def test_rows_with_eta_render_one_video_per_call(tmp_path):
     noisy = contract.jobs(tmp_path, [{**row, "eta": 1.0}], [1, 2])
     assert plain[0].batch_key is not None and [len(batch) for batch in batches(plain, 4)] == [2]
     assert noisy[0].batch_key is None and [len(batch) for batch in batches(noisy, 4)] == [1, 1]
+
+
+def test_videosweep_run_writes_the_docs_frames_at_the_docs_rate(tmp_path, tiny):
+    """The whole CLI on the docs' row: its mp4 decodes to the docs' frames (truncated as ``export_to_video``
+    converts them) encoded by the project's writer, at ``export_to_video``'s 10 fps."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from tasks.video import read_mp4, write_mp4
+
+    contract = TestTextToVideoSDContract()
+    row = contract.docs_row(tmp_path)
+    manifest = tmp_path / "docs.yaml"
+    manifest.write_text(yaml.safe_dump({"name": "docs", "defaults": {"model": "tiny-text-to-video-sd", "seed": 11}, "rows": [row]}))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["run", str(manifest), "--out", str(out), "--device", "cpu"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (video,) = sorted((out / "videos").glob("*.mp4"))
+    ours, fps = read_mp4(video)
+
+    write_mp4(contract.docs_recipe(tiny, {}, row, 11), 10, tmp_path / "hand.mp4")
+    hand, _ = read_mp4(tmp_path / "hand.mp4")
+    assert fps == 10
+    assert np.abs(ours.astype(int) - hand.astype(int)).max() == 0

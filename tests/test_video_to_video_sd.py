@@ -37,29 +37,47 @@ class TestVideoToVideoSDContract(FamilyContract):
             num_inference_steps=4,
         )
 
+    docs_fps = 10  # the docs' export_to_video(video_frames) writes at its default, 10 fps
+
+    def docs_row(self, inputs):
+        # 4 steps at the docs' strength 0.6: the pipeline runs int(4 * 0.6) = 2 of them; the docs' file rate, not the input's
+        return dict(
+            prompt="Darth Vader surfing a wave",
+            video=str(inputs / "clip.mp4"),
+            height=32,
+            width=48,
+            strength=0.6,
+            num_inference_steps=4,
+            fps=10,
+        )
+
     def docs_recipe(self, folder, components, row, seed):
-        """api/pipelines/text_to_video, the zeroscope_v2_XL upscale, on the tiny checkpoint.
-
-        fp32 on the CPU; ``pipe.vae.enable_slicing()`` for the docs' ``pipe.enable_vae_slicing()``
-        (removed in diffusers 0.42); the frames read with diffusers' own ``load_video``, resized
-        with PIL as the docs resize them; the default output (numpy).
-        """
+        """api/pipelines/text_to_video, the ``zeroscope_v2_XL`` upscale, as written, on the tiny checkpoint."""
+        import imageio
         from diffusers import DPMSolverMultistepScheduler, VideoToVideoSDPipeline
-        from diffusers.utils import load_video
+        from PIL import Image
 
+        # checkpoint path: the tiny folder, whose model_index.json names TextToVideoSDPipeline, so the class
+        # the docs' DiffusionPipeline resolves to for the XL repo is named; dtype: float32 (the docs: float16)
         pipe = VideoToVideoSDPipeline.from_pretrained(folder, torch_dtype=torch.float32)
         pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
-        pipe.vae.enable_slicing()
-        video = [frame.resize((row["width"], row["height"])) for frame in load_video(row["video"])]
-        frames = pipe(
-            row["prompt"],
-            video=video,
-            strength=row["strength"],
-            negative_prompt=row["negative_prompt"],
-            num_inference_steps=row["num_inference_steps"],
-            generator=torch.manual_seed(seed),
+        # device: the docs' GPU memory savers, enable_model_cpu_offload() and
+        # unet.enable_forward_chunking(chunk_size=1, dim=1), are left out (CPU only)
+        pipe.vae.enable_slicing()  # the docs' pipe.enable_vae_slicing(), which diffusers 0.42.1 removed
+
+        prompt = "Darth Vader surfing a wave"
+        # path: the docs' first-stage frames in memory are the row's input video, read as uint8 frames
+        reader = imageio.get_reader(row["video"], "ffmpeg")
+        video_frames = [frame for frame in reader]
+        reader.close()
+        video = [Image.fromarray(frame).resize((row["width"], row["height"])) for frame in video_frames]  # sizes: (1024, 576)
+
+        torch.manual_seed(seed)  # the docs pass no generator: their call draws from torch's global RNG, seeded here
+        video_frames = pipe(
+            prompt, video=video, strength=0.6, num_inference_steps=row["num_inference_steps"]  # steps: 4 (the docs: 50)
         ).frames[0]
-        return (frames * 255).round().astype(np.uint8)
+        # export_to_video(video_frames) converts the numpy frames so
+        return np.stack([(frame * 255).astype(np.uint8) for frame in video_frames])
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +208,7 @@ def test_the_docs_two_stage_recipe_chains_through_a_manifest(tmp_path: Path):
     records = [render_job(job, run) for job in (low, high)]
     assert [record["status"] for record in records] == ["ok", "ok"], [record["error"] for record in records]
     frames, fps = read_mp4(run.out_root / job_video_path(high.job_id))
-    assert frames.shape == (4, 64, 96, 3) and fps == 8  # the low-res video's frames and rate
+    assert frames.shape == (4, 64, 96, 3) and fps == 10  # the low-res video's frames and rate (the docs' 10 fps)
 
 
 def test_example_manifests_validate_and_the_tiny_one_mirrors_the_real_one():

@@ -17,6 +17,16 @@ from .family_contract import FamilyContract
 
 PROMPT = "A rocket lifts off at dawn, smoke billowing"
 NEGATIVE = "Bright tones, overexposed, static, blurred details"
+DOCS_PROMPT = (
+    "A cat and a dog baking a cake together in a kitchen. The cat is carefully measuring flour, while the dog is "
+    "stirring the batter with a wooden spoon. The kitchen is cozy, with sunlight streaming through the window."
+)
+DOCS_NEGATIVE = (
+    "Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, overall "
+    "gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn hands, "
+    "poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still picture, messy background, three "
+    "legs, many people in the background, walking backwards"
+)
 
 
 class TestWanContract(FamilyContract):
@@ -38,24 +48,47 @@ class TestWanContract(FamilyContract):
         # prompts shorter than max_sequence_length (16 tokens), where the row's are cut at it: other padding
         return {"prompt": "A sailboat", "negative_prompt": "Dark, noisy"}
 
-    def docs_recipe(self, folder, components, row, seed):
-        # api/pipelines/wan and the WanPipeline docstring: the VAE in float32, UniPC with flow_shift, call, frames out
-        from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline
+    docs_fps = 16  # the docs' export_to_video(output, "output.mp4", fps=16)
 
-        vae = AutoencoderKLWan.from_pretrained(folder, subfolder="vae", torch_dtype=torch.float32)
-        pipe = WanPipeline.from_pretrained(folder, vae=vae, torch_dtype=torch.float32)
-        pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config, flow_shift=row["flow_shift"])
-        frames = pipe(
-            prompt=row["prompt"],
-            negative_prompt=row["negative_prompt"],
-            height=row["height"],
+    def docs_row(self, inputs):
+        return dict(
+            prompt=DOCS_PROMPT,
+            negative_prompt=DOCS_NEGATIVE,
+            height=32,
+            width=32,
+            num_frames=9,
+            guidance_scale=5.0,
+            flow_shift=5.0,
+            num_inference_steps=2,
+        )
+
+    def docs_recipe(self, folder, components, row, seed):
+        """The ``WanPipeline`` docstring's example (diffusers 0.42.1), as written, on the tiny checkpoint."""
+        from diffusers import AutoencoderKLWan, WanPipeline
+        from diffusers.schedulers.scheduling_unipc_multistep import UniPCMultistepScheduler
+
+        model_id = folder  # checkpoint path: the tiny folder
+        vae = AutoencoderKLWan.from_pretrained(model_id, subfolder="vae", torch_dtype=torch.float32)
+        pipe = WanPipeline.from_pretrained(model_id, vae=vae, torch_dtype=torch.float32)  # dtype: float32 (the docs: bfloat16)
+        flow_shift = 5.0  # 5.0 for 720P, 3.0 for 480P
+        pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config, flow_shift=flow_shift)
+        # device: the docs' pipe.to("cuda") is left out (CPU only)
+
+        prompt = "A cat and a dog baking a cake together in a kitchen. The cat is carefully measuring flour, while the dog is stirring the batter with a wooden spoon. The kitchen is cozy, with sunlight streaming through the window."
+        negative_prompt = "Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still picture, messy background, three legs, many people in the background, walking backwards"
+
+        torch.manual_seed(seed)  # the docs pass no generator: their call draws from torch's global RNG, seeded here
+        output = pipe(
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            height=row["height"],  # sizes: 32 x 32, 9 frames, 2 steps (the docs: 720 x 1280, 81 frames, 50 steps)
             width=row["width"],
             num_frames=row["num_frames"],
+            guidance_scale=5.0,
             num_inference_steps=row["num_inference_steps"],
-            max_sequence_length=row["max_sequence_length"],
-            generator=torch.manual_seed(seed),
-        ).frames[0]  # numpy by default for Wan
-        return (frames * 255).round().astype(np.uint8)
+        ).frames[0]
+        # export_to_video(output, "output.mp4", fps=16) converts the numpy frames so
+        return np.stack([(frame * 255).astype(np.uint8) for frame in output])
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +237,7 @@ def test_two_expert_checkpoint_loads_both_and_takes_guidance_scale_2(two_experts
         max_sequence_length=16,
         generator=torch.manual_seed(0),
     ).frames[0]
-    assert np.array_equal(ours, (theirs * 255).round().astype(np.uint8))
+    assert np.array_equal(ours, (theirs * 255).astype(np.uint8))  # converted as the docs' export_to_video does
 
 
 def test_the_record_names_the_scheduler_the_job_used(tmp_path):

@@ -19,6 +19,16 @@ from .family_contract import FamilyContract
 
 PROMPT = "The rocket lifts off, smoke billowing"
 NEGATIVE = "Bright tones, overexposed, static, blurred details"
+DOCS_PROMPT = (
+    "An astronaut hatching from an egg, on the surface of the moon, the darkness and depth of space realised in the "
+    "background. High quality, ultrarealistic detail and breath-taking movie-like camera shot."
+)
+DOCS_NEGATIVE = (
+    "Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, overall "
+    "gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn hands, "
+    "poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still picture, messy background, three "
+    "legs, many people in the background, walking backwards"
+)
 
 
 class TestWanI2VContract(FamilyContract):
@@ -37,36 +47,59 @@ class TestWanI2VContract(FamilyContract):
             max_sequence_length=16,
         )
 
+    docs_fps = 16  # the docs' export_to_video(output, "output.mp4", fps=16)
+
+    def docs_row(self, inputs):
+        return dict(
+            image=str(inputs / "rocket.png"),
+            prompt=DOCS_PROMPT,
+            negative_prompt=DOCS_NEGATIVE,
+            max_area=48 * 64,
+            num_frames=9,
+            guidance_scale=5.0,
+            num_inference_steps=2,
+        )
+
     def docs_recipe(self, folder, components, row, seed):
-        # the WanImageToVideoPipeline docstring: image encoder and VAE in float32, size from max_area, resize, call
+        """The ``WanImageToVideoPipeline`` docstring's example (diffusers 0.42.1), as written, on the tiny checkpoint."""
         from diffusers import AutoencoderKLWan, WanImageToVideoPipeline
         from diffusers.utils import load_image
         from transformers import CLIPVisionModel
 
-        image_encoder = CLIPVisionModel.from_pretrained(folder, subfolder="image_encoder", torch_dtype=torch.float32)
-        vae = AutoencoderKLWan.from_pretrained(folder, subfolder="vae", torch_dtype=torch.float32)
+        model_id = folder  # checkpoint path: the tiny folder
+        image_encoder = CLIPVisionModel.from_pretrained(model_id, subfolder="image_encoder", torch_dtype=torch.float32)
+        vae = AutoencoderKLWan.from_pretrained(model_id, subfolder="vae", torch_dtype=torch.float32)
         pipe = WanImageToVideoPipeline.from_pretrained(
-            folder, vae=vae, image_encoder=image_encoder, torch_dtype=torch.float32
+            model_id, vae=vae, image_encoder=image_encoder, torch_dtype=torch.float32  # dtype: float32 (the docs: bfloat16)
         )
-        image = load_image(row["image"])
-        max_area = row["max_area"]
+        # device: the docs' pipe.to("cuda") is left out (CPU only)
+
+        image = load_image(row["image"])  # path: a local image for the docs' astronaut.jpg URL
+        max_area = row["max_area"]  # sizes: 48 * 64 (the docs: 480 * 832)
         aspect_ratio = image.height / image.width
         mod_value = pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size[1]
         height = round(np.sqrt(max_area * aspect_ratio)) // mod_value * mod_value
         width = round(np.sqrt(max_area / aspect_ratio)) // mod_value * mod_value
         image = image.resize((width, height))
-        frames = pipe(
+        prompt = (
+            "An astronaut hatching from an egg, on the surface of the moon, the darkness and depth of space realised in "
+            "the background. High quality, ultrarealistic detail and breath-taking movie-like camera shot."
+        )
+        negative_prompt = "Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still picture, messy background, three legs, many people in the background, walking backwards"
+
+        torch.manual_seed(seed)  # the docs pass no generator: their call draws from torch's global RNG, seeded here
+        output = pipe(
             image=image,
-            prompt=row["prompt"],
-            negative_prompt=row["negative_prompt"],
+            prompt=prompt,
+            negative_prompt=negative_prompt,
             height=height,
             width=width,
-            num_frames=row["num_frames"],
+            num_frames=row["num_frames"],  # sizes: 9 frames, 2 steps (the docs: 81 frames, 50 steps)
+            guidance_scale=5.0,
             num_inference_steps=row["num_inference_steps"],
-            max_sequence_length=row["max_sequence_length"],
-            generator=torch.manual_seed(seed),
         ).frames[0]
-        return (frames * 255).round().astype(np.uint8)
+        # export_to_video(output, "output.mp4", fps=16) converts the numpy frames so
+        return np.stack([(frame * 255).astype(np.uint8) for frame in output])
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,8 @@ from .rows import _RowChecker
 
 
 def _make_jobs(entries: Iterable[_Entry], checker: _RowChecker, path: Path, limits: Limits) -> list[Job]:
-    """Each entry checked into its job (problems go to ``checker.problems``), numbered in the order made.
+    """Each entry checked into its job (problems go to ``checker.problems``), numbered in the order made;
+    the jobs another job takes as input marked ``keep_frames``.
 
     ManifestError at once where rows that take other rows' videos would pass ``limits.max_jobs``.
     """
@@ -97,6 +98,10 @@ def _make_jobs(entries: Iterable[_Entry], checker: _RowChecker, path: Path, limi
                 wanted = ", ".join(f"{_brief(key)}={_brief(value)}" for key, value in entry.coords.items())
                 names = ", ".join(f"@{_brief(name)}" for name in refs.values())
                 checker.problems.append(Problem(entry.origin, None, f"no job of {names} has this row's {wanted}"))
+    # a job whose video another job takes keeps its frames losslessly beside its mp4, for that job to read
+    fed = {source for job in jobs for source in job.depends_on}
+    if fed:
+        jobs = [job.model_copy(update={"keep_frames": True}) if job.job_id in fed else job for job in jobs]
     return jobs
 
 

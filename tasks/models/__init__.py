@@ -43,7 +43,7 @@ FAMILIES: dict[str, ModuleType] = _discover()
 FAMILY_OF_PIPELINE = {module.PIPELINE_CLASS: family for family, module in reversed(FAMILIES.items())}
 
 #: Bump when a family's ``build_tiny`` changes, so cached tiny checkpoints are rebuilt.
-TINY_VERSION = 2
+TINY_VERSION = 3
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 COMMIT = re.compile(r"[0-9a-f]{40}")
 

@@ -1,4 +1,5 @@
-"""Parts that several tiny checkpoints share: text encoders and their tokenizers, built in memory.
+"""Parts that several tiny checkpoints share: text encoders and their tokenizers, built in memory,
+and the one way a tiny pipeline is saved (:func:`save_with_fp16_variant`).
 
 Not a family (the registry skips ``_`` modules). Each builder seeds torch itself, so a part's
 weights do not depend on what was built before it.
@@ -6,7 +7,33 @@ weights do not depend on what was built before it.
 
 from __future__ import annotations
 
+import shutil
 import string
+import tempfile
+from pathlib import Path
+
+
+def save_with_fp16_variant(pipe, path: Path) -> None:
+    """Save ``pipe`` as the real repos hold it: float32 weights and configs, plus ``*.fp16.*`` weight files.
+
+    The fp16 variant is saved aside and only the files the float32 save did not write (the
+    variant's weights, and a shard index if any) are copied in. Saving it over the folder would
+    rewrite the shared ``config.json`` of every transformers component (text and image encoders,
+    safety checker) with ``dtype: float16``, and ``Pipeline.from_pretrained(folder)`` without a
+    dtype, as the docs write it, would then load those components in half precision beside a
+    float32 UNet (``mat1 and mat2 must have the same dtype``). Leaves ``pipe`` in float16.
+    """
+    import torch
+
+    path = Path(path)
+    pipe.save_pretrained(path)
+    with tempfile.TemporaryDirectory(prefix="videosweep-fp16-") as scratch:
+        pipe.to(torch.float16).save_pretrained(scratch, variant="fp16")
+        for file in sorted(Path(scratch).rglob("*")):
+            target = path / file.relative_to(scratch)
+            if file.is_file() and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(file, target)
 
 
 def clip_text_parts():

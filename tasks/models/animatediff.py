@@ -10,6 +10,11 @@ adapter are separate hub repos, so the adapter is a component: a model key names
 may swap the adapter (``adapter: guoyww/animatediff-motion-adapter-v1-5-3``). Rows that differ
 only in their prompts and seed may share one call (``render_batch``, ``videosweep run --batch N``).
 
+FreeInit (the docs' "Using FreeInit"): ``free_init: true`` and the ``free_init_*`` keys are
+``pipe.enable_free_init(...)``'s arguments, with its defaults; the docs' example,
+``enable_free_init(method="butterworth", use_fast_sampling=True)``, is ``free_init: true,
+free_init_use_fast_sampling: true`` (their DDIM setup is this family's). Set for every job.
+
 Departures from the docs, both forced by this stack:
 - the docs' ``pipe.enable_vae_slicing()`` is gone from this pipeline in diffusers 0.42.1
   (AttributeError); slicing is switched on where it lives, ``pipe.vae.enable_slicing()``.
@@ -26,14 +31,14 @@ builds that base and is shared with the PIA family, which plugs a different adap
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from ._tiny import clip_text_parts
 from .base import (
     LoadOptions, Rendered, Stopwatch, VideoParams,
-    from_pretrained, one_call, prompt_lists, to_uint8_frames, torch_dtype,
+    fps_field, from_pretrained, one_call, prompt_lists, to_uint8_frames, torch_dtype,
 )
 
 if TYPE_CHECKING:
@@ -44,8 +49,11 @@ PIPELINE_CLASS = "AnimateDiffPipeline"
 #: The parameter that turns on classifier-free guidance, which this pipeline runs as one [unconditional,
 #: conditional] batch: what ``guidance_cutoff`` halves (tasks.denoiser_hooks).
 BATCHED_GUIDANCE = "guidance_scale"
-DESCRIPTION = "AnimateDiff: prompt -> video, a MotionAdapter in a Stable Diffusion 1.5 checkpoint, DDIM, 8 fps"
+DESCRIPTION = "AnimateDiff: prompt -> video, a MotionAdapter in a Stable Diffusion 1.5 checkpoint, DDIM, 10 fps"
 DEPRECATED = False
+#: The docs' frames are PIL images (the pipeline's default output, written with ``export_to_gif``):
+#: ``numpy_to_pil`` rounds.
+UINT8_CONVERSION = "round"
 
 BASE_PIPELINE_CLASS = "StableDiffusionPipeline"  # the adapter rides on a plain SD 1.5 repo
 #: Short keys for the released checkpoints: the SD 1.5 base and its motion adapter, as the docs pair them.
@@ -60,9 +68,10 @@ MODELS = {
 #: Parts stored in repos of their own: a row may name another (hub id or folder).
 COMPONENTS = {"adapter": "MotionAdapter (motion module weights)"}
 
-#: The pipeline takes no fps; its docstring: "16 frames which at 8 frames per seconds amounts to
-#: 2 seconds of video". (The docs' ``export_to_gif`` writes at its own default, 10 fps.)
-FPS = 8
+#: The default ``fps``: the rate the docs' ``export_to_gif(frames, "animation.gif")`` writes at, its
+#: default 10. The pipeline takes no fps (its docstring: "16 frames which at 8 frames per seconds
+#: amounts to 2 seconds of video"; this family wrote 8 fps before ``fps`` was a row key).
+FPS = 10
 
 #: The released adapters' ``motion_max_seq_length``: their temporal position embeddings hold 32
 #: frames, and a longer video fails inside the UNet.
@@ -87,6 +96,41 @@ class Params(VideoParams):
     guidance_scale: float = Field(7.5, ge=0.0, le=100.0, description="classifier-free guidance; <= 1 turns it off")
     eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta: 0 is deterministic DDIM, 1 is DDPM-like noise")
     decode_chunk_size: int = Field(16, ge=1, le=512, description="frames the VAE decodes at once; lower saves memory")
+    fps: int = fps_field(FPS)
+    # FreeInit: enable_free_init's arguments, with its defaults (diffusers 0.42.1); PIA has the same keys
+    free_init: bool = Field(
+        False, description="FreeInit (the docs' enable_free_init): refine the initial noise's low frequencies in rounds (slower)"
+    )
+    free_init_iters: int = Field(3, ge=1, le=10, description="FreeInit rounds (num_iters)")
+    free_init_method: Literal["butterworth", "gaussian", "ideal"] = Field(
+        "butterworth", description="FreeInit low-pass filter (diffusers 0.42 has no 'box')"
+    )
+    free_init_use_fast_sampling: bool = Field(
+        False, description="FreeInit coarse-to-fine sampling: the early rounds take fewer steps (faster); the docs set it"
+    )
+    free_init_order: int = Field(4, ge=1, description="order of the butterworth filter: higher is closer to ideal, lower to gaussian")
+    free_init_spatial_stop_frequency: float = Field(
+        0.25, ge=0.0, le=1.0, description="FreeInit filter's normalized spatial stop frequency (d_s)"
+    )
+    free_init_temporal_stop_frequency: float = Field(
+        0.25, ge=0.0, le=1.0, description="FreeInit filter's normalized temporal stop frequency (d_t)"
+    )
+
+
+def set_free_init(pipe, params) -> None:
+    """FreeInit on with the row's ``enable_free_init`` arguments (every one passed), or off: the cached pipeline
+    keeps the last job's setting otherwise. For AnimateDiff and PIA (their ``free_init*`` keys)."""
+    if params.free_init:
+        pipe.enable_free_init(
+            num_iters=params.free_init_iters,
+            use_fast_sampling=params.free_init_use_fast_sampling,
+            method=params.free_init_method,
+            order=params.free_init_order,
+            spatial_stop_frequency=params.free_init_spatial_stop_frequency,
+            temporal_stop_frequency=params.free_init_temporal_stop_frequency,
+        )
+    else:
+        pipe.disable_free_init()
 
 
 def revision_kwargs(source: str, revision: str | None) -> dict[str, Any]:
@@ -142,6 +186,7 @@ def render_batch(pipe, params_list: list[Params], generators: list[torch.Generat
     import torch
 
     params = params_list[0]  # the call's parameters; only the prompts differ
+    set_free_init(pipe, params)
 
     # 1. encode the prompts and denoise; stop at the latents (diffusers draws each video's noise from its own generator)
     watch = Stopwatch(device)
@@ -162,10 +207,13 @@ def render_batch(pipe, params_list: list[Params], generators: list[torch.Generat
     #    a time, so that a chunk never holds two videos' frames
     with torch.no_grad():
         videos = [pipe.decode_latents(one, params.decode_chunk_size) for one in latents.split(1)]
-    frames = [to_uint8_frames(pipe.video_processor.postprocess_video(video=video, output_type="np")[0]) for video in videos]
+    frames = [
+        to_uint8_frames(pipe.video_processor.postprocess_video(video=video, output_type="np")[0], UINT8_CONVERSION)
+        for video in videos
+    ]
     pipe.maybe_free_model_hooks()  # what the pipeline does after decoding; a no-op without offload
     decode_s = watch.lap()
-    return one_call(frames, FPS, denoise_s, decode_s)
+    return one_call(frames, params.fps, denoise_s, decode_s)
 
 
 #: The tiny UNet's blocks: the SD 1.5 pattern (attention at the higher resolution), two levels.
@@ -186,6 +234,8 @@ def build_tiny_sd15(path: Path) -> None:
     """
     import torch
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+
+    from ._tiny import save_with_fp16_variant
 
     tokenizer, text_encoder = clip_text_parts()
     torch.manual_seed(0)
@@ -237,8 +287,7 @@ def build_tiny_sd15(path: Path) -> None:
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    pipe.save_pretrained(path)
-    pipe.to(torch.float16).save_pretrained(path, variant="fp16")
+    save_with_fp16_variant(pipe, path)  # fp32 configs: the docs' plain from_pretrained(folder) loads float32
 
 
 def build_tiny_motion_adapter(path: Path, conv_in_channels: int | None = None) -> None:

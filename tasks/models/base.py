@@ -4,8 +4,10 @@ A family module (``svd.py``, ...) declares its pipeline, its hub ids, a pydantic
 model, ``load``, ``render`` and ``build_tiny``; for ``videosweep run --batch``, optionally
 ``render_batch(pipe, params_list, generators, device) -> list[Rendered]``, ``BATCH_FIELDS``
 (the parameters that may differ between the videos of one call) and ``batchable(params)``; for
-``guidance_cutoff``, ``BATCHED_GUIDANCE`` (the parameter that turns batched guidance on). The helpers here keep those
-modules short without hiding the diffusers calls a reader wants to see.
+``guidance_cutoff``, ``BATCHED_GUIDANCE`` (the parameter that turns batched guidance on). Every family also
+declares ``UINT8_CONVERSION`` (how its docs turn float frames into uint8: :func:`to_uint8_frames`) and takes
+an ``fps`` row key (:func:`fps_field`, or :func:`fps_is` where the pipeline has a frame-rate parameter of its
+own). The helpers here keep those modules short without hiding the diffusers calls a reader wants to see.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 if TYPE_CHECKING:
     import numpy as np
@@ -76,6 +78,49 @@ def conditioning_image(params: VideoParams) -> Path | None:
     """The image an image-to-video row animates (its first frame should match it), or None."""
     images = [name for name, kind in input_fields(type(params)).items() if kind == "image"]
     return Path(getattr(params, images[0])) if images else None
+
+
+def fps_field(default: int | None) -> Any:
+    """The ``fps`` row key of a family whose pipeline takes no frame rate: the rate the mp4 is written at.
+
+    ``default`` is the rate the family's docs export at (None: the input video's rate). The key was
+    added after job ids existed: while it holds its default it is left out of the params a job id
+    hashes (``exclude_if``), so the ids of rows that do not set it stayed as they were.
+    """
+    rate = "the input video's" if default is None else f"{default}, the rate the docs export at"
+    description = f"frames per second of the mp4 (the pipeline takes no frame rate); default: {rate}"
+    return Field(default, ge=1, le=240, description=description, exclude_if=lambda value: value == default)
+
+
+def fps_is(name: str) -> Any:
+    """``fps`` as another name of the pipeline's own frame-rate parameter ``name`` (I2VGen-XL's ``target_fps``,
+    LTX's ``frame_rate``): one value, which conditions the model and is the mp4's rate, so they cannot disagree.
+
+    Returns the ``fps`` field; pair it with :func:`fold_fps`, the class's ``mode="before"`` model
+    validator, which moves a row's ``fps`` into ``name``: the field itself stays None (and out of
+    dumps), so job ids hash ``name`` alone, as before ``fps`` existed, whichever key a row used.
+    """
+    return Field(None, ge=1, le=240, exclude=True, description=f"another name of {name} (give either, or both alike)")
+
+
+def fold_fps(name: str) -> Any:
+    """The model validator that makes ``fps`` and ``name`` one value (see :func:`fps_is`); two different values are refused."""
+
+    def fold(cls: type[BaseModel], data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("fps") is not None:
+            if data.get(name) is not None and data[name] != data["fps"]:
+                raise ValueError(
+                    f"fps={data['fps']!r} and {name}={data[name]!r}: for this family they are one parameter "
+                    "(the model's frame-rate conditioning and the mp4's rate); give one of them"
+                )
+            data[name] = data["fps"]
+        data.pop("fps", None)
+        return data
+
+    return model_validator(mode="before")(fold)
 
 
 @dataclass
@@ -147,25 +192,39 @@ def from_pretrained(pipeline_cls: Any, options: LoadOptions, **components: Any) 
 
 
 @contextmanager
-def seeded_global_rng(seed: int, device: str):
-    """Seed torch's global RNG (CPU, and ``device``'s GPU) with ``seed`` for a block; the caller's state comes back after.
+def global_generator(generator: torch.Generator, device: str):
+    """Torch's global generator of ``generator``'s device, continuing ``generator``'s stream, for a block (forked).
 
-    For pipelines that draw some noise without the call's generator (I2VGen-XL's image latents,
-    LTX's decoder noise): seeding that RNG with the job's seed makes the job reproducible. Only
-    the RNGs a render can draw from are forked and seeded (``torch.manual_seed`` would also seed
-    every other GPU's, outside the fork).
+    For families whose docs draw all the call's noise from torch's global RNG, as one stream:
+    I2VGen-XL's docs pass ``generator=torch.manual_seed(seed)`` (the default CPU generator itself),
+    so its image latents' noise, which the pipeline samples without the generator, and its
+    latents come from one stream; LTX's docs pass no generator, so the latents, the decode noise
+    and the VAE decoder's injected noise all come from the global RNG. Inside the block the global
+    generator of ``generator``'s device holds ``generator``'s state (a fresh job generator: what
+    ``torch.manual_seed(seed)`` makes it), and is yielded, to pass as the call's generator; the
+    global RNGs of the other devices the call can draw from (``device``'s GPU) are seeded with the
+    seed, as ``torch.manual_seed`` seeds them. On exit every one of them is as it was before.
     """
     import torch
 
     cuda: list[int] = []
-    if device.startswith("cuda"):
-        index = torch.device(device).index
-        cuda.append(torch.cuda.current_device() if index is None else index)
+    for where in (torch.device(device), generator.device):
+        if where.type == "cuda":
+            index = torch.cuda.current_device() if where.index is None else where.index
+            if index not in cuda:
+                cuda.append(index)
     with torch.random.fork_rng(devices=cuda):
+        seed = generator.initial_seed()
         torch.random.default_generator.manual_seed(seed)
         for index in cuda:
             torch.cuda.default_generators[index].manual_seed(seed)
-        yield
+        if generator.device.type == "cuda":
+            index = generator.device.index
+            shared = torch.cuda.default_generators[torch.cuda.current_device() if index is None else index]
+        else:
+            shared = torch.random.default_generator
+        shared.set_state(generator.get_state())
+        yield shared
 
 
 def synchronize(device: str) -> None:
@@ -190,8 +249,26 @@ class Stopwatch:
         return elapsed
 
 
-def to_uint8_frames(frames: np.ndarray) -> np.ndarray:
-    """Float frames in [0, 1] to uint8, rounded the way diffusers' ``numpy_to_pil`` rounds."""
+#: How a family's docs turn float frames in [0, 1] into uint8 (each family's ``UINT8_CONVERSION``):
+#: "round" where the docs' frames go through PIL (the pipeline's default ``output_type="pil"``:
+#: diffusers' ``numpy_to_pil`` computes ``(images * 255).round().astype("uint8")``), "truncate"
+#: where the docs export numpy frames (``diffusers.utils.export_to_video`` computes
+#: ``(frame * 255).astype(np.uint8)``, and the Text2Video-Zero page writes the same by hand).
+Uint8Conversion = Literal["round", "truncate"]
+
+
+def to_uint8_frames(frames: np.ndarray, conversion: Uint8Conversion) -> np.ndarray:
+    """Float frames in [0, 1] to uint8 as the family's docs convert them (:data:`Uint8Conversion`).
+
+    The frames are clipped to [0, 1] first (the pipelines' postprocessing clamps them already, so
+    that changes nothing there); then scaled by 255 and rounded or truncated, in the frames' own
+    float dtype, exactly the docs' expressions.
+    """
     import numpy as np
 
-    return (np.clip(frames, 0.0, 1.0) * 255).round().astype(np.uint8)
+    scaled = np.clip(frames, 0.0, 1.0) * 255
+    if conversion == "round":
+        scaled = scaled.round()
+    elif conversion != "truncate":
+        raise ValueError(f"unknown uint8 conversion {conversion!r}; one of 'round', 'truncate'")
+    return scaled.astype(np.uint8)

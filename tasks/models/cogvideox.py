@@ -27,7 +27,10 @@ from typing import TYPE_CHECKING
 from pydantic import Field, field_validator
 
 from ._tiny import t5_text_parts
-from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, one_call, prompt_lists, to_uint8_frames
+from .base import (
+    LoadOptions, Rendered, Stopwatch, VideoParams,
+    fps_field, from_pretrained, one_call, prompt_lists, to_uint8_frames,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -40,6 +43,8 @@ PIPELINE_CLASS = "CogVideoXPipeline"
 BATCHED_GUIDANCE = "guidance_scale"
 DESCRIPTION = "CogVideoX 2B / 5B: text -> video, 49 frames at 720x480, 8 fps (docs: 2b in float16, 5b in bfloat16)"
 DEPRECATED = False
+#: The docs' frames are PIL images (the pipeline's default output): ``numpy_to_pil`` rounds.
+UINT8_CONVERSION = "round"
 
 #: Short keys for the released checkpoints.
 MODELS = {
@@ -101,6 +106,7 @@ class Params(VideoParams):
     max_sequence_length: int = Field(
         226, ge=1, le=226, description="prompt tokens (padded to this length); 2B and 5B-I2V take exactly 226"
     )
+    fps: int = fps_field(FPS)
 
     @field_validator("num_frames")
     @classmethod
@@ -197,9 +203,9 @@ def render_batch(pipe, params_list: list[Params], generators: list[torch.Generat
     denoise_s = watch.lap()
 
     # 2. decode exactly as the pipeline does after its loop, one video at a time, each as it decodes alone
-    videos = [to_uint8_frames(decode(pipe, one, params.num_frames)) for one in latents.split(1)]
+    videos = [to_uint8_frames(decode(pipe, one, params.num_frames), UINT8_CONVERSION) for one in latents.split(1)]
     decode_s = watch.lap()
-    return one_call(videos, FPS, denoise_s, decode_s)
+    return one_call(videos, params.fps, denoise_s, decode_s)
 
 
 # -- the tiny checkpoint -------------------------------------------------------------------------
@@ -279,8 +285,9 @@ def tiny_scheduler():
 
 def build_tiny(path: Path) -> None:
     """Save a random-weight CogVideoX (5B-like) text-to-video pipeline in the real layout, fp32 and fp16 variant."""
-    import torch
     from diffusers import CogVideoXPipeline
+
+    from ._tiny import save_with_fp16_variant
 
     tokenizer, text_encoder = t5_text_parts()
     pipe = CogVideoXPipeline(
@@ -290,5 +297,4 @@ def build_tiny(path: Path) -> None:
         transformer=tiny_transformer(),
         scheduler=tiny_scheduler(),
     )
-    pipe.save_pretrained(path)
-    pipe.to(torch.float16).save_pretrained(path, variant="fp16")
+    save_with_fp16_variant(pipe, path)  # fp32 configs: the docs' plain from_pretrained(folder) loads float32

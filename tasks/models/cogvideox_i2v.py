@@ -31,6 +31,8 @@ PIPELINE_CLASS = "CogVideoXImageToVideoPipeline"
 BATCHED_GUIDANCE = "guidance_scale"
 DESCRIPTION = "CogVideoX 5B-I2V: image (+ text) -> video from the image, 49 frames at 720x480, 8 fps (docs: bfloat16)"
 DEPRECATED = False
+#: The docs' frames are PIL images (the pipeline's default output): ``numpy_to_pil`` rounds.
+UINT8_CONVERSION = "round"
 
 #: Short keys for the released checkpoints.
 MODELS = {
@@ -101,7 +103,9 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
     # 3. decode exactly as the pipeline does after its loop (the same code as text-to-video)
     frames = cogvideox.decode(pipe, latents, params.num_frames)
     decode_s = watch.lap()
-    return Rendered(frames=to_uint8_frames(frames), fps=cogvideox.FPS, denoise_s=denoise_s, decode_s=decode_s)
+    return Rendered(
+        frames=to_uint8_frames(frames, UINT8_CONVERSION), fps=params.fps, denoise_s=denoise_s, decode_s=decode_s
+    )
 
 
 def build_tiny(path: Path) -> None:
@@ -110,8 +114,9 @@ def build_tiny(path: Path) -> None:
     Its own checkpoint: the transformer takes 4 noise + 4 image latent channels and has learned
     positional embeddings for its 32 x 48 px sample size, as 5B-I2V for 480 x 720.
     """
-    import torch
     from diffusers import CogVideoXImageToVideoPipeline
+
+    from ._tiny import save_with_fp16_variant
 
     tokenizer, text_encoder = t5_text_parts()
     pipe = CogVideoXImageToVideoPipeline(
@@ -121,5 +126,4 @@ def build_tiny(path: Path) -> None:
         transformer=cogvideox.tiny_transformer(in_channels=8, learned_positions=True),
         scheduler=cogvideox.tiny_scheduler(),
     )
-    pipe.save_pretrained(path)
-    pipe.to(torch.float16).save_pretrained(path, variant="fp16")
+    save_with_fp16_variant(pipe, path)  # fp32 configs: the docs' plain from_pretrained(folder) loads float32

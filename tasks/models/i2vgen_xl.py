@@ -6,15 +6,26 @@ conditioning image as loaded (the pipeline center-crops it to width x height its
 negative prompt, 50 steps at guidance 9.0, the repo's DDIM scheduler. The docs add
 ``enable_model_cpu_offload()``; a batch worker keeps the pipeline on its GPU instead.
 
-Two departures from a plain call, both for this stack:
-- ``clip_skip=None``: the pipeline passes ``clip_skip=1`` by default, which reads
-  ``text_encoder.text_model``, gone in transformers >= 5.6 (diffusers issue #14124).
-- the image latents' noise is seeded: ``prepare_image_latents`` samples the VAE's latent
-  distribution with ``self.vae.encode(image).latent_dist.sample()``, without the call's
-  generator, so that noise comes from torch's global RNG and two renders of one seed differ
-  (by ~4e-3 in the frames of the real model). :func:`~tasks.models.base.seeded_global_rng`
-  seeds it with the job's seed. On a GPU that is also what the docs' ``torch.manual_seed(8888)``
-  amounts to: image noise from the CUDA RNG of that seed, latents from a CPU generator of it.
+A seed means what the docs' ``generator = torch.manual_seed(8888)`` means: torch's default
+generator of the job's generator device, seeded, passed as the call's generator
+(:func:`~tasks.models.base.global_generator`, which also leaves the process's global RNG as it
+was). ``prepare_image_latents`` samples the VAE's latent distribution with
+``self.vae.encode(image).latent_dist.sample()``, without the call's generator, so that noise
+comes from torch's global RNG; in the docs' call that RNG *is* the generator: on the CPU the image
+noise and then the latents are one stream. (A separate ``torch.Generator`` next to a separately
+seeded global RNG, as this family did before, gives other frames on the CPU.) On a GPU the image
+noise comes from the GPU's global RNG, seeded with the seed, and the latents from the CPU's, as
+the docs' call does there.
+
+The frames are converted as the docs' PIL frames are (rounded: ``UINT8_CONVERSION``). ``fps`` is
+another name of ``target_fps``: one rate, the UNet's conditioning and the mp4's (default 16, the
+pipeline's). The docs' ``export_to_gif`` writes at its own default, 10 fps, while conditioning on
+16: a row that wants the docs' file rate sets ``fps: 10``, which also conditions the model on 10
+(two rates that could disagree are not offered).
+
+One departure from a plain call, for this stack: ``clip_skip=None``; the pipeline passes
+``clip_skip=1`` by default, which reads ``text_encoder.text_model``, gone in transformers >= 5.6
+(diffusers issue #14124).
 """
 
 from __future__ import annotations
@@ -30,9 +41,11 @@ from .base import (
     Rendered,
     Stopwatch,
     VideoParams,
+    fold_fps,
+    fps_is,
     from_pretrained,
+    global_generator,
     image_field,
-    seeded_global_rng,
     to_uint8_frames,
 )
 
@@ -46,6 +59,8 @@ PIPELINE_CLASS = "I2VGenXLPipeline"
 BATCHED_GUIDANCE = "guidance_scale"
 DESCRIPTION = "deprecated in diffusers: I2VGen-XL: image + prompt -> video, target_fps conditioning, DDIM"
 DEPRECATED = True
+#: The docs' frames are PIL images (the pipeline's default output): ``numpy_to_pil`` rounds.
+UINT8_CONVERSION = "round"
 
 #: Short keys for the released checkpoints.
 MODELS = {
@@ -61,7 +76,10 @@ class Params(VideoParams):
     negative_prompt: str | None = Field(None, description="what to steer away from; default: the empty prompt")
     height: int = Field(704, ge=16, le=4096, multiple_of=8, description="output height in pixels")
     width: int = Field(1280, ge=16, le=4096, multiple_of=8, description="output width in pixels")
-    target_fps: int = Field(16, ge=1, le=240, description="frame rate: UNet micro-conditioning and the mp4's rate")
+    target_fps: int = Field(
+        16, ge=1, le=240, description="frame rate: UNet micro-conditioning and the mp4's rate (row key `fps`: the same)"
+    )
+    fps: int | None = fps_is("target_fps")
     num_frames: int = Field(16, ge=1, le=512, description="frames to generate")
     num_inference_steps: int = Field(50, ge=1, le=1000, description="denoising steps")
     guidance_scale: float = Field(9.0, ge=0.0, le=100.0, description="classifier-free guidance; <= 1 turns it off")
@@ -69,6 +87,8 @@ class Params(VideoParams):
     decode_chunk_size: int | None = Field(
         1, ge=1, le=512, description="frames decoded at once; higher uses more memory; None: all at once"
     )
+
+    _fps = fold_fps("target_fps")
 
 
 def load(options: LoadOptions, device: str):
@@ -88,9 +108,9 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
     # 1. the conditioning image, as loaded: the pipeline crops and resizes it itself
     image = load_image(str(params.image))
 
-    # 2. encode prompt and image, denoise; stop at the latents (image noise seeded, see above)
+    # 2. encode prompt and image, denoise; stop at the latents (the docs' seeding: one stream, see above)
     watch = Stopwatch(device)
-    with seeded_global_rng(generator.initial_seed(), device):
+    with global_generator(generator, device) as docs_generator:
         latents = pipe(
             prompt=params.prompt,
             image=image,
@@ -102,7 +122,7 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
             guidance_scale=params.guidance_scale,
             negative_prompt=params.negative_prompt,
             eta=params.eta,
-            generator=generator,
+            generator=docs_generator,
             output_type="latent",
             clip_skip=None,  # the default 1 fails with transformers >= 5.6 (diffusers #14124)
         ).frames
@@ -113,7 +133,9 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
         video = pipe.decode_latents(latents, decode_chunk_size=params.decode_chunk_size)
     frames = pipe.video_processor.postprocess_video(video=video, output_type="np")[0]
     decode_s = watch.lap()
-    return Rendered(frames=to_uint8_frames(frames), fps=params.target_fps, denoise_s=denoise_s, decode_s=decode_s)
+    return Rendered(
+        frames=to_uint8_frames(frames, UINT8_CONVERSION), fps=params.target_fps, denoise_s=denoise_s, decode_s=decode_s
+    )
 
 
 def build_tiny(path: Path) -> None:
@@ -122,6 +144,8 @@ def build_tiny(path: Path) -> None:
     from diffusers import DDIMScheduler, I2VGenXLPipeline
     from diffusers.models.unets import I2VGenXLUNet
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from ._tiny import save_with_fp16_variant
 
     tokenizer, text_encoder = clip_text_parts()
     torch.manual_seed(0)
@@ -174,5 +198,4 @@ def build_tiny(path: Path) -> None:
         unet=unet,
         scheduler=scheduler,
     )
-    pipe.save_pretrained(path)
-    pipe.to(torch.float16).save_pretrained(path, variant="fp16")
+    save_with_fp16_variant(pipe, path)  # fp32 configs: the docs' plain from_pretrained(folder) loads float32

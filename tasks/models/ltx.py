@@ -10,16 +10,25 @@ decode_noise_scale=0.025`` for the timestep-aware VAEs (LTX-Video 0.9.1 and late
 
 ``frame_rate`` is both the transformer's RoPE conditioning (the temporal interpolation scale is
 ``vae_temporal_compression_ratio / frame_rate``) and the rate the mp4 is written at, so the file
-plays at the speed the model was told. Its default is the pipeline's 25; the docs' call leaves
-it at 25 and exports at 24: a manifest that wants 24 fps sets ``frame_rate: 24``.
+plays at the speed the model was told; ``fps`` is another name of it (one value, so the two
+cannot disagree). Its default is the pipeline's 25; the docs' call leaves it at 25 and exports
+at 24: a manifest that wants 24 fps sets ``frame_rate: 24`` (or ``fps: 24``), which also
+conditions the model on 24. The docs' frames are PIL images (``numpy_to_pil`` rounds:
+``UINT8_CONVERSION``).
 
-One departure from a plain call, for reproducibility: the 0.9.1 decoder injects noise
-(``decoder_inject_noise``) drawn from torch's global RNG, not the call's generator; see
-:func:`~tasks.models.base.seeded_global_rng` around the decode (the 0.9.1+ Video-VAE decoder
-injects noise from torch's global RNG: ``AutoencoderKLLTXVideo.decode`` takes no generator).
-Rows that differ only in their prompts and seed may share one call (``render_batch``,
-``videosweep run --batch N``): the loop draws nothing from that RNG, and each video is decoded
-alone under its own seed, so its decoder noise is the noise it gets rendered alone.
+A seed means what the docs' call, which passes no generator, draws once torch's global RNG is
+seeded with it: every number from one stream, the latents, then the decode noise, then the
+noise the 0.9.1+ Video-VAE decoder injects (``decoder_inject_noise``; ``AutoencoderKLLTXVideo.decode``
+takes no generator, it draws from the global RNG). The loop runs on the job's generator (the
+latents; the loop draws nothing from the global RNG), and each video is decoded under
+:func:`~tasks.models.base.global_generator`, which continues that generator's stream in the
+global RNG (and restores the process's RNG after). Rows that differ only in their prompts and
+seed may share one call (``render_batch``, ``videosweep run --batch N``): each video's generator
+draws its latents as alone, and each video is decoded alone continuing its own generator, so its
+decoder noise is the noise it gets rendered alone. On a GPU the docs' unseeded call draws
+everything from the GPU's RNG: ``generator_device: cuda`` is that stream; with the default CPU
+generator the latents and decode noise come from the CPU and the decoder's noise from the GPU's
+RNG seeded with the seed (the docs' call with ``generator=torch.manual_seed(seed)``).
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from pydantic import Field, field_validator
 from ._tiny import t5_text_parts
 from .base import (
     LoadOptions, Rendered, Stopwatch, VideoParams,
-    from_pretrained, one_call, prompt_lists, seeded_global_rng, to_uint8_frames,
+    fold_fps, fps_is, from_pretrained, global_generator, one_call, prompt_lists, to_uint8_frames,
 )
 
 if TYPE_CHECKING:
@@ -47,6 +56,8 @@ BATCHED_GUIDANCE = "guidance_scale"
 DESCRIPTION = "LTX-Video: text -> video, DiT with a T5 encoder and a 32x / 8x Video-VAE, frame_rate conditioning"
 DEPRECATED = False
 GPU_DTYPE = "bfloat16"  # the docs' dtype; `dtype: auto` on a GPU means this
+#: The docs' frames are PIL images (the pipeline's default output): ``numpy_to_pil`` rounds.
+UINT8_CONVERSION = "round"
 
 #: Short keys for the released checkpoints.
 MODELS = {
@@ -85,8 +96,9 @@ class Params(VideoParams):
     )
     num_frames: int = Field(161, ge=1, le=1025, description="frames to generate, 8k+1 (161 is 6.7 s at 24 fps)")
     frame_rate: int = Field(
-        25, ge=1, le=240, description="frame rate: the transformer's RoPE conditioning and the mp4's rate"
+        25, ge=1, le=240, description="frame rate: the transformer's RoPE conditioning and the mp4's rate (`fps`: the same)"
     )
+    fps: int | None = fps_is("frame_rate")
     num_inference_steps: int = Field(50, ge=1, le=1000, description="denoising steps")
     guidance_scale: float = Field(
         3.0, ge=0.0, le=100.0, description="classifier-free guidance; 1 or less turns it off (distilled models: 1)"
@@ -104,6 +116,8 @@ class Params(VideoParams):
         description="noise mixed into the latents before decoding (0.9.1+; docs: 0.025); default: decode_timestep",
     )
     max_sequence_length: int = Field(128, ge=1, le=512, description="prompt tokens kept (padded to this length)")
+
+    _fps = fold_fps("frame_rate")
 
     @field_validator("num_frames")
     @classmethod
@@ -205,12 +219,12 @@ def render_batch(pipe, params_list: list[Params], generators: list[torch.Generat
     ).frames
     denoise_s = watch.lap()
 
-    # 2. decode exactly as the pipeline does after its loop, one video at a time, each with its decoder's noise
-    #    seeded by its own seed (see above), so each draws the global-RNG noise it draws alone
+    # 2. decode exactly as the pipeline does after its loop, one video at a time, its decode noise and its
+    #    decoder's noise continuing its own generator's stream in the global RNG (see above), as alone
     videos = []
     for one, each, generator in zip(latents.split(1), params_list, generators):
-        with seeded_global_rng(generator.initial_seed(), device):
-            videos.append(to_uint8_frames(decode(pipe, one, each, generator)))
+        with global_generator(generator, device) as stream:
+            videos.append(to_uint8_frames(decode(pipe, one, each, stream), UINT8_CONVERSION))
     decode_s = watch.lap()
     return one_call(videos, params.frame_rate, denoise_s, decode_s)
 
@@ -294,8 +308,9 @@ def build_tiny(path: Path) -> None:
 
     ``LTXImageToVideoPipeline`` loads the same folder (``ltx-i2v`` shares it, as the hub repo is shared).
     """
-    import torch
     from diffusers import LTXPipeline
+
+    from ._tiny import save_with_fp16_variant
 
     tokenizer, text_encoder = t5_text_parts(model_max_length=128)
     pipe = LTXPipeline(
@@ -305,5 +320,4 @@ def build_tiny(path: Path) -> None:
         tokenizer=tokenizer,
         transformer=tiny_transformer(),
     )
-    pipe.save_pretrained(path)
-    pipe.to(torch.float16).save_pretrained(path, variant="fp16")
+    save_with_fp16_variant(pipe, path)  # fp32 configs: the docs' plain from_pretrained(folder) loads float32

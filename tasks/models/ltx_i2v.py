@@ -6,7 +6,8 @@ same repo as text-to-video (``Lightricks/LTX-Video``, whose model_index.json nam
 job's dtype (bfloat16 in the docs), the image as loaded (the pipeline resizes it to
 width x height itself), the docs' negative prompt, 704x480, 161 frames, 50 steps, exported at
 24 fps. The parameters are text-to-video's (:class:`tasks.models.ltx.Params`) plus the image;
-``frame_rate`` and the decoder's seeded noise work as there.
+``frame_rate`` (alias ``fps``), what a seed means (one stream through the decoder's noise) and the
+rounding of the frames work as there.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import ltx
-from .base import LoadOptions, Rendered, Stopwatch, from_pretrained, image_field, seeded_global_rng, to_uint8_frames
+from .base import LoadOptions, Rendered, Stopwatch, from_pretrained, global_generator, image_field, to_uint8_frames
 
 if TYPE_CHECKING:
     import torch
@@ -30,6 +31,8 @@ DEPRECATED = False
 GPU_DTYPE = "bfloat16"  # the docs' dtype; `dtype: auto` on a GPU means this
 #: The hub repo is shared with text-to-video, so is the tiny checkpoint.
 TINY_NAME = "ltx"
+#: The docs' frames are PIL images (the pipeline's default output): ``numpy_to_pil`` rounds.
+UINT8_CONVERSION = ltx.UINT8_CONVERSION
 
 #: Short keys for the released checkpoints.
 MODELS = {
@@ -79,11 +82,13 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
     denoise_s = watch.lap()
 
     # 3. decode as LTXImageToVideoPipeline does after its loop (no cast to the VAE's dtype there),
-    #    the decoder's noise seeded (see ltx's module docstring)
-    with seeded_global_rng(generator.initial_seed(), device):
-        frames = ltx.decode(pipe, latents, params, generator, cast_to_vae_dtype=False)
+    #    its decode noise and the decoder's noise continuing the generator's stream (see ltx's module docstring)
+    with global_generator(generator, device) as stream:
+        frames = ltx.decode(pipe, latents, params, stream, cast_to_vae_dtype=False)
     decode_s = watch.lap()
-    return Rendered(frames=to_uint8_frames(frames), fps=params.frame_rate, denoise_s=denoise_s, decode_s=decode_s)
+    return Rendered(
+        frames=to_uint8_frames(frames, UINT8_CONVERSION), fps=params.frame_rate, denoise_s=denoise_s, decode_s=decode_s
+    )
 
 
 def build_tiny(path: Path) -> None:

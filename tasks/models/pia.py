@@ -9,9 +9,11 @@ here the row option ``offload: model``. PIA's adapter carries, besides the motio
 9-channel input convolution (latents + mask + image latents), which the pipeline puts into the
 UNet it builds from the SD 1.5 base and the adapter.
 
-FreeInit (``free_init: true``) is the docs' ``pipe.enable_free_init(method=...,
-use_fast_sampling=True)``; the pipeline is cached between jobs, so every job switches it on or
-off. The docs' FreeInit example also swaps in ``DDIMScheduler.from_config(pipe.scheduler.config)``
+FreeInit: ``free_init: true`` and the ``free_init_*`` keys are ``pipe.enable_free_init(...)``'s
+arguments, with its defaults (``use_fast_sampling`` False among them); the docs' example,
+``enable_free_init(method="butterworth", use_fast_sampling=True)``, is ``free_init: true,
+free_init_use_fast_sampling: true``. The pipeline is cached between jobs, so every job switches
+it on or off (``animatediff.set_free_init``). The docs' FreeInit example also swaps in ``DDIMScheduler.from_config(pipe.scheduler.config)``
 (row option ``scheduler: ddim``): with this family's Euler scheduler FreeInit fails in diffusers
 0.42.1 (FreeInit's re-noising looks up timestep 999, which Euler's "leading" SD 1.5 schedule
 lacks: IndexError), so such a job fails with a message saying so.
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from . import animatediff
-from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, image_field, to_uint8_frames
+from .base import LoadOptions, Rendered, Stopwatch, VideoParams, fps_field, from_pretrained, image_field, to_uint8_frames
 
 if TYPE_CHECKING:
     import torch
@@ -40,8 +42,11 @@ PIPELINE_CLASS = "PIAPipeline"
 #: The parameter that turns on classifier-free guidance, which this pipeline runs as one [unconditional,
 #: conditional] batch: what ``guidance_cutoff`` halves (tasks.denoiser_hooks).
 BATCHED_GUIDANCE = "guidance_scale"
-DESCRIPTION = "deprecated in diffusers: PIA: image + prompt -> video, a PIA MotionAdapter in SD 1.5, FreeInit, 8 fps"
+DESCRIPTION = "deprecated in diffusers: PIA: image + prompt -> video, a PIA MotionAdapter in SD 1.5, FreeInit, 10 fps"
 DEPRECATED = True
+#: The docs' frames are PIL images (the pipeline's default output, written with ``export_to_gif``):
+#: ``numpy_to_pil`` rounds.
+UINT8_CONVERSION = "round"
 
 TINY_NAME = "animatediff"  # the same tiny SD 1.5 base; the adapter folder is PIA's own
 BASE_PIPELINE_CLASS = "StableDiffusionPipeline"  # adapters ride on a plain SD 1.5 repo
@@ -57,8 +62,9 @@ MODELS = {
 #: Parts stored in repos of their own: a row may name another (hub id or folder).
 COMPONENTS = {"adapter": "PIA MotionAdapter (motion modules and 9-channel conv_in)"}
 
-#: The pipeline takes no fps: AnimateDiff's 8 fps (PIA is built on its motion modules).
-FPS = animatediff.FPS
+#: The default ``fps``: the rate the docs' ``export_to_gif(frames, "pia-animation.gif")`` writes at, its
+#: default 10. The pipeline takes no fps (this family wrote AnimateDiff's 8 before ``fps`` was a row key).
+FPS = 10
 
 #: ``prepare_mask_coef_by_statistics``'s presets: 0-2 small/moderate/large motion, 3-5 loops,
 #: 6-8 style transfer (small/moderate/large).
@@ -92,6 +98,7 @@ class Params(VideoParams):
     motion_scale: int = Field(
         0, ge=0, lt=MOTION_SCALES, description="motion preset: 0-2 small/moderate/large, 3-5 loop, 6-8 style transfer"
     )
+    fps: int = fps_field(FPS)
     free_init: bool = Field(
         False, description="FreeInit: refine the initial noise's low frequencies (slower; fails with euler: use ddim)"
     )
@@ -100,6 +107,17 @@ class Params(VideoParams):
     )
     free_init_method: Literal["butterworth", "gaussian", "ideal"] = Field(
         "butterworth", description="FreeInit low-pass filter (diffusers 0.42 has no 'box')"
+    )
+    # the rest of enable_free_init's arguments, with its defaults (diffusers 0.42.1); AnimateDiff has the same keys
+    free_init_use_fast_sampling: bool = Field(
+        False, description="FreeInit coarse-to-fine sampling: the early rounds take fewer steps (faster); the docs set it"
+    )
+    free_init_order: int = Field(4, ge=1, description="order of the butterworth filter: higher is closer to ideal, lower to gaussian")
+    free_init_spatial_stop_frequency: float = Field(
+        0.25, ge=0.0, le=1.0, description="FreeInit filter's normalized spatial stop frequency (d_s)"
+    )
+    free_init_temporal_stop_frequency: float = Field(
+        0.25, ge=0.0, le=1.0, description="FreeInit filter's normalized temporal stop frequency (d_t)"
     )
 
     @field_validator("strength")
@@ -131,10 +149,7 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
     from diffusers.utils import load_image
 
     # 1. FreeInit on or off: the cached pipeline keeps the last job's setting otherwise
-    if params.free_init:
-        pipe.enable_free_init(method=params.free_init_method, use_fast_sampling=True, num_iters=params.free_init_iters)
-    else:
-        pipe.disable_free_init()
+    animatediff.set_free_init(pipe, params)
 
     # 2. the image, resized to the output size as the docs do (the pipeline does not resize it)
     default_size = pipe.unet.config.sample_size * pipe.vae_scale_factor
@@ -175,7 +190,9 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
     frames = pipe.video_processor.postprocess_video(video=video, output_type="np")[0]
     pipe.maybe_free_model_hooks()  # what the pipeline does after decoding; a no-op without offload
     decode_s = watch.lap()
-    return Rendered(frames=to_uint8_frames(frames), fps=FPS, denoise_s=denoise_s, decode_s=decode_s)
+    return Rendered(
+        frames=to_uint8_frames(frames, UINT8_CONVERSION), fps=params.fps, denoise_s=denoise_s, decode_s=decode_s
+    )
 
 
 def build_tiny(path: Path) -> None:

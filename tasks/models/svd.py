@@ -24,6 +24,8 @@ PIPELINE_CLASS = "StableVideoDiffusionPipeline"
 #: conditional] batch: what ``guidance_cutoff`` halves (tasks.denoiser_hooks).
 BATCHED_GUIDANCE = "max_guidance_scale"
 DESCRIPTION = "Stable Video Diffusion: image -> video, motion_bucket_id / fps / noise_aug_strength conditioning"
+#: The docs' frames are PIL images (the pipeline's default output): ``numpy_to_pil`` rounds.
+UINT8_CONVERSION = "round"
 
 #: Short keys for the released checkpoints.
 MODELS = {
@@ -111,7 +113,9 @@ def render_batch(pipe, params_list: list[Params], generators: list[torch.Generat
     with torch.no_grad():
         for one in latents.split(1):
             video = pipe.decode_latents(one, num_frames, params.decode_chunk_size or num_frames)
-            videos.append(to_uint8_frames(pipe.video_processor.postprocess_video(video=video, output_type="np")[0]))
+            videos.append(
+                to_uint8_frames(pipe.video_processor.postprocess_video(video=video, output_type="np")[0], UINT8_CONVERSION)
+            )
     decode_s = watch.lap()
     return one_call(videos, params.fps, denoise_s, decode_s)
 
@@ -126,6 +130,8 @@ def build_tiny(path: Path) -> None:
         UNetSpatioTemporalConditionModel,
     )
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from ._tiny import save_with_fp16_variant
 
     torch.manual_seed(0)
     unet = UNetSpatioTemporalConditionModel(
@@ -186,5 +192,4 @@ def build_tiny(path: Path) -> None:
         scheduler=scheduler,
         feature_extractor=CLIPImageProcessor(crop_size=224, size=224),
     )
-    pipe.save_pretrained(path)
-    pipe.to(torch.float16).save_pretrained(path, variant="fp16")
+    save_with_fp16_variant(pipe, path)  # fp32 configs: the docs' plain from_pretrained(folder) loads float32

@@ -2,7 +2,8 @@
 
 Loaded and called as in the diffusers docs (``api/pipelines/text_to_video_zero``, "Text-To-Video"):
 ``TextToVideoZeroPipeline.from_pretrained(sd15, torch_dtype=torch.float16).to("cuda")``, then
-``pipe(prompt=prompt).images``, written out at 4 fps. Nothing else is set up: the SD 1.5 repo's own
+``pipe(prompt=prompt).images``, converted by hand with ``(r * 255).astype("uint8")`` (truncated:
+``UINT8_CONVERSION``) and written out at 4 fps (``fps``, a row key). Nothing else is set up: the SD 1.5 repo's own
 scheduler (PNDM) and safety checker run as they do there. The diffusers test of this pipeline
 swaps in ``DDIMScheduler.from_config(pipe.scheduler.config)``, the paper's sampler: a row gets
 that with ``scheduler: ddim``. (The pipeline copies the scheduler after the first frame's steps
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, ValidationInfo, field_validator
 
 from ._tiny import clip_text_parts, sd_vae
-from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, to_uint8_frames
+from .base import LoadOptions, Rendered, Stopwatch, VideoParams, fps_field, from_pretrained, to_uint8_frames
 
 if TYPE_CHECKING:
     import torch
@@ -44,6 +45,8 @@ DESCRIPTION = (
     "motion-field warped latents and cross-frame attention"
 )
 DEPRECATED = True
+#: The docs convert the pipeline's float frames by hand: ``[(r * 255).astype("uint8") for r in result]``.
+UINT8_CONVERSION = "truncate"
 
 #: Short keys for the checkpoints the docs use (any SD 1.5 repo or folder works as a model).
 MODELS = {
@@ -85,6 +88,7 @@ class Params(VideoParams):
         validate_default=True,
         description="step the warped frames are noised back to; t0 < t1 < num_inference_steps",
     )
+    fps: int = fps_field(FPS)
 
     @field_validator("t1")
     @classmethod
@@ -157,7 +161,9 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
         frames = pipe.decode_latents(latents)
         frames, _ = pipe.run_safety_checker(frames, pipe._execution_device, pipe.text_encoder.dtype)
     decode_s = watch.lap()
-    return Rendered(frames=to_uint8_frames(frames), fps=FPS, denoise_s=denoise_s, decode_s=decode_s)
+    return Rendered(
+        frames=to_uint8_frames(frames, UINT8_CONVERSION), fps=params.fps, denoise_s=denoise_s, decode_s=decode_s
+    )
 
 
 # -- the tiny checkpoint -------------------------------------------------------------------------
@@ -174,6 +180,8 @@ def build_tiny(path: Path) -> None:
     from diffusers import PNDMScheduler, TextToVideoZeroPipeline, UNet2DConditionModel
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from transformers import CLIPConfig, CLIPImageProcessor
+
+    from ._tiny import save_with_fp16_variant
 
     tokenizer, text_encoder = clip_text_parts()
     torch.manual_seed(0)
@@ -224,5 +232,4 @@ def build_tiny(path: Path) -> None:
         safety_checker=safety_checker,
         feature_extractor=CLIPImageProcessor(crop_size=32, size=32),  # the tiny checker's 32 px input
     )
-    pipe.save_pretrained(path)
-    pipe.to(torch.float16).save_pretrained(path, variant="fp16")
+    save_with_fp16_variant(pipe, path)  # fp32 configs: the docs' plain from_pretrained(folder) loads float32

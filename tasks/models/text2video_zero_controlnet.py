@@ -26,7 +26,8 @@ Where this differs from the docs' code, and why:
   the pipeline's own steps, VAE decode, safety checker, postprocess.
 
 The output is written at the input video's frame rate: its frames are the input's, one for one
-(the docs write their 8 frames at ``fps=4``).
+(the docs write their 8 frames at ``fps=4``, the rate Text2Video-Zero's own code samples its
+inputs at: a row sets ``fps: 4`` for the docs' file).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from .base import (
     LoadOptions,
     Rendered,
     Stopwatch,
+    fps_field,
     from_pretrained,
     to_uint8_frames,
     torch_dtype,
@@ -60,6 +62,8 @@ DESCRIPTION = (
     "attention and one shared latent (pose videos must already show skeletons: no pose estimation here)"
 )
 DEPRECATED = False  # the pipeline is current; only CrossFrameAttnProcessor's module is under deprecated/
+#: The docs write the pipeline's default PIL frames (``imageio.mimsave``): ``numpy_to_pil`` rounds.
+UINT8_CONVERSION = "round"
 
 #: The tiny SD 1.5 of the plain Text2Video-Zero family: all seven parts of the real repo (safety
 #: checker included) and an 8x VAE, as stable-diffusion-v1-5. The ControlNet folder is this family's.
@@ -132,6 +136,7 @@ class Params(ResizedVideoParams):
         validate_default=True,  # so that a start past the default end is refused
         description="fraction of the steps where control stops; > control_guidance_start",
     )
+    fps: int | None = fps_field(None)
 
     # Field validators, not a model validator: the manifest reports an error under the key it names.
     @field_validator("canny_low", "canny_high", "canny_sigma")
@@ -232,7 +237,9 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
     video = pipe.image_processor.postprocess(image, output_type="np", do_denormalize=denormalize)
     pipe.maybe_free_model_hooks()
     decode_s = watch.lap()
-    return Rendered(frames=to_uint8_frames(video), fps=fps, denoise_s=denoise_s, decode_s=decode_s)
+    return Rendered(
+        frames=to_uint8_frames(video, UINT8_CONVERSION), fps=params.fps or fps, denoise_s=denoise_s, decode_s=decode_s
+    )
 
 
 # -- helpers shared with the Video Instruct-Pix2Pix family ----------------------------------------

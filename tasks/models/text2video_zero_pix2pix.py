@@ -23,7 +23,8 @@ Where this differs from the docs' code, and why:
   the pipeline's own steps, VAE decode, safety checker, postprocess.
 
 The output is written at the input video's frame rate: its frames are the input's, edited one for
-one (the docs write their 8 frames at ``fps=4``).
+one (the docs write their 8 frames at ``fps=4``, the rate Text2Video-Zero's own code samples its
+inputs at: a row sets ``fps: 4`` for the docs' file).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 from ._tiny import clip_text_parts, sd_vae
-from .base import ResizedVideoParams, LoadOptions, Rendered, Stopwatch, from_pretrained, to_uint8_frames, video_field
+from .base import (
+    ResizedVideoParams, LoadOptions, Rendered, Stopwatch, fps_field, from_pretrained, to_uint8_frames, video_field,
+)
 from ..video import output_size, read_video
 from .text2video_zero_controlnet import MAX_FRAMES, prompt_dtype
 
@@ -45,6 +48,8 @@ FAMILY = "text2video-zero-pix2pix"
 PIPELINE_CLASS = "StableDiffusionInstructPix2PixPipeline"
 DESCRIPTION = "Video Instruct-Pix2Pix (Text2Video-Zero): video + edit instruction -> edited video, cross-frame attention"
 DEPRECATED = False  # the pipeline is current; only CrossFrameAttnProcessor's module is under deprecated/
+#: The docs write the pipeline's default PIL frames (``imageio.mimsave``): ``numpy_to_pil`` rounds.
+UINT8_CONVERSION = "round"
 
 #: Short keys for the released checkpoints.
 MODELS = {
@@ -75,6 +80,7 @@ class Params(ResizedVideoParams):
     )
     negative_prompt: str | None = Field(None, description="what to steer away from; default: the empty prompt")
     eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta (scheduler: ddim only): 0 is deterministic DDIM")
+    fps: int | None = fps_field(None)
 
 
 def load(options: LoadOptions, device: str):
@@ -126,7 +132,9 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
     video = pipe.image_processor.postprocess(image, output_type="np", do_denormalize=denormalize)
     pipe.maybe_free_model_hooks()
     decode_s = watch.lap()
-    return Rendered(frames=to_uint8_frames(video), fps=fps, denoise_s=denoise_s, decode_s=decode_s)
+    return Rendered(
+        frames=to_uint8_frames(video, UINT8_CONVERSION), fps=params.fps or fps, denoise_s=denoise_s, decode_s=decode_s
+    )
 
 
 def build_tiny(path: Path) -> None:
@@ -146,6 +154,8 @@ def build_tiny(path: Path) -> None:
     )
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from transformers import CLIPConfig, CLIPImageProcessor
+
+    from ._tiny import save_with_fp16_variant
 
     tokenizer, text_encoder = clip_text_parts()
     torch.manual_seed(0)
@@ -186,5 +196,4 @@ def build_tiny(path: Path) -> None:
         safety_checker=safety_checker,
         feature_extractor=CLIPImageProcessor(crop_size=32, size=32),  # the tiny checker's 32 px input
     )
-    pipe.save_pretrained(path)
-    pipe.to(torch.float16).save_pretrained(path, variant="fp16")
+    save_with_fp16_variant(pipe, path)  # fp32 configs: the docs' plain from_pretrained(folder) loads float32

@@ -2,16 +2,22 @@
 
 Loaded and called as in the diffusers docs (``api/pipelines/text_to_video``): weights in
 float16 (the ModelScope repo from its ``variant="fp16"`` files; the docs load Zeroscope with
-no variant, so its key reads none), VAE slicing on, the repo's own DDIM
-scheduler, default output numpy. The docs' memory recipe adds ``enable_model_cpu_offload()``
-(and, for Zeroscope, ``unet.enable_forward_chunking(chunk_size=1, dim=1)``); here those are the
-row options ``offload: model`` and ``forward_chunking: 1``, and ``load`` puts the pipeline on
-its device. Rows that differ only in their prompts and seed may share one call (``render_batch``,
-``videosweep run --batch N``; rows with ``eta > 0`` never do).
+no variant, so its key reads none), the repo's own DDIM scheduler, default output numpy. The
+docs' memory recipes add ``enable_model_cpu_offload()``, ``enable_vae_slicing()`` (the 64-frame
+ModelScope call and Zeroscope) and, for Zeroscope, ``unet.enable_forward_chunking(chunk_size=1,
+dim=1)``; here those are the row options ``offload: model``, ``vae_slicing: true`` and
+``forward_chunking: {chunk_size: 1, dim: 1}`` (slicing decodes frame by frame: float noise that
+the docs' truncating conversion can turn into one uint8 level, so it is off unless a row asks,
+as in the docs' first call), and ``load`` puts the pipeline on its device. Rows that differ only in their prompts and seed may share one
+call (``render_batch``, ``videosweep run --batch N``; rows with ``eta > 0`` never do).
+
+The frames are what the docs' ``export_to_video(video_frames)`` makes of the numpy frames,
+``(frame * 255).astype(np.uint8)`` (truncated: ``UINT8_CONVERSION``), and the mp4 is written at
+its default rate, 10 fps (``fps``, a row key; the pipeline takes no frame rate).
 
 Departures from the docs, both forced by diffusers 0.42.1:
-- the docs' ``pipe.enable_vae_slicing()`` is gone from this pipeline (AttributeError); slicing
-  is switched on where it lives, ``pipe.vae.enable_slicing()``, as the VideoToVideoSD example does.
+- the docs' ``pipe.enable_vae_slicing()`` is gone from this pipeline (AttributeError); the row
+  option ``vae_slicing: true`` switches it on where it lives, ``pipe.vae.enable_slicing()``.
 - ``clip_skip`` is not a parameter: with transformers >= 5.6 it fails (``'CLIPTextModel'
   object has no attribute 'text_model'``, diffusers issue #14124); the pipeline's default
   (None) is what every job uses.
@@ -25,7 +31,10 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 from ._tiny import clip_text_parts
-from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, one_call, prompt_lists, to_uint8_frames
+from .base import (
+    LoadOptions, Rendered, Stopwatch, VideoParams,
+    fps_field, from_pretrained, one_call, prompt_lists, to_uint8_frames,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -35,8 +44,10 @@ PIPELINE_CLASS = "TextToVideoSDPipeline"
 #: The parameter that turns on classifier-free guidance, which this pipeline runs as one [unconditional,
 #: conditional] batch: what ``guidance_cutoff`` halves (tasks.denoiser_hooks).
 BATCHED_GUIDANCE = "guidance_scale"
-DESCRIPTION = "deprecated in diffusers: ModelScope / Zeroscope text -> video (UNet3D, DDIM), 8 fps"
+DESCRIPTION = "deprecated in diffusers: ModelScope / Zeroscope text -> video (UNet3D, DDIM), 10 fps"
 DEPRECATED = True
+#: The docs export the pipeline's default numpy frames with ``export_to_video``: ``(frame * 255).astype(np.uint8)``.
+UINT8_CONVERSION = "truncate"
 
 #: Short keys for the released checkpoints.
 MODELS = {
@@ -44,9 +55,10 @@ MODELS = {
     "zeroscope-576w": {"source": "cerspense/zeroscope_v2_576w", "variant": "none"},  # the docs load it without one
 }
 
-#: The pipeline takes no fps; its docstring: "16 frames which at 8 frames per seconds amounts to
-#: 2 seconds of video". (The docs' ``export_to_video`` writes at its own default, 10 fps.)
-FPS = 8
+#: The default ``fps``: the rate the docs' ``export_to_video(video_frames)`` writes at, its default 10.
+#: The pipeline takes no fps (its docstring: "16 frames which at 8 frames per seconds amounts to 2
+#: seconds of video"; this family wrote 8 fps before ``fps`` was a row key).
+FPS = 10
 
 
 class Params(VideoParams):
@@ -72,6 +84,7 @@ class Params(VideoParams):
     num_inference_steps: int = Field(50, ge=1, le=1000, description="denoising steps")
     guidance_scale: float = Field(9.0, ge=0.0, le=100.0, description="classifier-free guidance; <= 1 turns it off")
     eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta: 0 is deterministic DDIM, 1 is DDPM-like noise")
+    fps: int = fps_field(FPS)
 
 
 def load(options: LoadOptions, device: str):
@@ -79,7 +92,6 @@ def load(options: LoadOptions, device: str):
     from diffusers import TextToVideoSDPipeline
 
     pipe = from_pretrained(TextToVideoSDPipeline, options)
-    pipe.vae.enable_slicing()  # the docs' pipe.enable_vae_slicing(), which diffusers 0.42 no longer has
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
@@ -129,10 +141,13 @@ def render_batch(pipe, params_list: list[Params], generators: list[torch.Generat
     #    one video at a time, so that a VAE call never holds two videos' frames
     with torch.no_grad():
         videos = [pipe.decode_latents(one) for one in latents.split(1)]
-    frames = [to_uint8_frames(pipe.video_processor.postprocess_video(video=video, output_type="np")[0]) for video in videos]
+    frames = [
+        to_uint8_frames(pipe.video_processor.postprocess_video(video=video, output_type="np")[0], UINT8_CONVERSION)
+        for video in videos
+    ]
     pipe.maybe_free_model_hooks()  # what the pipeline does after decoding; a no-op without offload
     decode_s = watch.lap()
-    return one_call(frames, FPS, denoise_s, decode_s)
+    return one_call(frames, params.fps, denoise_s, decode_s)
 
 
 def build_tiny(path: Path) -> None:
@@ -144,6 +159,8 @@ def build_tiny(path: Path) -> None:
     """
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
+
+    from ._tiny import save_with_fp16_variant
 
     tokenizer, text_encoder = clip_text_parts()
     torch.manual_seed(0)
@@ -185,5 +202,4 @@ def build_tiny(path: Path) -> None:
     pipe = TextToVideoSDPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler
     )
-    pipe.save_pretrained(path)
-    pipe.to(torch.float16).save_pretrained(path, variant="fp16")
+    save_with_fp16_variant(pipe, path)  # fp32 configs: the docs' plain from_pretrained(folder) loads float32

@@ -7,16 +7,21 @@ so the key reads none), the scheduler swapped for
 frame resized (PIL's default filter) to the output size, ``strength=0.6``. The docs upscale a
 576x320 Zeroscope video to 1024x576; a manifest chains the two with ``video: "@<row id>"``.
 ``enable_model_cpu_offload()`` and ``unet.enable_forward_chunking(chunk_size=1, dim=1)`` of the
-docs are the row options ``offload: model`` and ``forward_chunking: 1``.
+docs are the row options ``offload: model`` and ``forward_chunking: {chunk_size: 1, dim: 1}``.
 
 Departures from the docs, forced by diffusers 0.42.1:
 - ``pipe.enable_vae_slicing()`` is gone from this pipeline; ``pipe.vae.enable_slicing()`` is
   what the pipeline's own docstring example calls.
 - ``clip_skip`` is not a parameter (broken with transformers >= 5.6, diffusers issue #14124).
-- the input video comes from an mp4 file (``tasks.video.read_video``), not from the first
-  pipeline's frames in memory; a chained row therefore sees the H.264-encoded frames.
+- the input video comes from a file (``tasks.video.read_video``), not from the first pipeline's
+  frames in memory; a chained row (``video: "@<row id>"``) reads the file that keeps its source's
+  frames losslessly (FFV1, ``videos/<job id>.mkv``), so it gets exactly the docs' frames. Only a
+  source rendered before videosweep kept them is read from its H.264 mp4 (its record says so).
 
-The output is written at the input video's frame rate: the frames are the input's, re-rendered.
+The output is written at the input video's frame rate (the frames are the input's, re-rendered)
+unless the row sets ``fps``; the docs' ``export_to_video`` writes 10 fps, the rate of the 576w
+video it upscales (a chained text-to-video-sd row's default). The frames are truncated as that
+export converts the pipeline's numpy frames (``UINT8_CONVERSION``).
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from .base import ResizedVideoParams, LoadOptions, Rendered, Stopwatch, from_pretrained, to_uint8_frames, video_field
+from .base import (
+    ResizedVideoParams, LoadOptions, Rendered, Stopwatch, fps_field, from_pretrained, to_uint8_frames, video_field,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -38,6 +45,8 @@ PIPELINE_CLASS = "VideoToVideoSDPipeline"
 BATCHED_GUIDANCE = "guidance_scale"
 DESCRIPTION = "deprecated in diffusers: Zeroscope XL video + prompt -> video (upscale / re-render), strength, DPM++"
 DEPRECATED = True
+#: The docs export the pipeline's default numpy frames with ``export_to_video``: ``(frame * 255).astype(np.uint8)``.
+UINT8_CONVERSION = "truncate"
 
 #: Short keys for the released checkpoints.
 MODELS = {
@@ -65,6 +74,7 @@ class Params(ResizedVideoParams):
     )
     guidance_scale: float = Field(15.0, ge=0.0, le=100.0, description="classifier-free guidance; <= 1 turns it off")
     eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta; ignored by the docs' DPM++ scheduler")
+    fps: int | None = fps_field(None)
 
     @field_validator("num_inference_steps")
     @classmethod
@@ -122,7 +132,9 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
     frames = pipe.video_processor.postprocess_video(video=decoded, output_type="np")[0]
     pipe.maybe_free_model_hooks()  # what the pipeline does after decoding; a no-op without offload
     decode_s = watch.lap()
-    return Rendered(frames=to_uint8_frames(frames), fps=fps, denoise_s=denoise_s, decode_s=decode_s)
+    return Rendered(
+        frames=to_uint8_frames(frames, UINT8_CONVERSION), fps=params.fps or fps, denoise_s=denoise_s, decode_s=decode_s
+    )
 
 
 def build_tiny(path: Path) -> None:

@@ -2,8 +2,9 @@
 
 Loaded and called as in the diffusers docs (``api/pipelines/wan`` and the ``WanPipeline``
 docstring): the VAE (``AutoencoderKLWan``) in float32 "for better decoding quality", the rest in
-the job's dtype (bfloat16 in the docs), 81 frames, guidance 5.0, exported at 16 fps. The docs
-swap in ``UniPCMultistepScheduler.from_config(..., flow_shift=...)`` (3.0 for 480p, 5.0 for 720p):
+the job's dtype (bfloat16 in the docs), 81 frames, guidance 5.0, exported at 16 fps (``fps``) as
+``export_to_video`` converts the numpy frames, ``(frame * 255).astype(np.uint8)`` (truncated:
+``UINT8_CONVERSION``). The docs swap in ``UniPCMultistepScheduler.from_config(..., flow_shift=...)`` (3.0 for 480p, 5.0 for 720p):
 here that is the ``flow_shift`` parameter, applied to one job at a time; unset, the checkpoint's
 own scheduler runs. Wan 2.2 A14B is the same pipeline with a second transformer for the
 low-noise steps (``transformer_2``, ``boundary_ratio`` in its model_index.json) and its own
@@ -20,7 +21,10 @@ from typing import TYPE_CHECKING
 from pydantic import Field, field_validator
 
 from ._tiny import t5_text_parts
-from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, one_call, prompt_lists, to_uint8_frames
+from .base import (
+    LoadOptions, Rendered, Stopwatch, VideoParams,
+    fps_field, from_pretrained, one_call, prompt_lists, to_uint8_frames,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -30,6 +34,8 @@ PIPELINE_CLASS = "WanPipeline"
 DESCRIPTION = "Wan 2.1 / 2.2: text -> video, flow-matching DiT with a UMT5 text encoder (2.2 A14B: two experts)"
 DEPRECATED = False
 GPU_DTYPE = "bfloat16"  # as the docs load it; `dtype: auto` on a GPU means this
+#: The docs export the pipeline's default numpy frames with ``export_to_video``: ``(frame * 255).astype(np.uint8)``.
+UINT8_CONVERSION = "truncate"
 
 #: Short keys for the released checkpoints.
 MODELS = {
@@ -78,6 +84,7 @@ class Params(VideoParams):
         le=100.0,
         description="UniPC flow_shift as the docs set it (3.0 for 480p, 5.0 for 720p); default: the checkpoint's",
     )
+    fps: int = fps_field(FPS)
 
     @field_validator("num_frames")
     @classmethod
@@ -182,9 +189,9 @@ def render_batch(pipe, params_list: list[Params], generators: list[torch.Generat
     denoise_s = watch.lap()
 
     # 2. decode exactly as the pipeline does after its loop, one video at a time, each as it decodes alone
-    videos = [to_uint8_frames(decode(pipe, one)) for one in latents.split(1)]
+    videos = [to_uint8_frames(decode(pipe, one), UINT8_CONVERSION) for one in latents.split(1)]
     decode_s = watch.lap()
-    return one_call(videos, FPS, denoise_s, decode_s, scheduler)
+    return one_call(videos, params.fps, denoise_s, decode_s, scheduler)
 
 
 # -- the tiny checkpoint -------------------------------------------------------------------------
@@ -233,8 +240,9 @@ def tiny_scheduler():
 
 def build_tiny(path: Path) -> None:
     """Save a random-weight Wan 2.1 text-to-video pipeline in the real layout (fp32 and fp16 variant weights)."""
-    import torch
     from diffusers import WanPipeline
+
+    from ._tiny import save_with_fp16_variant
 
     tokenizer, text_encoder = t5_text_parts(umt5=True)
     pipe = WanPipeline(
@@ -244,5 +252,4 @@ def build_tiny(path: Path) -> None:
         scheduler=tiny_scheduler(),
         transformer=tiny_transformer(),
     )
-    pipe.save_pretrained(path)
-    pipe.to(torch.float16).save_pretrained(path, variant="fp16")
+    save_with_fp16_variant(pipe, path)  # fp32 configs: the docs' plain from_pretrained(folder) loads float32

@@ -4,7 +4,8 @@ Loaded and called as in the diffusers docs (the ``WanImageToVideoPipeline`` docs
 ``api/pipelines/wan``): the VAE and the CLIP image encoder in float32, the rest in the job's dtype
 (bfloat16 in the docs); the output size follows the image's aspect ratio within a pixel budget
 (``max_area = 480 * 832``, sides rounded down to the VAE x patch multiple) and the image is resized
-to it; 81 frames, guidance 5.0, exported at 16 fps. Wan 2.1 I2V conditions on CLIP features of
+to it; 81 frames, guidance 5.0, exported at 16 fps (``fps``), the frames truncated to uint8 as
+``export_to_video`` converts them. Wan 2.1 I2V conditions on CLIP features of
 the image (``image_encoder``, ``image_processor``); Wan 2.2 I2V A14B has neither, and instead two
 transformers (``transformer_2``, ``boundary_ratio``) with a ``guidance_scale_2`` of its own.
 """
@@ -29,6 +30,8 @@ PIPELINE_CLASS = "WanImageToVideoPipeline"
 DESCRIPTION = "Wan 2.1 / 2.2: image (+ text) -> video, the image as first frame; size from its aspect ratio"
 DEPRECATED = False
 GPU_DTYPE = "bfloat16"  # as the docs load it; `dtype: auto` on a GPU means this
+#: The docs export the pipeline's default numpy frames with ``export_to_video``: ``(frame * 255).astype(np.uint8)``.
+UINT8_CONVERSION = "truncate"
 
 #: Short keys for the released checkpoints.
 MODELS = {
@@ -160,7 +163,7 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
     frames = wan.decode(pipe, latents)
     decode_s = watch.lap()
     return Rendered(
-        frames=to_uint8_frames(frames), fps=wan.FPS, denoise_s=denoise_s, decode_s=decode_s, scheduler=scheduler
+        frames=to_uint8_frames(frames, UINT8_CONVERSION), fps=params.fps, denoise_s=denoise_s, decode_s=decode_s, scheduler=scheduler
     )
 
 
@@ -169,6 +172,8 @@ def build_tiny(path: Path) -> None:
     import torch
     from diffusers import WanImageToVideoPipeline
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    from ._tiny import save_with_fp16_variant
 
     tokenizer, text_encoder = t5_text_parts(umt5=True)
     torch.manual_seed(0)
@@ -193,5 +198,4 @@ def build_tiny(path: Path) -> None:
         # 16 noise + 4 mask + 16 first-frame latent channels, as in Wan 2.1 I2V
         transformer=wan.tiny_transformer(in_channels=36, image_dim=16),
     )
-    pipe.save_pretrained(path)
-    pipe.to(torch.float16).save_pretrained(path, variant="fp16")
+    save_with_fp16_variant(pipe, path)  # fp32 configs: the docs' plain from_pretrained(folder) loads float32
