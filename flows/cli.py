@@ -302,10 +302,23 @@ def _print_params(title: str, model, skip=(), extra: dict[str, str] | None = Non
 
 
 def _type_name(annotation) -> str:
+    """A field's type as a person reads it: ``bool | int | {chunk_size, dim}``, ``default | reduce-overhead``."""
+    import types
     import typing
 
-    if typing.get_origin(annotation) is typing.Literal:
-        return " | ".join(map(str, typing.get_args(annotation)))
+    import pydantic
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    if origin is typing.Literal:
+        return " | ".join(map(str, args))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(arg) for arg in args if arg is not type(None))
+    if origin is dict and len(args) == 2:
+        return f"{{{_type_name(args[0])}: {_type_name(args[1])}}}"
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return "{" + ", ".join(annotation.model_fields) + "}"
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 

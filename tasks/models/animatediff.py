@@ -33,7 +33,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from ._tiny import clip_text_parts
 from .base import (
@@ -78,26 +78,9 @@ FPS = 10
 MAX_FRAMES = 32
 
 
-class Params(VideoParams):
-    """The call parameters of ``AnimateDiffPipeline``, with its own defaults."""
+class FreeInitParams(BaseModel):
+    """FreeInit's row keys, for AnimateDiff and PIA: ``pipe.enable_free_init``'s arguments, with its defaults (diffusers 0.42.1)."""
 
-    prompt: str = Field(min_length=1, description="what the video shows")
-    negative_prompt: str | None = Field(None, description="what to steer away from; default: the empty prompt")
-    height: int | None = Field(
-        None, ge=16, le=4096, multiple_of=8, description="output height in pixels; default: the UNet's (512 for SD 1.5)"
-    )
-    width: int | None = Field(
-        None, ge=16, le=4096, multiple_of=8, description="output width in pixels; default: the UNet's (512 for SD 1.5)"
-    )
-    num_frames: int = Field(
-        16, ge=1, le=MAX_FRAMES, description="frames to generate (16 is 2 s at 8 fps); the adapters hold at most 32"
-    )
-    num_inference_steps: int = Field(50, ge=1, le=1000, description="denoising steps")
-    guidance_scale: float = Field(7.5, ge=0.0, le=100.0, description="classifier-free guidance; <= 1 turns it off")
-    eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta: 0 is deterministic DDIM, 1 is DDPM-like noise")
-    decode_chunk_size: int = Field(16, ge=1, le=512, description="frames the VAE decodes at once; lower saves memory")
-    fps: int = fps_field(FPS)
-    # FreeInit: enable_free_init's arguments, with its defaults (diffusers 0.42.1); PIA has the same keys
     free_init: bool = Field(
         False, description="FreeInit (the docs' enable_free_init): refine the initial noise's low frequencies in rounds (slower)"
     )
@@ -115,6 +98,27 @@ class Params(VideoParams):
     free_init_temporal_stop_frequency: float = Field(
         0.25, ge=0.0, le=1.0, description="FreeInit filter's normalized temporal stop frequency (d_t)"
     )
+
+
+class Params(VideoParams, FreeInitParams):
+    """The call parameters of ``AnimateDiffPipeline``, with its own defaults."""
+
+    prompt: str = Field(min_length=1, description="what the video shows")
+    negative_prompt: str | None = Field(None, description="what to steer away from; default: the empty prompt")
+    height: int | None = Field(
+        None, ge=16, le=4096, multiple_of=8, description="output height in pixels; default: the UNet's (512 for SD 1.5)"
+    )
+    width: int | None = Field(
+        None, ge=16, le=4096, multiple_of=8, description="output width in pixels; default: the UNet's (512 for SD 1.5)"
+    )
+    num_frames: int = Field(
+        16, ge=1, le=MAX_FRAMES, description="frames to generate; the adapters hold at most 32"
+    )
+    num_inference_steps: int = Field(50, ge=1, le=1000, description="denoising steps")
+    guidance_scale: float = Field(7.5, ge=0.0, le=100.0, description="classifier-free guidance; <= 1 turns it off")
+    eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta: 0 is deterministic DDIM, 1 is DDPM-like noise")
+    decode_chunk_size: int = Field(16, ge=1, le=512, description="frames the VAE decodes at once; lower saves memory")
+    fps: int = fps_field(FPS)
 
 
 def set_free_init(pipe, params) -> None:

@@ -71,7 +71,7 @@ FPS = 10
 MOTION_SCALES = 9
 
 
-class Params(VideoParams):
+class Params(VideoParams, animatediff.FreeInitParams):
     """The call parameters of ``PIAPipeline``, with its own defaults, and FreeInit."""
 
     image: Path = image_field("the image to animate (the first frame); resized to width x height as the docs do")
@@ -87,7 +87,7 @@ class Params(VideoParams):
         16,
         ge=1,
         le=animatediff.MAX_FRAMES,
-        description="frames to generate (16 is 2 s at 8 fps); the adapter holds at most 32",
+        description="frames to generate; the adapter holds at most 32",
     )
     num_inference_steps: int = Field(50, ge=1, le=1000, description="denoising steps")
     strength: float = Field(
@@ -101,23 +101,6 @@ class Params(VideoParams):
     fps: int = fps_field(FPS)
     free_init: bool = Field(
         False, description="FreeInit: refine the initial noise's low frequencies (slower; fails with euler: use ddim)"
-    )
-    free_init_iters: int = Field(
-        3, ge=1, le=10, description="FreeInit sampling rounds (with fast sampling, the early ones are short)"
-    )
-    free_init_method: Literal["butterworth", "gaussian", "ideal"] = Field(
-        "butterworth", description="FreeInit low-pass filter (diffusers 0.42 has no 'box')"
-    )
-    # the rest of enable_free_init's arguments, with its defaults (diffusers 0.42.1); AnimateDiff has the same keys
-    free_init_use_fast_sampling: bool = Field(
-        False, description="FreeInit coarse-to-fine sampling: the early rounds take fewer steps (faster); the docs set it"
-    )
-    free_init_order: int = Field(4, ge=1, description="order of the butterworth filter: higher is closer to ideal, lower to gaussian")
-    free_init_spatial_stop_frequency: float = Field(
-        0.25, ge=0.0, le=1.0, description="FreeInit filter's normalized spatial stop frequency (d_s)"
-    )
-    free_init_temporal_stop_frequency: float = Field(
-        0.25, ge=0.0, le=1.0, description="FreeInit filter's normalized temporal stop frequency (d_t)"
     )
 
     @field_validator("strength")
