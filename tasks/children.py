@@ -24,6 +24,8 @@ import sys
 import uuid
 
 MARK = "VIDEOSWEEP_OWNER"
+#: Seconds between the watcher's looks at the run's processes while the run lives.
+WATCH_EVERY_S = 2.0
 _reaper: subprocess.Popen | None = None
 
 
@@ -162,22 +164,31 @@ def dask_setup(worker) -> None:
 def _watch(mark: str) -> None:
     """The watcher: wait for the pipe from the run's process to close, then end what carries its mark.
 
-    While it waits it keeps the list of marked processes a second old, so that they are stopped at
-    once when the run dies (before a Dask worker has time to report its lost scheduler), then
-    looks again for any started since.
+    While it waits it keeps a list of the run's descendants, a few seconds old (cheaper than reading
+    every process's environment), so that they are stopped at once when the run dies, before a Dask
+    worker has time to report its lost scheduler; then it looks for every process with the mark.
     """
     import select
 
+    import psutil
+
+    try:
+        run = psutil.Process(os.getppid())
+    except psutil.Error:
+        run = None
     known: list = []
     while True:
         try:
-            ready, _, _ = select.select([0], [], [], 1.0)
+            ready, _, _ = select.select([0], [], [], WATCH_EVERY_S)
             if ready and not os.read(0, 65536):
                 break
         except OSError:
             break
-        if not ready:
-            known = marked(mark)
+        if not ready and run is not None:
+            try:
+                known = [process for process in run.children(recursive=True) if process.pid != os.getpid()]
+            except psutil.Error:
+                pass
     _kill(known)
     end_marked(mark)
 

@@ -393,7 +393,7 @@ def _rendered_fields(pipe: Any, rendered: Any, run: RunContext) -> dict[str, Any
     scheduler = rendered.scheduler or pipe.scheduler
     fields = {
         "scheduler_class": type(scheduler).__name__,
-        "scheduler_config_json": json.dumps(dict(scheduler.config), sort_keys=True, default=str),
+        "scheduler_config_json": scheduler_config_json(scheduler),
         "denoise_s": rendered.denoise_s,
         "decode_s": rendered.decode_s,
     }
@@ -402,6 +402,19 @@ def _rendered_fields(pipe: Any, rendered: Any, run: RunContext) -> dict[str, Any
 
         fields["peak_gpu_mem_bytes"] = torch.cuda.max_memory_allocated(run.device)
     return fields
+
+
+def scheduler_config_json(scheduler: Any) -> str:
+    """A scheduler's config as the record keeps it: the same text in every process.
+
+    diffusers writes ``_use_default_values`` (the keys a ``from_config`` left at their defaults) as a
+    list made from a set, in an order that changes with each process's string hashing: sorted here,
+    or the record embedded in the mp4, and so a rerun's bytes, would differ from run to run.
+    """
+    config = dict(scheduler.config)
+    if isinstance(config.get("_use_default_values"), list):
+        config["_use_default_values"] = sorted(config["_use_default_values"])
+    return json.dumps(config, sort_keys=True, default=str)
 
 
 def finish_job(rendering: Rendering) -> dict[str, Any]:

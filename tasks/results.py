@@ -8,6 +8,7 @@ one), because a directory read takes its schema from one file and would drop the
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import types
@@ -273,10 +274,17 @@ def video_intact(out_root: Path, record: dict[str, Any], kind: str = "video") ->
         return False
     if _known(record.get(f"{kind}_mtime_ns")) and stat.st_mtime_ns == int(record[f"{kind}_mtime_ns"]):
         return True
-    if file_sha256(path) != record.get(f"{kind}_sha256"):
+    if _sha256_of(str(path), stat.st_size, stat.st_mtime_ns) != record.get(f"{kind}_sha256"):
         log.warning(f"{path} is not the {what} its record names (sha256 differs): {then}")
         return False
     return True
+
+
+@functools.lru_cache(maxsize=16384)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    """A file's sha256, read once per process while its size and modification time stay: the command line
+    and the flow inside it both ask what a run may skip (an old root's records carry no mtime)."""
+    return file_sha256(Path(path))
 
 
 def frames_intact(out_root: Path, record: dict[str, Any]) -> bool:

@@ -239,3 +239,19 @@ def test_export_manifest_renders_the_selected_job_ids(rendered, tmp_path):
     assert bad.exit_code == 2 and "motion_bucket_id" in bad.output  # the columns are listed
     none = videosweep("export-manifest", out, "--where", "motion_bucket_id == 1")
     assert none.exit_code == 2 and "selects no job" in none.output
+
+
+def test_a_schedulers_recorded_config_is_the_same_text_in_every_process():
+    """diffusers' _use_default_values is a list made from a set: its order follows the process's string hashing."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+    from tasks.render import scheduler_config_json
+
+    scheduler = DPMSolverMultistepScheduler.from_config(DDIMScheduler().config)
+    defaults = list(scheduler.config["_use_default_values"])
+    assert len(defaults) > 1
+    texts = set()
+    for order in (defaults, defaults[::-1]):
+        scheduler.register_to_config(_use_default_values=order)
+        texts.add(scheduler_config_json(scheduler))
+    assert len(texts) == 1
