@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import flows  # noqa: E402,F401  (quiet, offline defaults, inherited by the runs)
+import videosweep.flows  # noqa: E402,F401  (quiet, offline defaults, inherited by the runs)
 
 #: Seconds a killed run's processes may take to end (its watcher ends them).
 ORPHAN_GRACE_S = 10.0
@@ -49,7 +49,7 @@ def write_manifest(folder: Path, jobs: int) -> Path:
 
 
 def command(manifest: Path, out: Path, workers: int) -> list[str]:
-    return [sys.executable, "-m", "flows.cli", "run", str(manifest), "--out", str(out), "--device", "cpu", "--workers", str(workers)]
+    return [sys.executable, "-m", "videosweep.flows.cli", "run", str(manifest), "--out", str(out), "--device", "cpu", "--workers", str(workers)]
 
 
 def parts(out: Path) -> int:
@@ -111,7 +111,7 @@ def _running(process) -> bool:
 
 
 def scratch_files(out: Path) -> list[Path]:
-    from tasks.files import SCRATCH
+    from videosweep.tasks.files import SCRATCH
 
     return [path for path in out.rglob(".*") if path.is_file() and SCRATCH.match(path.name)] if out.exists() else []
 
@@ -121,9 +121,9 @@ def check_root(out: Path, manifest: Path) -> list[str]:
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from tasks.manifest import load_manifest
-    from tasks.models import file_sha256
-    from tasks.video import check_mp4
+    from videosweep.tasks.manifest import load_manifest
+    from videosweep.tasks.models import file_sha256
+    from videosweep.tasks.video import check_mp4
 
     problems = []
     jobs = {job.job_id for job in load_manifest(manifest, "cpu").jobs}

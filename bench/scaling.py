@@ -21,12 +21,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import flows  # noqa: E402,F401  (quiet, offline defaults)
+import videosweep.flows  # noqa: E402,F401  (quiet, offline defaults)
 
 
 def write_manifest(folder: Path, seeds: int) -> Path:
     """Two pipelines (tiny SVD and a copy with another scheduler config), rows interleaved as people write sweeps."""
-    from tasks.models import ensure_built, known_models
+    from videosweep.tasks.models import ensure_built, known_models
 
     tiny = known_models()["tiny-svd"]
     ensure_built(tiny)
@@ -47,9 +47,9 @@ def measure(manifest: Path, folder: Path, workers: list[int], device: str = "cpu
     """Render ``manifest`` once per worker count into ``folder/out-<n>``: one row of figures per count."""
     import pandas as pd
 
-    from flows.render import run_manifest
-    from tasks.manifest import load_manifest
-    from tasks.plan import make_plan, naive_loads
+    from videosweep.flows.render import run_manifest
+    from videosweep.tasks.manifest import load_manifest
+    from videosweep.tasks.plan import make_plan, naive_loads
 
     jobs = load_manifest(manifest, device).jobs
     rows = []

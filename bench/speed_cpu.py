@@ -63,7 +63,7 @@ def main() -> None:
     os.environ.setdefault("VIDEOSWEEP_HOME", str(Path(tempfile.mkdtemp(prefix="videosweep-speed-home-"))))
     import torch
 
-    import flows  # noqa: F401  (quiet, offline defaults)
+    import videosweep.flows  # noqa: F401  (quiet, offline defaults)
     from bench import scaling
     from bench.speed_measure import (
         Geometry,
@@ -73,8 +73,8 @@ def main() -> None:
         table,
         write_json,
     )
-    from tasks.models import ensure_built, known_models
-    from tasks.provenance import environment
+    from videosweep.tasks.models import ensure_built, known_models
+    from videosweep.tasks.provenance import environment
 
     torch.set_num_threads(args.threads)
     tiny = known_models()["tiny-svd"]
@@ -177,7 +177,7 @@ def prefect_run(folder: Path, geometry, seeds: list[int]) -> dict:
         f"name: speed-prefect\ndefaults: {{model: tiny-svd, image: {IMAGE}, {geometry.row()}}}\nrows:\n{rows}\n"
     )
     env = os.environ | {"PREFECT_HOME": str(work / "prefect-home")}
-    cli = [sys.executable, "-c", "from flows.cli import app; app()", "run", str(work / "speed.yaml"), "--out", str(work / "out")]
+    cli = [sys.executable, "-c", "from videosweep.flows.cli import app; app()", "run", str(work / "speed.yaml"), "--out", str(work / "out")]
 
     def run(*extra: str) -> tuple[float, float, pd.DataFrame]:
         """One `videosweep run`: seconds to its first job, wall seconds, its records."""

@@ -117,7 +117,7 @@ def build_full_size(path: Path, device: str) -> None:
         CLIPVisionModelWithProjection,
     )
 
-    from tasks.models.svd import build_tiny
+    from videosweep.tasks.models.svd import build_tiny
 
     with tempfile.TemporaryDirectory() as scratch:  # the release's scheduler config, as the tiny checkpoint has it
         build_tiny(Path(scratch))
@@ -157,7 +157,7 @@ def main() -> None:
     home = Path(os.environ.setdefault("VIDEOSWEEP_HOME", str(Path(tempfile.gettempdir()) / "videosweep-speed-home")))
     import torch
 
-    import flows  # noqa: F401  (quiet, offline defaults)
+    import videosweep.flows  # noqa: F401  (quiet, offline defaults)
     from bench.speed_measure import (
         Geometry,
         bare_diffusers,
@@ -166,8 +166,8 @@ def main() -> None:
         table,
         write_json,
     )
-    from tasks.provenance import environment, gpu_name
-    from tasks.tuning import compile_cache_dir
+    from videosweep.tasks.provenance import environment, gpu_name
+    from videosweep.tasks.pipeline_setup import compile_cache_dir
 
     device = "cpu" if args.tiny else "cuda"
     if device == "cuda" and not torch.cuda.is_available():
@@ -198,7 +198,7 @@ def main() -> None:
     if not (checkpoint / "model_index.json").is_file():
         began = time.perf_counter()
         if args.tiny:
-            from tasks.models.svd import build_tiny
+            from videosweep.tasks.models.svd import build_tiny
 
             build_tiny(checkpoint)
         else:

@@ -4,7 +4,7 @@ Two ways to render the same SVD videos from one checkpoint folder:
 - :func:`bare_diffusers`: ``StableVideoDiffusionPipeline.from_pretrained`` called once per video,
   frames written with the same mp4 writer videosweep uses (``tasks.video.write_mp4``);
 - :func:`render_path`: the same videos as manifest rows through the code a run renders with
-  (``tasks.render``: registry, pipeline cache, per-job options, ``--batch``, export overlapped
+  (``tasks.render.loop.Renderer``: registry, pipeline cache, per-job options, ``--batch``, export overlapped
   with the next render, metrics, Parquet record), no Prefect.
 
 Both time each call with the device synchronised: the first call (warm-up, autotuning, compiling)
@@ -109,9 +109,10 @@ def bare_diffusers(
     from diffusers import StableVideoDiffusionPipeline
     from diffusers.utils import load_image
 
-    from tasks.models import svd
-    from tasks.models.base import to_uint8_frames
-    from tasks.video import write_mp4
+    from videosweep.tasks.models import svd
+    from videosweep.tasks.models.base import to_uint8_frames
+    from videosweep.tasks.render.cache import free_memory
+    from videosweep.tasks.video import write_mp4
 
     started = time.perf_counter()
     variant = "fp16" if dtype == "float16" else None
@@ -143,7 +144,7 @@ def bare_diffusers(
     measured = Measured(name, "bare diffusers", {"offload": "model"} if offload else {}, times, load_s, batch, peak_gib(device))
     measured.first_frames = first
     del pipe
-    _free(device)
+    free_memory(device)
     return measured
 
 
@@ -160,11 +161,12 @@ def render_path(
     """The same videos as rows of a manifest, rendered as a run renders them: ``batch`` per call, exports overlapped.
 
     A fresh pipeline cache. Each call is timed from its start until the next may start: its
-    render plus any wait for the previous video's export (the export thread of ``tasks.render``),
+    render plus any wait for the previous video's export (the export thread of ``tasks.render.export``),
     which is what a video costs in a run's steady state; the first call's pipeline load apart.
     """
-    from tasks.manifest import load_manifest
-    from tasks.render import Exporter, RunContext, batches, pipeline_cache, render_jobs
+    from videosweep.tasks.manifest import load_manifest
+    from videosweep.tasks.render import RunContext, pipeline_cache
+    from videosweep.tasks.render.loop import Renderer
 
     options = options or {}
     folder.mkdir(parents=True, exist_ok=True)
@@ -178,14 +180,14 @@ def render_path(
     run = RunContext.new(folder / "out", device, table, batch=batch)
     pipeline_cache().clear()
     times, records = [], []
-    with Exporter(run.overlap_export) as exporter:
-        for calls in batches(table.jobs, batch, run.run_id):
+    with Renderer(run, {}, datetime.now(timezone.utc)) as renderer:
+        for calls in renderer.batches(table.jobs):
             synchronize(device)
             began = time.perf_counter()
-            records += render_jobs(calls, run, {}, exporter, datetime.now(timezone.utc))
+            records += renderer(calls)
             synchronize(device)
             times.append(time.perf_counter() - began)
-        records += exporter.drain()
+        records += renderer.drain()
     peak = None
     for record in records:
         if record["status"] != "ok" or record["batch_size"] != batch:  # a fallback would time another way
@@ -204,7 +206,7 @@ def render_path(
 
 def fidelity(frames: np.ndarray | None, reference: np.ndarray | None) -> dict[str, float | None]:
     """PSNR (dB) and SSIM of a video against the reference variant's, frame by frame, averaged."""
-    from tasks.metrics import psnr, ssim
+    from videosweep.tasks.metrics import psnr, ssim
 
     if frames is None or reference is None or frames.shape != reference.shape:
         return {"psnr_db": None, "ssim": None}
@@ -240,16 +242,7 @@ def write_json(path: Path | None, results: dict[str, Any]) -> None:
 
 
 def _read(path: Path) -> np.ndarray:
-    from tasks.video import read_mp4
+    from videosweep.tasks.video import read_mp4
 
     return read_mp4(path)[0]
 
-
-def _free(device: str) -> None:
-    import gc
-
-    gc.collect()
-    if device.startswith("cuda"):
-        import torch
-
-        torch.cuda.empty_cache()

@@ -45,8 +45,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print cProfile's 25 costliest functions")
     args = parser.parse_args()
 
-    import flows  # noqa: F401  (the command line's quiet, offline defaults)
-    from tasks.manifest import Limits, load_manifest
+    import videosweep.flows  # noqa: F401  (the command line's quiet, offline defaults)
+    from videosweep.tasks.manifest import Limits, load_manifest
 
     with tempfile.TemporaryDirectory(prefix="videosweep-scale-") as scratch:
         folder = Path(scratch)

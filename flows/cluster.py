@@ -9,7 +9,7 @@ import os
 import threading
 from collections.abc import Callable
 
-from tasks.errors import InputError
+from videosweep.tasks.errors import InputError
 
 
 def worker_count(workers: int | None, device: str) -> int:
@@ -42,7 +42,7 @@ def dask_runner(workers: int, address: str | None, device: str):
     if workers == 1:
         return None
     slots = {"n_workers": workers, "threads_per_worker": 1, "resources": {"GPU": 1}, "dashboard_address": None,
-             "preload": ["tasks.children"]}  # its workers leave Ctrl-C to the run (tasks.children.dask_setup)
+             "preload": ["videosweep.tasks.children"]}  # its workers leave Ctrl-C to the run (tasks.children.dask_setup)
     if device.startswith("cuda"):
         if importlib.util.find_spec("dask_cuda") is None:
             raise InputError(

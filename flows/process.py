@@ -37,7 +37,7 @@ resume_hint: str | None = None
 
 def log_path() -> Path:
     """This process's log file (created on first write)."""
-    from tasks.models import videosweep_home
+    from videosweep.tasks.models import videosweep_home
 
     global _log_path
     if _log_path is None:
@@ -78,7 +78,7 @@ class _TerminalFormatter(logging.Formatter):
     """One printable line (tasks.text): a warning may quote a path or an error the user's input made."""
 
     def format(self, record: logging.LogRecord) -> str:
-        from tasks.text import printable
+        from videosweep.tasks.text import printable
 
         return printable(super().format(record), 2000)
 
@@ -158,13 +158,13 @@ def stop(code: int) -> None:
     if os.isatty(2):
         line = "\x1b[?25h\n" + line  # the progress bar hid the cursor; nothing else will show it again
     os.write(2, line.encode())
-    from tasks import children
+    from videosweep.tasks import children
 
     children.freeze_children()  # the Prefect server, Dask workers: still, and silent, from now on
     _silence_stderr()  # and this process's own threads too: that line is the last the terminal gets
-    render = sys.modules.get("tasks.render")  # not imported yet: no job can be exporting
-    if render is not None:
-        render.FINISHING.acquire(timeout=EXPORT_GRACE_S)  # and held: no other job starts exporting
+    export = sys.modules.get("videosweep.tasks.render.export")  # not imported yet: no job can be exporting
+    if export is not None:
+        export.FINISHING.acquire(timeout=EXPORT_GRACE_S)  # and held: no other job starts exporting
     children.end_children()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -21,9 +21,9 @@ from uuid import UUID
 
 from prefect import flow
 
-from tasks.errors import InputError
-from tasks.text import markdown_code_block
-from tasks.watchdog import DEFAULT_HANG_TIMEOUT_S
+from videosweep.tasks.errors import InputError
+from videosweep.tasks.text import markdown_code_block
+from videosweep.tasks.watchdog import DEFAULT_HANG_TIMEOUT_S
 
 from .render import run_manifest
 
@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.objects import FlowRun
 
-    from tasks.submission import Progress
-    from tasks.summary import RunSummary
+    from videosweep.tasks.submission import Progress
+    from videosweep.tasks.summary import RunSummary
 
 PREFECT_YAML = Path(__file__).resolve().parent.parent / "prefect.yaml"
 PRIORITIES = range(1, 6)  # Prefect's order: 1 runs first
@@ -259,8 +259,8 @@ def serve(pool: str | None = None, limit: int = 1) -> None:
 
 def run_progress(client: SyncPrefectClient, run: FlowRun) -> Progress:
     """A submitted run's jobs, from the results table of its output root, and its running render tasks."""
-    from tasks.models import file_sha256
-    from tasks.submission import progress_of
+    from videosweep.tasks.models import file_sha256
+    from videosweep.tasks.submission import progress_of
 
     manifest = Path(run.parameters["manifest"])
     running = running_jobs(client, run) if run.state is not None and run.state.is_running() else 0

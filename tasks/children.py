@@ -12,7 +12,7 @@ included), the pipe closes and the watcher ends every process still carrying the
 a second. A later run on the same output root does the same from the token listed in
 ``.videosweep/processes.json`` (:func:`end_marked`), in case the watcher was killed too.
 
-Run as ``python -m tasks.children TOKEN``, this module is that watcher; as a Dask preload, it
+Run as ``python -m videosweep.tasks.children TOKEN``, this module is that watcher; as a Dask preload, it
 keeps the terminal's Ctrl-C from a run's local workers (:func:`dask_setup`).
 """
 
@@ -55,10 +55,8 @@ def start_reaper() -> None:
     if _reaper is not None and _reaper.poll() is None:
         return
     environment = {key: value for key, value in os.environ.items() if key != MARK}  # it must not end itself
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, environment.get("PYTHONPATH")]))
     _reaper = subprocess.Popen(
-        [sys.executable, "-m", "tasks.children", mark],
+        [sys.executable, "-m", "videosweep.tasks.children", mark],
         stdin=subprocess.PIPE,  # its read end; the write end stays here, closed by the kernel when this process ends
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -31,11 +31,11 @@ import numpy as np
 
 from .errors import InputError
 from .files import write_atomic
-from .results import RESULTS_DIR, read_results
+from .layout import GRIDS_DIR, RESULTS_DIR
+from .results import read_results
 from .text import ELLIPSIS, drawable, printable
 from .video import iter_mp4, read_video_info, write_mp4
 
-GRIDS_DIR = "grids"
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 FITS = ("hold", "loop")  # what a clip shorter than the grid shows after its end
 PREVIEW_FORMATS = ("webp", "gif")
@@ -155,7 +155,7 @@ def draw_grids(
         raise InputError(f"formats={formats!r}: choose from mp4, {', '.join(PREVIEW_FORMATS)}")
     records = _select(out_root, where, job_ids)
     names = sorted({name for record in records for name in record.params})
-    varying = [name for name in names if len(_values(records, name)) > 1]
+    varying = _varying(records)
     axes = [axis for axis in (x, y, z) if axis is not None]
     for label, axis in zip(("x", "y", "z"), (x, y, z)):
         if axis is not None and axis not in names:
@@ -208,9 +208,7 @@ def draw_grids(
 
 def _select(out_root: Path, where: str | None, job_ids: list[str] | None) -> list[_Record]:
     """The latest attempt of each job, filtered; each with its parameters (swept, family, seed, model)."""
-    import pandas as pd
-
-    from .query import latest_attempts, with_swept_columns
+    from .query import UnknownName, latest_attempts, rows_where, with_swept_columns
 
     table = read_results(out_root)
     if table.empty:
@@ -222,19 +220,19 @@ def _select(out_root: Path, where: str | None, job_ids: list[str] | None) -> lis
     table = with_swept_columns(latest_attempts(table))  # swept pipeline options get a column to query
     if where:
         try:
-            table = table.query(where)
-        except pd.errors.UndefinedVariableError as exc:
-            name = re.search(r"'([^']+)'", str(exc))
-            every = [_parameters(row) for _, row in table.iterrows()]
-            varying = sorted({key for values in every for key in values if len({v.get(key) for v in every}) > 1})
+            table = rows_where(table, where)
+        except UnknownName as exc:  # told in the grid's terms: the parameters an axis can take
+            varying = _varying(_records(table, out_root))
             raise InputError(
-                f"where {where!r}: unknown parameter {name.group(1) if name else str(exc)!r}; "
-                f"parameters that vary: {_listing(varying)}"
+                f"where {where!r}: unknown parameter {exc.name!r}; parameters that vary: {_listing(varying)}"
             ) from None
-        except Exception as exc:  # noqa: BLE001 - pandas raises many kinds for a malformed query
-            raise InputError(f"where {where!r} is not a valid pandas query: {exc}") from None
         if table.empty:
             raise InputError(f"no results in {out_root / RESULTS_DIR} match where {where!r}")
+    return _records(table, out_root)
+
+
+def _records(table, out_root: Path) -> list[_Record]:
+    """Each row of ``table`` as a record: its video under ``out_root``, its parameters."""
     return [
         _Record(
             job_id=row["job_id"],
@@ -267,6 +265,12 @@ def _known(value: Any) -> bool:
 def _hashable(value: Any) -> Any:
     """Lists and mappings (a swept FreeU setting) as their JSON text, so they can be compared and grouped."""
     return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else value
+
+
+def _varying(records: list[_Record]) -> list[str]:
+    """The parameters that take more than one value among ``records``, by name."""
+    names = sorted({name for record in records for name in record.params})
+    return [name for name in names if len(_values(records, name)) > 1]
 
 
 def _values(records: list[_Record], name: str) -> set:

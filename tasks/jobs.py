@@ -11,9 +11,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from .errors import InputError
+from .layout import job_frames_path, job_video_path
 from .models import COMMIT, FAMILIES
 from .models.base import LoadOptions
-from .tuning import load_options
+from .pipeline_options import load_options
 
 #: Part of every job id: bump it when the meaning of a field that feeds the hash changes.
 JOB_ID_SCHEME = 1
@@ -42,7 +43,7 @@ class Job(BaseModel):
     components: dict[str, str] = {}  # separately stored parts: name -> hub id or folder
     component_revisions: dict[str, str] = {}  # name -> hub commit or "sha256:" of the folder
     depends_on: list[str] = []  # job ids whose videos this job takes as input ("@<job_id>" values)
-    options: dict[str, Any] = {}  # the pipeline options the row set (tasks.tuning)
+    options: dict[str, Any] = {}  # the pipeline options the row set (tasks.pipeline_options)
     parent_job_id: str | None = None  # the job `rerun --set` derived this one from (not part of the id)
     keep_frames: bool = False  # another job takes this one's video: its frames are kept losslessly too (not part of the id)
 
@@ -63,15 +64,14 @@ class Job(BaseModel):
 
     @property
     def batch_key(self) -> tuple | None:
-        """Jobs with equal keys may share one pipeline call: all but the seed and the family's ``BATCH_FIELDS`` alike.
+        """Jobs with equal keys may share one pipeline call: all but the seed and the family's ``batch_fields`` alike.
 
-        None where the family renders one video per call (it has no ``render_batch``), or this row
-        must (the family's ``batchable(params)`` says no).
+        None where the family renders one video per call, or this row must (``Family.can_batch``).
         """
-        module = FAMILIES[self.family]
-        if not hasattr(module, "render_batch") or not getattr(module, "batchable", lambda params: True)(self.params):
+        spec = FAMILIES[self.family]
+        if not spec.can_batch(self.params):
             return None
-        shared = {key: value for key, value in self.params.items() if key not in getattr(module, "BATCH_FIELDS", ())}
+        shared = {key: value for key, value in self.params.items() if key not in spec.batch_fields}
         alike = json.dumps([self.generator_device, self.options, shared], sort_keys=True, default=str)
         return (self.pipeline_key, alike)
 
@@ -84,21 +84,10 @@ class Job(BaseModel):
                 if out_root is None:
                     raise InputError(f"{key}={value!r} names another job's video: give the output root")
                 params[key] = str(out_root / chain_input(out_root, value[1:], value[1:] in lossy)[0])
-        return FAMILIES[self.family].Params(**params)
+        return FAMILIES[self.family].params(**params)
 
     def label(self) -> str:
         return describe(self.index, self.origin, self.coords)
-
-
-def job_video_path(job_id: str) -> str:
-    """Where a job's video lives, relative to the output root."""
-    return f"videos/{job_id}.mp4"
-
-
-def job_frames_path(job_id: str) -> str:
-    """Where a job's frames are kept losslessly (FFV1, ``tasks.video.write_lossless``), relative to the output root:
-    written beside the mp4 for jobs that another job takes as input (``keep_frames``)."""
-    return f"videos/{job_id}.mkv"
 
 
 def chain_input(out_root: Path, source: str, lossy: bool = False) -> tuple[str, bool]:

@@ -25,7 +25,7 @@ _OFFLOAD_ORDER = ("none", "model", "sequential")
 @dataclass(frozen=True)
 class Rung:
     name: str
-    options: dict[str, Any] = field(default_factory=dict)  # pipeline options (tasks.tuning)
+    options: dict[str, Any] = field(default_factory=dict)  # pipeline options (tasks.pipeline_options)
     params: dict[str, Any] = field(default_factory=dict)  # family parameters, where the family has them
     gpu_only: bool = False
 
@@ -43,7 +43,7 @@ LADDER = (
 
 def ladder(job: Job, device: str) -> Iterator[tuple[str, Job]]:
     """``job`` as asked, then each lighter rung that changes something for it, as (rung name, job to render)."""
-    fields = FAMILIES[job.family].Params.model_fields
+    fields = FAMILIES[job.family].params.model_fields
     options, params = dict(job.options), dict(job.params)
     for rung in LADDER:
         if rung.gpu_only and not device.startswith("cuda"):

@@ -22,7 +22,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
-import math
 import os
 import shutil
 import socket
@@ -34,20 +33,16 @@ from pathlib import Path
 
 from . import children
 from .errors import InputError
+from .estimates import BYTES_PER_PIXEL_FRAME, estimated_output_bytes
 from .files import remove_stale_scratch, write_atomic
 from .jobs import Job
-from .plan import video_shape
+from .layout import OWNED_DIRS, STATE_DIR, WRITTEN_FILES
+from .results import set_aside_unreadable
 
-STATE_DIR = ".videosweep"
 PROCESSES_FILE = "processes.json"
 RESERVE_FILE = "reserve"
 #: Bytes kept free for a run whose disk fills: its last records, its report and summary.
 RESERVE_BYTES = 16 * 2**20
-#: Bytes an H.264 video (crf 17) takes per pixel of each frame, generously: generated video of
-#: random-weight models (noise) measured ~0.15 here; real footage is far smaller.
-BYTES_PER_PIXEL_FRAME = 0.25
-#: FFV1 frames kept for a chain (tasks.video.write_lossless): raw RGB is about their worst case (random noise).
-LOSSLESS_BYTES_PER_PIXEL_FRAME = 3.0
 #: Kept free on top of the estimate: results parts, grids, the report.
 DISK_MARGIN_BYTES = 256 * 2**20
 
@@ -135,15 +130,8 @@ def usable_root(out_root: Path) -> Path:
 
 def check_manifest_location(manifest: Path, out_root: Path) -> None:
     """Refuse a manifest that lives where the run writes (``OUT/manifest.lock.yaml``, ``OUT/videos/``...)."""
-    from .grid import GRIDS_DIR
-    from .report import REPORT_NAME
-    from .reproduce import KEPT_INPUTS_DIR, LOCK_FILE
-    from .results import RESULTS_DIR
-
     path, root = manifest.resolve(), out_root.resolve()
-    written = [root / LOCK_FILE, root / REPORT_NAME]
-    owned = [root / name for name in (STATE_DIR, RESULTS_DIR, GRIDS_DIR, "videos", KEPT_INPUTS_DIR)]
-    if path in written or any(folder in path.parents for folder in owned):
+    if path in [root / name for name in WRITTEN_FILES] or any(root / name in path.parents for name in OWNED_DIRS):
         raise OutRootError(
             f"the manifest {manifest} lies where the run writes its own files in {out_root}; "
             "move it out of there (or choose another --out)"
@@ -153,8 +141,6 @@ def check_manifest_location(manifest: Path, out_root: Path) -> None:
 def tidy(out_root: Path) -> None:
     """Remove scratch files of processes that are gone; set aside results parts that cannot be read."""
     import psutil
-
-    from .results import set_aside_unreadable
 
     remove_stale_scratch(out_root, psutil.pid_exists)
     set_aside_unreadable(out_root)
@@ -248,14 +234,6 @@ def _holder_text(text: str) -> str:
         f"run {holder.get('run_id')} of manifest {holder.get('manifest')!r}, process {holder.get('pid')} "
         f"on {holder.get('host')}, started {holder.get('started_at')}"
     )
-
-
-def estimated_output_bytes(jobs: list[Job]) -> int:
-    """What rendering ``jobs`` will write: their videos, at ``BYTES_PER_PIXEL_FRAME``, and the lossless frames of
-    the jobs another job takes as input (``keep_frames``), at most about raw RGB (``LOSSLESS_BYTES_PER_PIXEL_FRAME``)."""
-    videos = sum(math.prod(video_shape(job)) for job in jobs) * BYTES_PER_PIXEL_FRAME
-    frames = sum(math.prod(video_shape(job)) for job in jobs if job.keep_frames) * LOSSLESS_BYTES_PER_PIXEL_FRAME
-    return int(videos + frames)
 
 
 def check_room(out_root: Path, jobs: list[Job]) -> None:

@@ -3,9 +3,7 @@
 Jobs are grouped by pipeline; the costliest groups are placed first, each on the least-loaded
 worker, and a group spills onto another worker only when the one it is on already holds its
 fair share of the whole run's cost. A worker's jobs are cut into small shards (the unit of a
-Prefect task), handed out one at a time as workers free up (:class:`Dispatcher`): a worker that
-runs dry takes a shard still queued for another, preferring one whose pipeline it holds, so a
-slow GPU or a costly job does not leave the others idle.
+Prefect task), which the flow's dispatcher (flows.dispatch) hands out as workers free up.
 
 Jobs that take another job's video come in later *levels*, run after the level before.
 """
@@ -16,24 +14,12 @@ import math
 from dataclasses import dataclass, field
 
 from .errors import InputError
+from .estimates import job_cost
 from .jobs import Job
 
 #: Shards hold at most this many jobs, and at least a quarter of a worker's jobs of one pipeline
 #: are split into four, so an idle worker has queued work to take without a task per job.
 MAX_SHARD_JOBS = 8
-
-
-def video_shape(job: Job) -> tuple[int, int, int]:
-    """(frames, height, width) of a job's video; 16 frames of 512 px where the row left them to the pipeline."""
-    params = job.params
-    frames = params.get("num_frames") or params.get("video_length") or 16
-    return frames, params.get("height") or 512, params.get("width") or 512
-
-
-def job_cost(job: Job) -> float:
-    """Estimated cost in megapixel-frame-steps: frames x height x width x denoising steps / 1e6 (25 steps if unset)."""
-    frames, height, width = video_shape(job)
-    return frames * height * width * (job.params.get("num_inference_steps") or 25) / 1e6
 
 
 @dataclass
@@ -96,41 +82,6 @@ class Plan:
                 f"jobs {', '.join(job.job_id[:8] for job in shard.jobs)}"
             )
         return "\n".join(lines)
-
-
-class Dispatcher:
-    """The shards of one level, handed to workers as they free up.
-
-    A worker takes its own planned shards in order. One that has none left takes a shard still
-    queued for another worker: one whose pipeline it holds if there is any, else any, always from
-    the worker with the most queued cost and from the end of its queue, so the owner's run of
-    shards (and its loaded pipeline) stays unbroken as long as possible.
-    """
-
-    def __init__(self, shards: list[Shard], workers: int) -> None:
-        self.queues: list[list[Shard]] = [[shard for shard in shards if shard.worker == w] for w in range(workers)]
-        self.held: dict[int, tuple] = {}  # worker -> the pipeline of the last shard it took
-        self.stolen = 0
-
-    @property
-    def queued(self) -> int:
-        return sum(map(len, self.queues))
-
-    def next_for(self, worker: int) -> Shard | None:
-        if self.queues[worker]:
-            shard = self.queues[worker].pop(0)
-        else:
-            victims = [w for w, queue in enumerate(self.queues) if queue]
-            if not victims:
-                return None
-            held = self.held.get(worker)
-            same = [w for w in victims if any(shard.pipeline_key == held for shard in self.queues[w])]
-            victim = self.queues[max(same or victims, key=lambda w: sum(shard.cost for shard in self.queues[w]))]
-            place = max(i for i, shard in enumerate(victim) if not same or shard.pipeline_key == held)
-            shard = victim.pop(place)
-            self.stolen += 1
-        self.held[worker] = shard.pipeline_key
-        return shard
 
 
 def in_order(jobs: list[Job]) -> list[Job]:

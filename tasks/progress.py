@@ -6,15 +6,16 @@ through ``tasks.text.printable`` and is printed as plain text, never as rich mar
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
+from .errors import stops_run
 from .jobs import Job
-from .render import DiskFull
 from .text import printable
 
 LABEL_LIMIT = 120  # characters of the job in flight on the bar
@@ -28,12 +29,12 @@ class JobProgress:
         self._progress = progress
         self._task = progress.add_task("rendering", total=total, job="")
         self.stopped = False  # the output disk is full: hand out no more jobs
-        self.records: list[dict] = []  # every record of the run, those a full disk kept off the disk included
+        self.records: list[Mapping[str, Any]] = []  # every record of the run, those a full disk kept off the disk included
 
     def start(self, job: Job) -> None:
         self._progress.update(self._task, job=printable(f"{job.job_id} {job.label()}", LABEL_LIMIT))
 
-    def finish(self, record: dict) -> None:
+    def finish(self, record: Mapping[str, Any]) -> None:
         self.records.append(record)
         if record["status"] != "ok":
             line = Text.assemble(
@@ -41,7 +42,7 @@ class JobProgress:
                 " " + printable(f"{record['job_id']}: {record['error_type']}: {record['error']}", ERROR_LIMIT),
             )
             self._progress.console.print(line, highlight=False)
-        self.stopped = self.stopped or record.get("error_type") == DiskFull.__name__
+        self.stopped = self.stopped or stops_run(record)
         self._progress.advance(self._task)
 
 

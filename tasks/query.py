@@ -40,6 +40,14 @@ class QueryError(InputError):
     """A selection the table cannot answer; the message names what is wrong and what is available."""
 
 
+class UnknownName(QueryError):
+    """A ``where`` expression that names something the table has no column for (``name``)."""
+
+    def __init__(self, message: str, name: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
 def latest_attempts(table):
     """One row per job, its latest attempt (highest ``attempt``, then latest ``finished_at``), in manifest order."""
     ordered = table.sort_values(["attempt", "finished_at"], kind="stable", na_position="first")
@@ -71,7 +79,7 @@ def _scalar(value: Any) -> Any:
 
 def varying_parameters(table) -> list[str]:
     """Model, swept keys, call parameters and seed that take more than one value in ``table``."""
-    params = [name for module in FAMILIES.values() for name in module.Params.model_fields]
+    params = [name for spec in FAMILIES.values() for name in spec.params.model_fields]
     candidates = dict.fromkeys(["model", *swept_keys(table), *params, "seed"])
     return [name for name in candidates if name in table.columns and table[name].nunique(dropna=True) > 1]
 
@@ -96,7 +104,7 @@ def select(table, where: str | None = None, columns: list[str] | None = None, so
     """
     # 1. filter
     if where:
-        table = _query(table, where)
+        table = rows_where(table, where)
     # 2. sort
     if sort:
         keys = [key.strip() for key in sort.split(",") if key.strip()]
@@ -110,15 +118,18 @@ def select(table, where: str | None = None, columns: list[str] | None = None, so
     return table[columns].reset_index(drop=True)
 
 
-def _query(table, where: str):
+def rows_where(table, where: str):
+    """The rows of ``table`` matching ``where``, a pandas query; a QueryError (UnknownName for a name that
+    is no column) says what is wrong with it."""
     from pandas.errors import UndefinedVariableError
 
     try:
         selected = table.query(where)
     except UndefinedVariableError as exc:
-        name = re.search(r"name '([^']+)'", str(exc))
-        hint = _did_you_mean(name.group(1), table.columns) if name else ""
-        raise QueryError(f"where {where!r}: {exc}{hint}; columns: {', '.join(table.columns)}") from None
+        found = re.search(r"name '([^']+)'", str(exc))
+        name = found.group(1) if found else str(exc)
+        hint = _did_you_mean(name, table.columns) if found else ""
+        raise UnknownName(f"where {where!r}: {exc}{hint}; columns: {', '.join(table.columns)}", name) from None
     except Exception as exc:  # pandas raises SyntaxError, TypeError, ValueError, KeyError... for a bad expression
         raise QueryError(
             f"where {where!r} is not a pandas query over this table ({type(exc).__name__}: {exc}); "

@@ -18,7 +18,8 @@ from urllib.parse import quote
 
 from .errors import InputError
 from .files import write_atomic
-from .grid import GRIDS_DIR, draw_grids
+from .grid import draw_grids
+from .layout import GRIDS_DIR, REPORT_NAME
 from .query import (
     SHORT_ID,
     RootSummary,
@@ -33,7 +34,6 @@ from .query import (
 from .results import read_results
 from .text import markdown, one_line, shorten
 
-REPORT_NAME = "report.html"
 PROBLEM_LIMIT = 2000  # characters of an error message kept in a problem line (the log has the rest)
 
 log = logging.getLogger(__name__)

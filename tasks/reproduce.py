@@ -1,10 +1,9 @@
-"""Make any video again from its record, and let every video carry its record.
+"""Make any video again from its record: ``rerun``, ``show``, ``export-manifest``.
 
-- At render time each input file is kept by content under ``OUT/inputs/<sha256><suffix>``, and
-  the mp4 carries the part of its record that made it (:data:`EMBEDDED`) in its ``comment`` tag.
-- ``rerun`` turns a record back into a manifest row, rebuilds the job through the manifest's own
-  row checker (:func:`tasks.manifest.job_from_row`) and renders it again; ``export_manifest``
-  writes such rows as a manifest that renders the same job ids.
+``rerun`` turns a record back into a manifest row, rebuilds the job through the manifest's own
+row checker (:func:`tasks.manifest.job_from_row`) and renders it again; ``export_manifest``
+writes such rows as a manifest that renders the same job ids. What a run keeps for this (input
+files by hash, the record inside each mp4) is tasks.provenance's.
 
 Bit-identical means equal mp4 bytes: the embedded record holds no run id, host or timestamp, and
 ffmpeg adds none, so equal frames from an equal recipe give an equal file. When the bytes differ,
@@ -19,116 +18,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from .errors import ReproduceError
 from .files import write_atomic
-from .jobs import Job, job_frames_path, job_video_path
+from .jobs import Job
+from .layout import KEPT_INPUTS_DIR, RERUNS_DIR, RESULTS_DIR, job_frames_path, job_video_path
 from .manifest import Manifest, job_from_row
 from .models import FAMILIES, file_sha256, known_models
 from .models.base import input_fields
-from .results import input_hash_column, read_results
+from .provenance import environment, gpu_name, read_embedded_record
+from .record import JobRecord, input_hash_column
+from .render import RunContext, render_job
+from .results import history, read_results
 
-KEPT_INPUTS_DIR = "inputs"
-#: Larger input files (long videos) are not copied under OUT/inputs/; a rerun needs the original.
-KEEP_MAX_BYTES = 64 * 2**20
-RERUNS_DIR = "reruns"
-LOCK_FILE = "manifest.lock.yaml"
-#: The container tag that holds the embedded record.
-METADATA_TAG = "comment"
-#: Record columns a video carries: what made it, never when or where it ran, so the bytes stay reproducible.
-EMBEDDED = (
-    "job_id",
-    "parent_job_id",
-    "model",
-    "family",
-    "model_id",
-    "model_revision",
-    "components_json",
-    "pipeline_class",
-    "scheduler_class",
-    "scheduler_config_json",
-    "dtype",
-    "variant",
-    "device",
-    "gpu_name",
-    "seed",
-    "generator_device",
-    "params_json",
-    "options_json",
-    "python_version",
-    "torch_version",
-    "diffusers_version",
-    "transformers_version",
-    "videosweep_version",
-    "git_commit",
-)
 #: Software and hardware whose change may change pixels: rerun reports them before it starts.
 VERSIONS = ("torch_version", "diffusers_version", "transformers_version", "python_version", "device", "gpu_name")
-
-
-class ReproduceError(InputError):
-    """A job that cannot be found or rebuilt as recorded; the message says why and what would work."""
-
-
-# -- at render time: keep the inputs, embed the record --------------------------------------------
-
-
-def keep_inputs(job: Job, out_root: Path) -> None:
-    """Copy each input file of ``job`` to ``OUT/inputs/<sha256><suffix>`` (atomically, once), so a rerun finds it by hash.
-
-    Raises if a file no longer has the hash the job id was computed with: the video would not be the job's.
-    """
-    for key, digest in job.input_sha256.items():
-        if digest.startswith("job:"):  # another job's video: it stays under OUT/videos/
-            continue
-        source = Path(job.params[key])
-        kept = out_root / KEPT_INPUTS_DIR / f"{digest}{source.suffix}"
-        if kept.is_file() or source.stat().st_size > KEEP_MAX_BYTES:
-            continue
-
-        def copy_checked(scratch: Path) -> None:
-            shutil.copyfile(source, scratch)
-            now = file_sha256(scratch)
-            if now != digest:
-                raise ReproduceError(
-                    f"{key}: {source} changed after the manifest was checked (sha256 {now}, expected {digest}); run again"
-                )
-
-        write_atomic(kept, copy_checked)
-
-
-def embedded_record(record: dict[str, Any]) -> str:
-    """The JSON an mp4 carries in its ``comment`` tag: the :data:`EMBEDDED` columns and the input hashes."""
-    keys = [*EMBEDDED, *sorted(key for key in record if _is_input_hash(key))]
-    return json.dumps({key: record[key] for key in keys if record.get(key) is not None})
-
-
-def read_embedded_record(video: Path) -> dict[str, Any]:
-    """The record an mp4 carries; ReproduceError if it carries none."""
-    from .video import read_mp4_metadata
-
-    if not video.is_file():
-        raise ReproduceError(f"no such file {video}")
-    text = read_mp4_metadata(video).get(METADATA_TAG)
-    try:
-        record = json.loads(text) if text else None
-    except ValueError:
-        record = None
-    if not isinstance(record, dict) or "job_id" not in record:
-        raise ReproduceError(f"{video} carries no videosweep record (its '{METADATA_TAG}' tag is {text!r})")
-    return record
-
-
-def write_lock(manifest: Manifest, out_root: Path) -> Path:
-    """``OUT/manifest.lock.yaml``: the expanded job table of a run, with resolved revisions and input hashes."""
-    import yaml
-
-    lock = {
-        "manifest": str(manifest.path.resolve()),
-        "manifest_sha256": manifest.sha256,
-        "device": manifest.device,
-        "jobs": [job.model_dump(mode="json") for job in manifest.jobs],
-    }
-    return write_atomic(out_root / LOCK_FILE, lambda scratch: scratch.write_text(yaml.safe_dump(lock, sort_keys=False)))
 
 
 # -- reading records back -------------------------------------------------------------------------
@@ -142,7 +45,7 @@ def find_record(out_root: Path, prefix: str) -> dict[str, Any]:
     known = table["job_id"].unique()
     matches = sorted(job_id for job_id in known if job_id.startswith(prefix))
     if not matches:
-        raise ReproduceError(f"no job id in {out_root / 'results'} starts with {prefix!r} ({len(known)} jobs there)")
+        raise ReproduceError(f"no job id in {out_root / RESULTS_DIR} starts with {prefix!r} ({len(known)} jobs there)")
     if len(matches) > 1:
         shown = ", ".join(matches[:10]) + (f" and {len(matches) - 10} more" if len(matches) > 10 else "")
         raise ReproduceError(f"job id prefix {prefix!r} is ambiguous, it matches {shown}; give more characters")
@@ -169,8 +72,6 @@ def readable(record: dict[str, Any]) -> str:
 
 def version_differences(record: dict[str, Any], device: str) -> list[str]:
     """What differs between the software and hardware of a record and this process on ``device``."""
-    from .provenance import environment, gpu_name
-
     now = {**environment(), "device": device, "gpu_name": gpu_name(device)}
     return [
         f"{key.removesuffix('_version')}: {record.get(key)} (recorded) -> {now.get(key)} (now)"
@@ -207,7 +108,7 @@ def record_row(record: dict[str, Any]) -> dict[str, Any]:
         generator_device=record["generator_device"],
     )
     row.update(json.loads(record.get("options_json") or "{}"))
-    inputs = input_fields(FAMILIES[family].Params)
+    inputs = input_fields(FAMILIES[family].params)
     params = json.loads(record["params_json"])
     row.update({key: value for key, value in params.items() if not (key in inputs and value is None)})
     return row
@@ -222,7 +123,7 @@ def locate_inputs(
     the original changed or is gone and no copy is kept. Keys in ``skip`` (given anew) are left alone.
     """
     notes = []
-    for key in input_fields(FAMILIES[record["family"]].Params):
+    for key in input_fields(FAMILIES[record["family"]].params):
         digest = record.get(input_hash_column(key))
         if key in skip or key not in row or not digest or digest.startswith("job:"):
             continue
@@ -286,7 +187,7 @@ class Rerun:
 
 @dataclass
 class RerunOutcome:
-    record: dict[str, Any]  # the new attempt's record
+    record: JobRecord  # the new attempt's record
     video: Path | None
     identical: bool | None  # bit-identical to the recorded video; None when there is nothing to compare
     message: str
@@ -323,10 +224,6 @@ def plan_rerun(out_root: Path, prefix: str, sets: list[str], device: str, into: 
 
 def run_rerun(rerun: Rerun) -> RerunOutcome:
     """Render the rebuilt job into ``rerun.into`` and say whether the video is bit-identical to the recorded one."""
-    # imported here: tasks.render imports this module for the helpers it runs at render time
-    from .render import RunContext, render_job
-    from .results import history
-
     record = rerun.record
     # a chained job's input travels with it: the source's lossless frames where the job read them, else its mp4 alone
     read = json.loads(record.get("chain_inputs_json") or "{}")
@@ -379,24 +276,20 @@ def _bring_frames(rerun: Rerun, source: str, sha256: str | None) -> list[str]:
     return [f"input job {source}: its lossless frames {original} are {why}; rendered it again first: {outcome.message}"]
 
 
-def _outcome(rerun: Rerun, new: dict[str, Any]) -> RerunOutcome:
+def _outcome(rerun: Rerun, new: JobRecord) -> RerunOutcome:
     """Whether the rerun's video is bit-identical to the recorded one."""
     record = rerun.record
-    if new["status"] != "ok":
-        return RerunOutcome(
-            new, None, None, f"job {rerun.job.job_id} {new['status']}: {new['error_type']}: {new['error']}"
-        )
-    video = rerun.into / new["video_path"]
+    if new.status != "ok":
+        return RerunOutcome(new, None, None, f"job {rerun.job.job_id} {new.status}: {new.error_type}: {new.error}")
+    video = rerun.into / new.video_path
     if rerun.is_new_job:
         return RerunOutcome(new, video, None, f"new job {rerun.job.job_id} (parent {record['job_id']}): {video}")
     if record["status"] != "ok":
         return RerunOutcome(
             new, video, None, f"rendered {video}; the recorded attempt {record['status']}, nothing to compare"
         )
-    if new["video_sha256"] == record["video_sha256"]:
-        return RerunOutcome(
-            new, video, True, f"bit-identical to the recorded video (sha256 {new['video_sha256']}): {video}"
-        )
+    if new.video_sha256 == record["video_sha256"]:
+        return RerunOutcome(new, video, True, f"bit-identical to the recorded video (sha256 {new.video_sha256}): {video}")
     return RerunOutcome(
         new,
         video,
@@ -462,7 +355,7 @@ def export_manifest(out_root: Path, where: str | None = None) -> str:
     table = latest_attempts(_results(out_root))
     records = _records(select(with_swept_columns(table), where, columns=list(table.columns)))
     if not records:
-        raise ReproduceError(f"--where {where!r} selects no job of {out_root / 'results'}")
+        raise ReproduceError(f"--where {where!r} selects no job of {out_root / RESULTS_DIR}")
     selected = {record["job_id"] for record in records}
     rows = []
     for record in records:
@@ -496,7 +389,7 @@ def _results(out_root: Path):
     """Every attempt recorded under ``out_root``; ReproduceError if there is none."""
     table = read_results(out_root)
     if table.empty:
-        raise ReproduceError(f"no results under {out_root / 'results'}: is {out_root} an output root?")
+        raise ReproduceError(f"no results under {out_root / RESULTS_DIR}: is {out_root} an output root?")
     return table
 
 
@@ -510,6 +403,3 @@ def _missing(value: Any) -> bool:
 
     return not isinstance(value, (list, dict)) and bool(pd.isna(value))
 
-
-def _is_input_hash(column: str) -> bool:
-    return column.startswith("input_") and column.endswith("_sha256")

@@ -3,7 +3,9 @@
 Each part is written under a dot-name and renamed, so readers (``pandas.read_parquet(OUT /
 "results")``) never see a half-written file, and a killed run loses at most the job in flight.
 Every part carries every column (the parameters of all families, null where a family lacks
-one), because a directory read takes its schema from one file and would drop the others.
+one), because a directory read takes its schema from one file and would drop the others. The
+schema is derived from the record (tasks.record.JobRecord); this module stores and reads it, and
+says from the parts on disk what is done and what is left to render (:func:`history`, :func:`pending`).
 """
 
 from __future__ import annotations
@@ -13,136 +15,64 @@ import logging
 import os
 import types
 import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from .files import write_atomic
-from .metrics import METRICS
-from .models import FAMILIES, file_sha256
-from .models.base import input_fields
+from .layout import RESULTS_DIR
+from .models import file_sha256
+from .record import Int32, result_columns
 
-RESULTS_DIR = "results"
+if TYPE_CHECKING:
+    from .jobs import Job
+    from .manifest import Manifest
 
-_FIXED = [
-    ("job_id", pa.string()),
-    ("run_id", pa.string()),
-    ("attempt", pa.int32()),
-    ("status", pa.string()),  # "ok" | "failed" | "skipped" (its input job has no video)
-    ("error_type", pa.string()),
-    ("error", pa.string()),
-    ("manifest_name", pa.string()),
-    ("manifest_path", pa.string()),
-    ("manifest_sha256", pa.string()),
-    ("job_index", pa.int32()),
-    ("origin", pa.string()),  # the manifest row: "rows[1]", "line 5"
-    ("sweep_json", pa.string()),  # the swept values that made this job
-    ("model", pa.string()),  # as written in the manifest
-    ("family", pa.string()),
-    ("model_id", pa.string()),
-    ("model_revision", pa.string()),
-    ("pipeline_class", pa.string()),
-    ("scheduler_class", pa.string()),
-    ("scheduler_config_json", pa.string()),
-    ("dtype", pa.string()),
-    ("variant", pa.string()),
-    ("device", pa.string()),
-    ("gpu_name", pa.string()),
-    ("seed", pa.int64()),
-    ("generator_device", pa.string()),
-    ("params_json", pa.string()),
-    ("options_json", pa.string()),  # pipeline options the row set: scheduler, offload, FreeU...
-    ("components_json", pa.string()),  # separately stored parts: name -> {source, revision}
-    ("parent_job_id", pa.string()),  # the job `videosweep rerun --set` derived this one from
-]
-_OUTPUT = [
-    ("video_path", pa.string()),  # relative to the output root
-    ("video_sha256", pa.string()),
-    ("video_bytes", pa.int64()),  # the file's size as written; with its mtime, resume's cheap check (history)
-    ("video_mtime_ns", pa.int64()),
-    ("video_frames", pa.int32()),
-    ("video_width", pa.int32()),
-    ("video_height", pa.int32()),
-    ("video_fps", pa.float64()),
-    ("frames_path", pa.string()),  # its frames kept losslessly (FFV1 .mkv), for the jobs that take its video; else null
-    ("frames_sha256", pa.string()),
-    ("frames_bytes", pa.int64()),
-    ("frames_mtime_ns", pa.int64()),
-    ("chain_inputs_json", pa.string()),  # per "@<job_id>" input: the file read, whether lossless, its sha256
-    ("load_s", pa.float64()),
-    ("cache_hit", pa.bool_()),
-    ("denoise_s", pa.float64()),  # input encoding + denoising loop
-    ("decode_s", pa.float64()),  # VAE decode + postprocess
-    ("export_s", pa.float64()),  # mp4 encode + write
-    ("export_overlapped", pa.bool_()),  # exported on a thread while the next job rendered
-    ("total_s", pa.float64()),  # the whole job, load included
-    ("peak_gpu_mem_bytes", pa.int64()),
-    ("memory_rung", pa.string()),  # the rung of the memory ladder that rendered it (tasks.memory): "asked" first
-    ("memory_fallbacks", pa.string()),  # JSON list of the rungs that ran out of memory before it
-    ("batch_size", pa.int32()),  # videos in the pipeline call that rendered it (run --batch); 1 alone
-    ("batch_error", pa.string()),  # why the batched call it was in failed (it was then rendered alone)
-    *((name, pa.float64()) for name in METRICS),  # tasks.metrics: motion, flicker, first-frame fidelity
-    ("python_version", pa.string()),
-    ("torch_version", pa.string()),
-    ("diffusers_version", pa.string()),
-    ("transformers_version", pa.string()),
-    ("videosweep_version", pa.string()),
-    ("git_commit", pa.string()),
-    ("host", pa.string()),
-    ("worker", pa.string()),
-    ("queued_at", pa.timestamp("us", tz="UTC")),  # when its shard was handed to the workers
-    ("started_at", pa.timestamp("us", tz="UTC")),
-    ("finished_at", pa.timestamp("us", tz="UTC")),
-]
+_ARROW_TYPES = {
+    bool: pa.bool_(),
+    int: pa.int64(),
+    Int32: pa.int32(),
+    float: pa.float64(),
+    str: pa.string(),
+    datetime: pa.timestamp("us", tz="UTC"),
+}
 
 
-def _arrow_type(annotation: Any) -> pa.DataType:
-    """The Parquet column type of a pydantic field (``int | None`` -> int64, ``Path`` -> string)."""
+def arrow_type(annotation: Any) -> pa.DataType:
+    """The column type of a record field's annotation (``str | None`` -> string: every column is nullable)."""
     args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
     if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
         annotation = args[0]
-    if typing.get_origin(annotation) is typing.Literal:
-        annotation = type(typing.get_args(annotation)[0])
-    mapping = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string(), Path: pa.string()}
-    if annotation not in mapping:
-        raise TypeError(f"no Parquet column type for parameter annotation {annotation!r}")
-    return mapping[annotation]
+    return _ARROW_TYPES[annotation]
 
 
-def input_hash_column(field: str) -> str:
-    """The column holding the sha256 of an input file (``input_image_sha256``), or of the job it came from."""
-    return f"input_{field}_sha256"
+#: The results table's schema, derived from the record (tasks.record.result_columns): its parameter columns are
+#: those of every family discovered, so a part written for one family reads with the others'.
+SCHEMA = pa.schema([(name, arrow_type(annotation)) for name, annotation in result_columns()])
 
 
-def param_columns() -> list[tuple[str, pa.DataType]]:
-    """One column per parameter of every family (and ``<input>_sha256`` per input file), same name, one type."""
-    columns: dict[str, pa.DataType] = {}
-    fixed = {name for name, _ in _FIXED + _OUTPUT}
-    for family, module in FAMILIES.items():
-        wanted = [(name, _arrow_type(field.annotation)) for name, field in module.Params.model_fields.items()]
-        wanted += [(input_hash_column(name), pa.string()) for name in input_fields(module.Params)]
-        for name, arrow_type in wanted:
-            if name in fixed or columns.setdefault(name, arrow_type) != arrow_type:
-                raise TypeError(f"parameter {name!r} of family {family!r} clashes with another column of that name")
-    return list(columns.items())
-
-
-SCHEMA = pa.schema(_FIXED + param_columns() + _OUTPUT)
-
-
-def write_record(out_root: Path, record: dict[str, Any]) -> Path:
-    """Write one attempt's record as its own Parquet part; unknown keys are an error, missing ones null."""
+def write_record(out_root: Path, record: Mapping[str, Any]) -> Path:
+    """Write one attempt's record (a JobRecord, or its row) as its own Parquet part; unknown keys are an error,
+    missing ones null."""
     import pyarrow.parquet as pq
 
-    unknown = set(record) - set(SCHEMA.names)
+    row = dict(record)
+    unknown = set(row) - set(SCHEMA.names)
     if unknown:
         raise KeyError(f"record keys not in the results schema: {sorted(unknown)}")
-    table = pa.Table.from_pylist([record], schema=SCHEMA)
-    stamp = record["finished_at"].strftime("%Y%m%dT%H%M%S%f")
-    path = out_root / RESULTS_DIR / f"part-{stamp}-{record['job_id']}-{record['attempt']}.parquet"
+    table = pa.Table.from_pylist([row], schema=SCHEMA)
+    stamp = row["finished_at"].strftime("%Y%m%dT%H%M%S%f")
+    path = out_root / RESULTS_DIR / f"part-{stamp}-{row['job_id']}-{row['attempt']}.parquet"
     return write_atomic(path, lambda scratch: pq.write_table(table, scratch))
+
+
+def is_recorded(out_root: Path, job_id: str, attempt: int) -> bool:
+    """Whether attempt ``attempt`` of job ``job_id`` has its part already (:func:`write_record`'s names)."""
+    return any((out_root / RESULTS_DIR).glob(f"part-*-{job_id}-{attempt}.parquet"))
 
 
 def read_results(out_root: Path, columns: list[str] | None = None):
@@ -169,6 +99,15 @@ def read_results(out_root: Path, columns: list[str] | None = None):
             except (pa.ArrowException, OSError) as exc:
                 _warn_unreadable(part, exc)
         return pa.concat_tables(tables).to_pandas() if tables else SCHEMA.empty_table().select(columns or SCHEMA.names).to_pandas()
+
+
+def run_records(out_root: Path, run_id: str, seen: Iterable[Mapping[str, Any]] = ()) -> list[Mapping[str, Any]]:
+    """The records run ``run_id`` wrote under ``out_root`` (the truth: a worker that died mid-shard wrote the jobs
+    it finished), and those of ``seen`` that are not there (a full disk kept them off it)."""
+    table = read_results(out_root)
+    records = table[table["run_id"] == run_id].to_dict(orient="records")
+    written = {(record["job_id"], record["attempt"]) for record in records}
+    return records + [record for record in seen if (record["job_id"], record["attempt"]) not in written]
 
 
 UNREADABLE_DIR = "_unreadable"  # pyarrow, and so pandas.read_parquet(OUT / "results"), skips "_" folders
@@ -236,6 +175,28 @@ def history(out_root: Path) -> History:
     frames = {record["job_id"] for record in records if record["job_id"] in finished and frames_intact(out_root, record)}
     failed = set(table["job_id"]) - finished
     return History(frozenset(finished), table["job_id"].value_counts().to_dict(), frozenset(failed), frozenset(frames))
+
+
+def pending(table: Manifest, out_root: Path, force: bool, retry_failed: bool = False) -> tuple[History, list[Job]]:
+    """What earlier runs left in ``out_root``, and the jobs of ``table`` still to render.
+
+    A finished job whose video a job still to render takes, but whose lossless frames are not
+    there intact (rendered before videosweep kept them, or the file is gone or changed), renders
+    again first, so that the job taking its video reads its frames exactly rather than its H.264 mp4.
+    """
+    done = history(out_root)
+    if retry_failed:
+        todo = {job.job_id for job in table.jobs if job.job_id in done.failed}
+    else:
+        todo = {job.job_id for job in table.jobs if force or job.job_id not in done.finished}
+    known = {job.job_id: job for job in table.jobs}
+    wanted = list(todo)
+    while wanted:  # sources of sources too: a chain of three whose middle job renders again
+        for source in known[wanted.pop()].depends_on:
+            if source in known and source not in todo and source not in done.frames:
+                todo.add(source)
+                wanted.append(source)
+    return done, [job for job in table.jobs if job.job_id in todo]
 
 
 #: The columns that identify a job's video file: its size and modification time as written, and its sha256.

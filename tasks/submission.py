@@ -29,8 +29,8 @@ SUBMISSIONS_DIR = "submissions"
 def path_keys() -> set[str]:
     """Manifest keys whose values may be paths: the model, every family's input files and separate components."""
     keys = {"model"}
-    for module in FAMILIES.values():
-        keys |= set(input_fields(module.Params)) | set(getattr(module, "COMPONENTS", {}))
+    for spec in FAMILIES.values():
+        keys |= set(input_fields(spec.params)) | set(spec.components)
     return keys
 
 

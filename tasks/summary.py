@@ -6,13 +6,15 @@ problems, paths) goes through ``tasks.text.printable``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from .render import DiskFull, RunContext
-from .grid import GRIDS_DIR
+from .errors import stops_run
+from .layout import GRIDS_DIR, RESULTS_DIR, VIDEOS_DIR
 from .report import Outputs
-from .results import RESULTS_DIR
+from .run_context import RunContext
 from .text import printable
 
 LINE_LIMIT = 1000  # characters of a failure or problem line (the results table keeps the whole message)
@@ -33,7 +35,9 @@ class RunSummary:
     outputs: Outputs = field(default_factory=Outputs)  # grids and report drawn after the jobs
 
     @classmethod
-    def of(cls, run: RunContext, total: int, records: list[dict], wall_s: float, outputs: Outputs | None = None) -> RunSummary:
+    def of(
+        cls, run: RunContext, total: int, records: list[Mapping[str, Any]], wall_s: float, outputs: Outputs | None = None
+    ) -> RunSummary:
         ok = [record for record in records if record["status"] == "ok"]
         failed = [record for record in records if record["status"] != "ok"]
         return cls(
@@ -46,7 +50,7 @@ class RunSummary:
             seconds_per_video=sum(record["total_s"] for record in ok) / len(ok) if ok else None,
             wall_s=wall_s,
             failures=[f"{record['job_id']}: {record['error_type']}: {record['error']}" for record in failed],
-            disk_full=any(record["error_type"] == DiskFull.__name__ for record in failed),
+            disk_full=any(map(stops_run, failed)),
             outputs=outputs or Outputs(),
         )
 
@@ -67,7 +71,7 @@ class RunSummary:
                 "Free some space and run the same command again to render the rest"
             )
         out_root = printable(self.out_root)
-        lines.append(f"videos:  {printable(self.out_root / 'videos')}")
+        lines.append(f"videos:  {printable(self.out_root / VIDEOS_DIR)}")
         lines.append(f"results: {printable(self.out_root / RESULTS_DIR)}  (videosweep results {out_root})")
         if self.outputs.grids:
             lines.append(f"grids:   {printable(self.out_root / GRIDS_DIR)}  ({len(self.outputs.grids)} drawn)")

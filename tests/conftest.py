@@ -4,6 +4,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -12,7 +13,7 @@ _SESSION = Path(tempfile.mkdtemp(prefix="videosweep-tests-"))
 os.environ["VIDEOSWEEP_HOME"] = str(_SESSION / "home")
 os.environ["PREFECT_HOME"] = str(_SESSION / "prefect")
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach for the hub
-import flows  # noqa: E402,F401  (the CLI's quiet, offline Prefect and Hugging Face defaults)
+import videosweep.flows  # noqa: E402,F401  (the CLI's quiet, offline Prefect and Hugging Face defaults)
 
 REPO = Path(__file__).resolve().parent.parent
 ROCKET = REPO / "manifests" / "inputs" / "rocket.png"
@@ -25,7 +26,7 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture(scope="session")
 def tiny_svd() -> Path:
     """The tiny SVD checkpoint, built once per test session through the registry."""
-    from tasks.models import ensure_built, known_models
+    from videosweep.tasks.models import ensure_built, known_models
 
     ref = known_models()["tiny-svd"]
     ensure_built(ref)
@@ -35,7 +36,7 @@ def tiny_svd() -> Path:
 @pytest.fixture
 def fresh_pipeline_cache():
     """This process's pipeline cache, emptied: for tests that count loads (other tests leave pipelines in it)."""
-    from tasks.render import pipeline_cache
+    from videosweep.tasks.render import pipeline_cache
 
     pipeline_cache().clear()
     return pipeline_cache()
@@ -54,7 +55,7 @@ def make_video(path: Path, frames: int = 8, height: int = 64, width: int = 96, f
     import numpy as np
     from PIL import Image
 
-    from tasks.video import write_mp4
+    from videosweep.tasks.video import write_mp4
 
     with Image.open(ROCKET) as image:
         wide = np.asarray(image.convert("RGB").resize((width * 2, height)))
@@ -62,3 +63,67 @@ def make_video(path: Path, frames: int = 8, height: int = 64, width: int = 96, f
     clip = np.stack([wide[:, i * step : i * step + width] for i in range(frames)])
     write_mp4(clip, fps, path)
     return path
+
+
+def use_render(monkeypatch, module, render_video) -> None:
+    """Make family ``module`` render each video with ``render_video(pipe, params, generator, device)`` for a test.
+
+    Tests put a fault (out of memory, a hang, an error for one seed) in front of the family's
+    ``render_one``; the run reads families from the registry, so the record is replaced there.
+    """
+    from dataclasses import replace
+
+    from videosweep.tasks.models import FAMILIES
+    from videosweep.tasks.models.family import one_video_per_call
+
+    monkeypatch.setitem(FAMILIES, module.FAMILY.name, replace(module.FAMILY, render=one_video_per_call(render_video)))
+
+
+def kept_renders(monkeypatch, family: str) -> list:
+    """Keep every video family ``family``'s render returns (``Rendered``: uint8 frames before the mp4) while a test
+    runs jobs through the render step; the render itself is the family's."""
+    from dataclasses import replace
+
+    from videosweep.tasks.models import FAMILIES
+
+    spec, kept = FAMILIES[family], []
+
+    def render(*args, **kwargs):
+        videos = spec.render(*args, **kwargs)
+        kept.extend(videos)
+        return videos
+
+    monkeypatch.setitem(FAMILIES, family, replace(spec, render=render))
+    return kept
+
+
+class PipelineCalled(Exception):
+    """Raised where :func:`pipeline_call` stops a pipeline: the arguments were what the test wanted."""
+
+
+class Call(NamedTuple):
+    """A pipeline call: its positional and keyword arguments, and the scheduler the pipeline held for it."""
+
+    args: tuple
+    kwargs: dict
+    scheduler: object
+
+
+def pipeline_call(pipe, render) -> Call:
+    """The call ``render()`` makes of ``pipe``.
+
+    The pipeline's ``__call__`` is stopped as it starts, before any denoising: a test checks what
+    a row's parameters reach the pipeline as, exactly, without paying for a render.
+    """
+    calls = []
+
+    def stop(self, *args, **kwargs):
+        calls.append(Call(args, kwargs, self.scheduler))
+        raise PipelineCalled
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(pipe), "__call__", stop)
+        with pytest.raises(PipelineCalled):
+            render()
+    (call,) = calls
+    return call

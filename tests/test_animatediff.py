@@ -8,10 +8,12 @@ import pytest
 import torch
 import yaml
 
-from tasks.manifest import ManifestError, load_manifest
-from tasks.models import animatediff, ensure_built, folder_sha256, known_models
-from tasks.models.base import LoadOptions
+from videosweep.tasks.manifest import ManifestError, load_manifest
+from videosweep.tasks.models import animatediff, ensure_built, folder_sha256, known_models
+from videosweep.tasks.models.animatediff import FreeInitParams
+from videosweep.tasks.models.base import LoadOptions
 
+from .conftest import pipeline_call
 from .family_contract import FamilyContract
 
 PROMPT = "A space rocket with trails of smoke behind it launching into space from the desert, 4k, high resolution"
@@ -22,10 +24,10 @@ def assert_sd15_base_and_adapter(ref, module) -> None:
     """The contract's layout check, for a family whose base repos are plain SD 1.5 pipelines.
 
     The contract asks model_index.json to name the family's pipeline (or the family to declare a
-    TINY_NAME); the real AnimateDiff/PIA bases (emilianJR/epiCRealism, Realistic Vision) are
+    tiny_base); the real AnimateDiff/PIA bases (emilianJR/epiCRealism, Realistic Vision) are
     ``StableDiffusionPipeline`` repos and the adapter is a repo of its own, so that is checked instead.
     """
-    assert module.FAMILY and module.DESCRIPTION
+    assert module.FAMILY.name and module.FAMILY.description
     index = json.loads((Path(ref.source) / "model_index.json").read_text())
     assert index["_class_name"] == "StableDiffusionPipeline"
     assert index["unet"] == ["diffusers", "UNet2DConditionModel"]
@@ -59,9 +61,14 @@ DOCS_PROMPT = (
 
 class TestAnimateDiffContract(FamilyContract):
     family = "animatediff"
+    not_call_parameters = set(FreeInitParams.model_fields)  # enable_free_init's (test_docs_arguments.py)
 
     def row(self, inputs):
         return dict(prompt=PROMPT, negative_prompt=NEGATIVE, height=32, width=48, num_frames=8, num_inference_steps=2)
+
+    def half_precision_row(self, inputs):
+        # smaller: the CPU's half-precision kernels are slow (2.3 s a render at the row's size, 0.4 s at this)
+        return {**self.row(inputs), "num_frames": 2, "height": 32, "width": 32}
 
     def other_video(self, inputs):
         # no negative prompt: one video of the call on the empty prompt, the other on NEGATIVE
@@ -131,13 +138,10 @@ def tiny(built) -> tuple[Path, Path]:
     return Path(ref.source), Path(dict(ref.components)["adapter"])
 
 
-def options(base: Path, adapter: Path, dtype: str = "float32") -> LoadOptions:
-    return LoadOptions(str(base), None, dtype, None, (("adapter", str(adapter), None),))
-
-
 @pytest.fixture(scope="module")
 def pipe(tiny):
-    return animatediff.load(options(*tiny), "cpu")
+    base, adapter = tiny
+    return animatediff.load(LoadOptions(str(base), None, "float32", None, (("adapter", str(adapter), None),)), "cpu")
 
 
 def small(**overrides) -> animatediff.Params:
@@ -146,7 +150,7 @@ def small(**overrides) -> animatediff.Params:
 
 
 def frames(pipe, seed: int = 7, **overrides) -> np.ndarray:
-    return animatediff.render(pipe, small(**overrides), torch.Generator().manual_seed(seed), "cpu").frames
+    return animatediff.FAMILY.render_one(pipe, small(**overrides), torch.Generator().manual_seed(seed), "cpu").frames
 
 
 def manifest_error(tmp_path: Path, rows: list[dict]) -> str:
@@ -172,7 +176,7 @@ def test_tiny_checkpoints_have_the_layout_of_the_real_repos(tiny):
 def test_tiny_build_is_reproducible(tiny, tmp_path: Path):
     """Same bytes on every machine, so job ids of tiny-model rows agree everywhere."""
     animatediff.build_tiny(tmp_path / "base")
-    animatediff.build_tiny_adapter(tmp_path / "adapter")
+    animatediff.FAMILY.components["adapter"].build_tiny(tmp_path / "adapter")
     assert folder_sha256(tmp_path / "base") == folder_sha256(tiny[0])
     assert folder_sha256(tmp_path / "adapter") == folder_sha256(tiny[1])
 
@@ -237,7 +241,7 @@ def test_prompt_is_required_and_bad_values_are_refused_at_once(tmp_path: Path):
 
 
 def test_render_shape_fps_and_timings(pipe):
-    rendered = animatediff.render(pipe, small(), torch.Generator().manual_seed(0), "cpu")
+    rendered = animatediff.FAMILY.render_one(pipe, small(), torch.Generator().manual_seed(0), "cpu")
     assert rendered.frames.shape == (8, 32, 48, 3)
     assert rendered.frames.dtype == np.uint8
     assert rendered.fps == animatediff.FPS == 10  # the docs' export_to_gif default
@@ -246,14 +250,28 @@ def test_render_shape_fps_and_timings(pipe):
 
 def test_size_defaults_to_the_unets(pipe):
     params = small(height=None, width=None, num_frames=2)
-    rendered = animatediff.render(pipe, params, torch.Generator().manual_seed(0), "cpu")
+    rendered = animatediff.FAMILY.render_one(pipe, params, torch.Generator().manual_seed(0), "cpu")
     assert rendered.frames.shape == (2, 32, 32, 3)  # sample_size 8 x VAE scale factor 4
 
 
 def test_call_parameters_reach_the_pipeline(pipe):
-    first = frames(pipe)
-    for change in ({"negative_prompt": None}, {"guidance_scale": 1.0}, {"prompt": "a boat at sea"}, {"eta": 1.0}):
-        assert not np.array_equal(first, frames(pipe, **change)), change
+    """Each parameter reaches the pipeline's call as itself (a batch of one: prompts and generators as lists; no
+    negative prompt is the empty one); the call stops at the latents, which render decodes."""
+    params = small(prompt="a boat at sea", negative_prompt=None, num_frames=6, guidance_scale=3.5, eta=0.5)
+    generator = torch.Generator().manual_seed(7)
+    call = pipeline_call(pipe, lambda: animatediff.FAMILY.render_one(pipe, params, generator, "cpu"))
+    assert call.args == () and call.kwargs == dict(
+        prompt=["a boat at sea"],
+        negative_prompt=[""],
+        height=32,
+        width=48,
+        num_frames=6,
+        num_inference_steps=2,
+        guidance_scale=3.5,
+        eta=0.5,
+        generator=[generator],
+        output_type="latent",
+    )
 
 
 def test_decode_chunk_size_changes_memory_not_pixels(pipe, monkeypatch):
@@ -268,8 +286,3 @@ def test_decode_chunk_size_changes_memory_not_pixels(pipe, monkeypatch):
     chunked = frames(pipe, decode_chunk_size=3)
     assert calls == [3, 3, 2]
     assert np.array_equal(first, chunked)
-
-
-def test_fp16_adapter_follows_the_pipeline_dtype(tiny):
-    half = animatediff.load(options(*tiny, dtype="float16"), "cpu")
-    assert half.motion_adapter.dtype == torch.float16 and half.unet.dtype == torch.float16

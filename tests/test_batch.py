@@ -2,6 +2,7 @@
 
 import shutil
 from datetime import datetime, timezone
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +12,13 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from flows.cli import app
-from tasks.manifest import load_manifest
-from tasks.memory import LADDER
-from tasks.models import svd
-from tasks.plan import in_order
-from tasks.render import RunContext, batches, render_shard
+from videosweep.flows.cli import app
+from videosweep.tasks.manifest import load_manifest
+from videosweep.tasks.memory import LADDER
+from videosweep.tasks.models import FAMILIES, svd
+from videosweep.tasks.plan import in_order
+from videosweep.tasks.render import RunContext, batches
+from videosweep.tasks.render.loop import render_shard
 
 from .conftest import ROCKET
 
@@ -49,16 +51,16 @@ def max_diff(a: np.ndarray, b: np.ndarray) -> int:
 @pytest.fixture
 def written(monkeypatch) -> dict:
     """The decoded frames each job hands to the mp4 writer, by output root and job id."""
-    from tasks import render as rendering
+    from videosweep.tasks.render import export
 
     frames_by_job = {}
-    real_write = rendering.write_mp4
+    real_write = export.write_mp4
 
     def write_mp4(frames, fps, path, **kwargs):
         frames_by_job[path.parent.parent.name, path.stem] = frames
         return real_write(frames, fps, path, **kwargs)
 
-    monkeypatch.setattr(rendering, "write_mp4", write_mp4)
+    monkeypatch.setattr(export, "write_mp4", write_mp4)
     return frames_by_job
 
 
@@ -116,7 +118,7 @@ def test_only_consecutive_jobs_alike_but_for_seed_and_image_share_a_call(tmp_pat
     assert [len(batch) for batch in batches(jobs, 3)] == [3, 1, 2, 2, 2]
     assert [len(batch) for batch in batches(jobs, 1)] == [1] * 10
 
-    monkeypatch.delattr(svd, "render_batch")  # a family without render_batch renders one video per call
+    monkeypatch.setitem(FAMILIES, "svd", replace(svd.FAMILY, batch_fields=None))  # one video per call
     assert [len(batch) for batch in batches(jobs, 8)] == [1] * 10
 
 
@@ -142,14 +144,14 @@ def test_a_failed_batch_renders_each_job_again_alone_with_its_own_error(tmp_path
 
 
 def test_a_batch_out_of_memory_falls_back_to_one_video_per_call(tmp_path, monkeypatch):
-    real = svd.render_batch
+    real = svd.FAMILY.render
 
     def out_of_memory_when_batched(pipe, params_list, generators, device):
         if len(params_list) > 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         return real(pipe, params_list, generators, device)
 
-    monkeypatch.setattr(svd, "render_batch", out_of_memory_when_batched)
+    monkeypatch.setitem(FAMILIES, "svd", replace(svd.FAMILY, render=out_of_memory_when_batched))
     records = render(write_manifest(tmp_path, ["image: rocket.png"], [1, 2, 3]), tmp_path / "out", 3)
     assert [(r["status"], r["batch_size"], r["memory_rung"]) for r in records] == [("ok", 1, LADDER[0].name)] * 3
     assert all(r["batch_error"].startswith("OutOfMemoryError") for r in records)
@@ -157,7 +159,7 @@ def test_a_batch_out_of_memory_falls_back_to_one_video_per_call(tmp_path, monkey
 
 def test_after_a_batch_runs_out_of_memory_later_batches_of_its_kind_hold_half(tmp_path, monkeypatch):
     """A --batch too large for the GPU costs one failed call per halving, not one per batch all night."""
-    real = svd.render_batch
+    real = svd.FAMILY.render
     calls = []
 
     def out_of_memory_above_two(pipe, params_list, generators, device):
@@ -166,7 +168,7 @@ def test_after_a_batch_runs_out_of_memory_later_batches_of_its_kind_hold_half(tm
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         return real(pipe, params_list, generators, device)
 
-    monkeypatch.setattr(svd, "render_batch", out_of_memory_above_two)
+    monkeypatch.setitem(FAMILIES, "svd", replace(svd.FAMILY, render=out_of_memory_above_two))
     records = render(write_manifest(tmp_path, ["image: rocket.png"], [1, 2, 3, 4, 5, 6, 7, 8]), tmp_path / "out", 4)
     # 4 fail together and go alone (4 calls of 1); then 2 at a time
     assert calls == [4, 1, 1, 1, 1, 2, 2]

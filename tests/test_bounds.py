@@ -22,14 +22,14 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from flows.cli import app
-from tasks.errors import InputError
-from tasks.jobs import JobIdMaker, compute_job_id
-from tasks.manifest import Limits, ManifestError, load_manifest
-from tasks.manifest.chains import _pairings, _Sources
-from tasks.manifest.entries import _Entry
-from tasks.models import is_local
-from tasks.tuning import pixel_options
+from videosweep.flows.cli import app
+from videosweep.tasks.errors import InputError
+from videosweep.tasks.jobs import JobIdMaker, compute_job_id
+from videosweep.tasks.manifest import Limits, ManifestError, load_manifest
+from videosweep.tasks.manifest.chains import _pairings, _Sources
+from videosweep.tasks.manifest.entries import _Entry
+from videosweep.tasks.models import is_local
+from videosweep.tasks.pipeline_options import pixel_options
 
 from .conftest import ROCKET, make_video
 

@@ -10,17 +10,18 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.render import pending
-from tasks.jobs import job_frames_path, job_video_path
-from tasks.manifest import load_manifest
-from tasks.models import file_sha256, text_to_video_sd
-from tasks.outroot import LOSSLESS_BYTES_PER_PIXEL_FRAME, estimated_output_bytes
-from tasks.plan import in_order
-from tasks.render import RunContext, render_job
-from tasks.reproduce import find_record, plan_rerun, run_rerun
-from tasks.results import frames_intact, history
-from tasks.video import read_mp4, write_lossless
+from videosweep.flows.cli import app
+from videosweep.tasks.estimates import LOSSLESS_BYTES_PER_PIXEL_FRAME, estimated_output_bytes
+from videosweep.tasks.layout import job_frames_path, job_video_path
+from videosweep.tasks.manifest import load_manifest
+from videosweep.tasks.models import file_sha256, text_to_video_sd
+from videosweep.tasks.plan import in_order
+from videosweep.tasks.render import RunContext, render_job
+from videosweep.tasks.reproduce import find_record, plan_rerun, run_rerun
+from videosweep.tasks.results import frames_intact, history, pending
+from videosweep.tasks.video import read_mp4, write_lossless
+
+from .conftest import use_render
 
 PROMPT = "a rocket lifting off"
 
@@ -50,7 +51,7 @@ def spies(monkeypatch):
     from diffusers import VideoToVideoSDPipeline
 
     seen = {"rendered": [], "handed": []}
-    real_render, real_call = text_to_video_sd.render, VideoToVideoSDPipeline.__call__
+    real_render, real_call = text_to_video_sd.FAMILY.render_one, VideoToVideoSDPipeline.__call__
 
     def render(*args, **kwargs):
         rendered = real_render(*args, **kwargs)
@@ -61,7 +62,7 @@ def spies(monkeypatch):
         seen["handed"].append(np.stack([np.asarray(frame) for frame in kwargs["video"]]))
         return real_call(self, *args, **kwargs)
 
-    monkeypatch.setattr(text_to_video_sd, "render", render)
+    use_render(monkeypatch, text_to_video_sd, render)
     monkeypatch.setattr(VideoToVideoSDPipeline, "__call__", call)
     return seen
 
@@ -146,7 +147,7 @@ def test_a_root_from_before_frames_were_kept_reads_the_mp4_noted_as_lossy_and_re
     out = tmp_path / "out"
     run = RunContext.new(out, "cpu", table)
     old_source = render_job(low.model_copy(update={"keep_frames": False}), run)  # as videosweep rendered it before
-    assert old_source["status"] == "ok" and "frames_path" not in old_source
+    assert old_source["status"] == "ok" and old_source["frames_path"] is None
     chained = render_job(high, run)
     assert chained["status"] == "ok", chained["error"]
     read = json.loads(chained["chain_inputs_json"])["video"]
@@ -165,7 +166,7 @@ def test_a_root_from_before_frames_were_kept_reads_the_mp4_noted_as_lossy_and_re
 def test_a_source_that_cannot_keep_its_frames_fails_and_its_dependant_is_skipped(tmp_path, monkeypatch):
     import errno
 
-    from tasks import render
+    from videosweep.tasks.render import export
 
     table = load_manifest(chain_manifest(tmp_path), "cpu")
     low, high = in_order(table.jobs)
@@ -174,7 +175,7 @@ def test_a_source_that_cannot_keep_its_frames_fails_and_its_dependant_is_skipped
     def broken(frames, fps, path):
         raise OSError(errno.EIO, "encoder died (injected)")
 
-    monkeypatch.setattr(render, "write_lossless", broken)
+    monkeypatch.setattr(export, "write_lossless", broken)
     run = RunContext.new(out, "cpu", table)
     source = render_job(low, run)
     assert source["status"] == "failed" and "encoder died" in source["error"]

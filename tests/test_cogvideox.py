@@ -10,11 +10,12 @@ import pytest
 import torch
 import yaml
 
-from tasks.manifest import ManifestError, load_manifest
-from tasks.models import cogvideox, ensure_built, folder_sha256, known_models
-from tasks.models.base import LoadOptions
-from tasks.tuning import Baseline, prepare_job
+from videosweep.tasks.manifest import ManifestError, load_manifest
+from videosweep.tasks.models import cogvideox, ensure_built, folder_sha256, known_models
+from videosweep.tasks.models.base import LoadOptions
+from videosweep.tasks.pipeline_setup import Baseline, prepare_job
 
+from .conftest import pipeline_call
 from .family_contract import FamilyContract
 
 PROMPT = "A rocket lifts off from its launch pad at dawn, smoke billowing"
@@ -93,7 +94,7 @@ def small(**overrides) -> cogvideox.Params:
 
 
 def frames(pipe, seed: int = 0, **overrides) -> np.ndarray:
-    return cogvideox.render(pipe, small(**overrides), torch.Generator().manual_seed(seed), "cpu").frames
+    return cogvideox.FAMILY.render_one(pipe, small(**overrides), torch.Generator().manual_seed(seed), "cpu").frames
 
 
 def manifest_problems(tmp_path: Path, **row) -> str:
@@ -124,7 +125,7 @@ def test_tiny_build_is_reproducible(tiny_cogvideox: Path, tmp_path: Path):
 
 
 def test_defaults_are_the_transformers_size_and_length_at_8_fps(pipe):
-    rendered = cogvideox.render(pipe, cogvideox.Params(prompt=PROMPT, num_inference_steps=2), torch.Generator(), "cpu")
+    rendered = cogvideox.FAMILY.render_one(pipe, cogvideox.Params(prompt=PROMPT, num_inference_steps=2), torch.Generator(), "cpu")
     assert rendered.frames.shape == (9, 32, 48, 3)  # sample_frames, sample_height * 8, sample_width * 8
     assert rendered.fps == 8 and rendered.denoise_s > 0 and rendered.decode_s > 0
 
@@ -156,11 +157,27 @@ def test_prompt_is_required(tmp_path: Path):
     assert "missing 'prompt'" in manifest_problems(tmp_path, num_frames=9)
 
 
-def test_dynamic_cfg_and_negative_prompt_change_the_video(pipe):
-    first = frames(pipe)
-    assert not np.array_equal(first, frames(pipe, use_dynamic_cfg=True))
-    assert not np.array_equal(first, frames(pipe, negative_prompt=NEGATIVE))
-    assert np.array_equal(first, frames(pipe))
+def test_call_parameters_reach_the_pipeline(pipe):
+    """Each parameter reaches the pipeline's call as itself (a batch of one: prompts and generators as lists)."""
+    params = small(
+        negative_prompt=NEGATIVE, height=16, width=32, guidance_scale=4.0, use_dynamic_cfg=True, max_sequence_length=16
+    )
+    generator = torch.Generator().manual_seed(7)
+    call = pipeline_call(pipe, lambda: cogvideox.FAMILY.render_one(pipe, params, generator, "cpu"))
+    assert call.args == () and call.kwargs == dict(
+        prompt=[PROMPT],
+        negative_prompt=[NEGATIVE],
+        height=16,
+        width=32,
+        num_frames=9,
+        num_inference_steps=2,
+        guidance_scale=4.0,
+        use_dynamic_cfg=True,
+        eta=0.0,
+        max_sequence_length=16,
+        generator=[generator],
+        output_type="latent",
+    )
 
 
 def test_eta_is_refused_where_the_scheduler_ignores_it_and_works_with_ddim(pipe):

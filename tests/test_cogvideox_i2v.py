@@ -10,11 +10,11 @@ import pytest
 import torch
 import yaml
 
-from tasks.manifest import ManifestError, load_manifest
-from tasks.models import cogvideox_i2v, ensure_built, folder_sha256, known_models
-from tasks.models.base import LoadOptions
+from videosweep.tasks.manifest import ManifestError, load_manifest
+from videosweep.tasks.models import cogvideox_i2v, ensure_built, folder_sha256, known_models
+from videosweep.tasks.models.base import LoadOptions
 
-from .conftest import ROCKET
+from .conftest import ROCKET, pipeline_call
 from .family_contract import FamilyContract
 
 PROMPT = "The rocket lifts off, smoke and steam billowing as it climbs into a clear sky"
@@ -76,7 +76,7 @@ def small(**overrides) -> cogvideox_i2v.Params:
 
 
 def frames(pipe, seed: int = 0, **overrides) -> np.ndarray:
-    return cogvideox_i2v.render(pipe, small(**overrides), torch.Generator().manual_seed(seed), "cpu").frames
+    return cogvideox_i2v.FAMILY.render_one(pipe, small(**overrides), torch.Generator().manual_seed(seed), "cpu").frames
 
 
 def manifest_problems(tmp_path: Path, **row) -> str:
@@ -114,19 +114,32 @@ def test_tiny_build_is_reproducible(tiny_cogvideox_i2v: Path, tmp_path: Path):
 
 
 def test_defaults_render_the_trained_size_at_8_fps(pipe):
-    rendered = cogvideox_i2v.render(pipe, small(), torch.Generator().manual_seed(0), "cpu")
+    rendered = cogvideox_i2v.FAMILY.render_one(pipe, small(), torch.Generator().manual_seed(0), "cpu")
     assert rendered.frames.shape == (9, 32, 48, 3) and rendered.fps == 8
 
 
-def test_the_image_conditions_the_video(pipe, tmp_path: Path):
-    from PIL import Image
+def test_call_parameters_reach_the_pipeline(pipe):
+    """Each parameter reaches the pipeline's call as itself; the image as loaded (the pipeline resizes it)."""
+    from diffusers.utils import load_image
 
-    flipped = tmp_path / "flipped.png"
-    Image.open(ROCKET).transpose(Image.FLIP_LEFT_RIGHT).save(flipped)
-    first = frames(pipe)
-    assert not np.array_equal(first, frames(pipe, image=flipped))
-    assert not np.array_equal(first, frames(pipe, use_dynamic_cfg=True))
-    assert np.array_equal(first, frames(pipe))
+    params = small(negative_prompt="blurry", guidance_scale=4.0, use_dynamic_cfg=True)
+    generator = torch.Generator().manual_seed(7)
+    call = pipeline_call(pipe, lambda: cogvideox_i2v.FAMILY.render_one(pipe, params, generator, "cpu"))
+    assert np.array_equal(np.asarray(call.kwargs.pop("image")), np.asarray(load_image(str(ROCKET))))
+    assert call.args == () and call.kwargs == dict(
+        prompt=PROMPT,
+        negative_prompt="blurry",
+        height=None,
+        width=None,
+        num_frames=9,
+        num_inference_steps=2,
+        guidance_scale=4.0,
+        use_dynamic_cfg=True,
+        eta=0.0,
+        max_sequence_length=226,
+        generator=generator,
+        output_type="latent",
+    )
 
 
 def test_image_is_required(tmp_path: Path):

@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.cluster import share_prefect_api
-from tasks.manifest import load_manifest
-from tasks.plan import Dispatcher, Shard, make_plan, naive_loads
+from videosweep.flows.cli import app
+from videosweep.flows.cluster import share_prefect_api
+from videosweep.flows.dispatch import Dispatcher
+from videosweep.tasks.manifest import load_manifest
+from videosweep.tasks.plan import Shard, make_plan, naive_loads
 
 from .conftest import ROCKET
 

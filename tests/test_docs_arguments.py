@@ -12,13 +12,15 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from flows.cli import app
-from tasks.manifest import ManifestError, load_manifest
-from tasks.memory import ladder
-from tasks.models import ensure_built, known_models
-from tasks.render import RunContext, pipeline_cache, render_job, start_job
-from tasks.tuning import compile_specs, forward_chunking_args, prepare_job
-from tasks.video import read_mp4
+from videosweep.flows.cli import app
+from videosweep.tasks.manifest import ManifestError, load_manifest
+from videosweep.tasks.memory import ladder
+from videosweep.tasks.models import ensure_built, known_models
+from videosweep.tasks.render import RunContext, pipeline_cache, render_job
+from videosweep.tasks.render.start import start_job
+from videosweep.tasks.pipeline_options import compile_specs, forward_chunking_args
+from videosweep.tasks.pipeline_setup import prepare_job
+from videosweep.tasks.video import read_mp4
 
 from .conftest import ROCKET
 
@@ -105,7 +107,7 @@ def test_every_free_init_argument_reaches_enable_free_init(tmp_path, monkeypatch
 
 
 def test_free_init_defaults_are_diffusers_own():
-    from tasks.models import animatediff, pia
+    from videosweep.tasks.models import animatediff, pia
 
     defaults = free_init_defaults()
     for params in (animatediff.Params, pia.Params):

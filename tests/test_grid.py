@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from tasks.grid import draw_grids
-from tasks.results import SCHEMA, write_record
-from tasks.video import read_mp4, write_mp4
+from videosweep.tasks.grid import draw_grids
+from videosweep.tasks.results import SCHEMA, write_record
+from videosweep.tasks.video import read_mp4, write_mp4
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
@@ -302,6 +302,8 @@ def test_unknown_parameters_are_named_with_the_ones_that_vary(tmp_path: Path):
         draw_grids(tmp_path, "motion_bucket_id", where="sed == 42")
     with pytest.raises(ValueError, match="match where"):
         draw_grids(tmp_path, "motion_bucket_id", where="seed == 7")
+    with pytest.raises(ValueError, match=r"where 'seed ==' is not a pandas query over this table \(SyntaxError"):
+        draw_grids(tmp_path, "motion_bucket_id", where="seed ==")
     with pytest.raises(ValueError, match="one parameter on two axes"):
         draw_grids(tmp_path, "seed", "seed")
     with pytest.raises(ValueError, match="no results in"):
@@ -321,7 +323,7 @@ def test_job_ids_restrict_to_a_run(tmp_path: Path):
 
 
 def test_cli_draws_grids_and_refuses_bad_input_plainly(tmp_path: Path):
-    from flows.cli import app
+    from videosweep.flows.cli import app
 
     sweep_3x2(tmp_path)
     runner = CliRunner()

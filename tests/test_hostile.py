@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app, main
+from videosweep.flows.cli import app, main
 
 from .conftest import ROCKET
 
@@ -73,14 +73,14 @@ def test_a_truncated_or_rewritten_video_is_rendered_again(rendered, tmp_path):
     latest = table.sort_values("attempt").drop_duplicates("job_id", keep="last")
     assert list(latest["attempt"]) == [2, 2]
     for row in latest.itertuples():
-        from tasks.models import file_sha256
+        from videosweep.tasks.models import file_sha256
 
         assert file_sha256(rendered / row.video_path) == row.video_sha256
         assert (rendered / row.video_path).stat().st_size == row.video_bytes
 
 
 def test_an_untouched_video_is_trusted_without_reading_it(rendered, monkeypatch):
-    from tasks import results
+    from videosweep.tasks import results
 
     monkeypatch.setattr(results, "file_sha256", lambda path: pytest.fail(f"hashed {path} although nothing changed"))
     assert len(results.history(rendered).finished) == 2
@@ -138,8 +138,8 @@ def test_a_manifest_where_the_run_writes_is_refused(tiny_svd, tmp_path):
 
 
 def test_a_bug_exits_1_with_one_line_naming_the_log_and_bad_input_exits_2(tiny_svd, tmp_path, monkeypatch, capsys):
-    from flows import process
-    from tasks import manifest
+    from videosweep.flows import process
+    from videosweep.tasks import manifest
 
     monkeypatch.setenv("VIDEOSWEEP_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(process, "_log_path", None)
@@ -171,7 +171,7 @@ def test_too_small_a_disk_is_refused_before_anything_starts_without_a_traceback(
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], capture_output=True).returncode:
         pytest.skip("cannot mount a tmpfs here")
     try:
-        command = [sys.executable, "-m", "flows.cli", "run", str(small(tmp_path)), "--out", str(disk / "out"), "--device", "cpu"]
+        command = [sys.executable, "-m", "videosweep.flows.cli", "run", str(small(tmp_path)), "--out", str(disk / "out"), "--device", "cpu"]
         done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent)
         leftovers = sorted(path.name for path in (disk / "out").rglob("*") if path.is_file())
     finally:

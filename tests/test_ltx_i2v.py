@@ -9,14 +9,13 @@ import pytest
 import torch
 import yaml
 
-from tasks.manifest import ManifestError, load_manifest
-from tasks.models import ensure_built, known_models, ltx, ltx_i2v, resolve
-from tasks.models.base import LoadOptions
+from videosweep.tasks.manifest import ManifestError, load_manifest
+from videosweep.tasks.models import ensure_built, known_models, ltx, ltx_i2v, resolve
+from videosweep.tasks.models.base import LoadOptions
 
-from .conftest import ROCKET
+from .conftest import REPO, ROCKET, pipeline_call
 from .family_contract import FamilyContract
 
-REPO = Path(__file__).resolve().parent.parent
 PROMPT = "A white rocket lifts off from its launch pad at dawn, smoke billowing"
 NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
 DOCS_PROMPT = (
@@ -111,7 +110,7 @@ def small(**overrides) -> ltx_i2v.Params:
 
 
 def frames(pipe, seed: int = 0, **overrides) -> np.ndarray:
-    return ltx_i2v.render(pipe, small(**overrides), torch.Generator().manual_seed(seed), "cpu").frames
+    return ltx_i2v.FAMILY.render_one(pipe, small(**overrides), torch.Generator().manual_seed(seed), "cpu").frames
 
 
 def manifest_problems(tmp_path: Path, **row) -> str:
@@ -138,28 +137,35 @@ def test_params_are_text_to_videos_and_the_image():
 
 
 def test_render_shape_fps_and_timings(pipe):
-    rendered = ltx_i2v.render(pipe, small(frame_rate=24, num_frames=17), torch.Generator().manual_seed(0), "cpu")
+    rendered = ltx_i2v.FAMILY.render_one(pipe, small(frame_rate=24, num_frames=17), torch.Generator().manual_seed(0), "cpu")
     assert rendered.frames.shape == (17, 32, 64, 3) and rendered.frames.dtype == np.uint8
     assert rendered.fps == 24
     assert rendered.denoise_s > 0 and rendered.decode_s > 0
 
 
-def test_the_image_conditions_the_video(pipe, tmp_path: Path):
-    from PIL import Image
+def test_call_parameters_reach_the_pipeline(pipe):
+    """Each parameter reaches the pipeline's call as itself; the image as loaded (the pipeline resizes it). The
+    decode parameters act after the call (the pipeline's own decode, below)."""
+    from diffusers.utils import load_image
 
-    flipped = tmp_path / "flipped.png"
-    Image.open(ROCKET).transpose(Image.FLIP_LEFT_RIGHT).save(flipped)
-    first = frames(pipe)
-    assert not np.array_equal(first, frames(pipe, image=flipped))
-    assert not np.array_equal(first, frames(pipe, frame_rate=24))
-    assert not np.array_equal(first, frames(pipe, decode_timestep=0.05))
-
-
-def test_same_seed_same_frames_whatever_the_global_rng(pipe):
-    torch.manual_seed(1)
-    first = frames(pipe, seed=5)
-    torch.manual_seed(2)
-    assert np.array_equal(first, frames(pipe, seed=5))
+    params = small(frame_rate=24, guidance_scale=4.0, guidance_rescale=0.7)
+    generator = torch.Generator().manual_seed(7)
+    call = pipeline_call(pipe, lambda: ltx_i2v.FAMILY.render_one(pipe, params, generator, "cpu"))
+    assert np.array_equal(np.asarray(call.kwargs.pop("image")), np.asarray(load_image(str(ROCKET))))
+    assert call.args == () and call.kwargs == dict(
+        prompt=PROMPT,
+        negative_prompt=NEGATIVE,
+        height=32,
+        width=64,
+        num_frames=9,
+        frame_rate=24,
+        num_inference_steps=2,
+        guidance_scale=4.0,
+        guidance_rescale=0.7,
+        max_sequence_length=16,
+        generator=generator,
+        output_type="latent",
+    )
 
 
 def test_decode_matches_the_pipelines_own_with_decode_noise(pipe):
@@ -168,7 +174,7 @@ def test_decode_matches_the_pipelines_own_with_decode_noise(pipe):
     from diffusers.utils import load_image
 
     params = small(decode_timestep=0.05, decode_noise_scale=0.025)
-    ours = ltx_i2v.render(pipe, params, torch.Generator().manual_seed(4), "cpu").frames
+    ours = ltx_i2v.FAMILY.render_one(pipe, params, torch.Generator().manual_seed(4), "cpu").frames
     with torch.random.fork_rng(devices=[]):
         theirs = pipe(
             image=load_image(str(ROCKET)),

@@ -9,6 +9,7 @@ import itertools
 import re
 import shutil
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +17,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from tasks.manifest import ManifestError, load_manifest
+from videosweep.tasks.manifest import ManifestError, load_manifest
 
 from .conftest import ROCKET
 
@@ -555,7 +556,7 @@ def test_job_id_changes_with_each_pixel_deciding_value(folder, change):
 
 def test_job_id_changes_with_the_generator_device():
     """Checked on the hash itself: a manifest refuses generator_device=cuda without a GPU."""
-    from tasks.jobs import compute_job_id
+    from videosweep.tasks.jobs import compute_job_id
 
     values = dict(family="svd", model_id="m/x", model_revision="r", is_local=False, dtype="float16", variant=None)
     values.update(seed=1, params={"a": 1}, input_sha256={})
@@ -674,7 +675,7 @@ def test_a_check_across_fields_is_reported_not_dropped(folder, monkeypatch):
     """A family's model validator (t0 < t1, say) fails without a field: the row must still be reported."""
     from pydantic import model_validator
 
-    from tasks.models import svd
+    from videosweep.tasks.models import FAMILIES, svd
 
     class Checked(svd.Params):
         @model_validator(mode="after")
@@ -683,7 +684,7 @@ def test_a_check_across_fields_is_reported_not_dropped(folder, monkeypatch):
                 raise ValueError("decode_chunk_size must not exceed num_frames")
             return self
 
-    monkeypatch.setattr(svd, "Params", Checked)
+    monkeypatch.setitem(FAMILIES, "svd", replace(svd.FAMILY, params=Checked))
     error = load_error(write_yaml(folder, single_job_doc(num_frames=4, decode_chunk_size=8)))
     assert line_of(error, "decode_chunk_size must not exceed num_frames").startswith("  - job 0 (defaults): decode")
 

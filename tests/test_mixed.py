@@ -5,8 +5,8 @@ import json
 import pandas as pd
 from typer.testing import CliRunner
 
-from flows.cli import app
-from tasks.manifest import load_manifest
+from videosweep.flows.cli import app
+from videosweep.tasks.manifest import load_manifest
 
 from .conftest import ROCKET, make_video
 

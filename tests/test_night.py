@@ -17,14 +17,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from flows.cli import app
-from tasks.manifest import load_manifest
-from tasks.memory import ladder
-from tasks.models import svd
-from tasks.outroot import claim
-from tasks.render import RunContext, render_job
+from videosweep.flows.cli import app
+from videosweep.tasks.manifest import load_manifest
+from videosweep.tasks.memory import ladder
+from videosweep.tasks.models import svd
+from videosweep.tasks.outroot import claim
+from videosweep.tasks.render import RunContext, render_job
 
-from .conftest import REPO, ROCKET
+from .conftest import REPO, ROCKET, use_render
 
 
 def videosweep(*args):
@@ -51,7 +51,7 @@ def test_the_ladder_on_a_cpu_skips_gpu_rungs_and_rungs_that_change_nothing(tiny_
 
 
 def test_an_out_of_memory_job_steps_down_the_ladder_and_the_cache_stays_usable(tiny_svd, tmp_path, monkeypatch):
-    real_render, calls = svd.render, []
+    real_render, calls = svd.FAMILY.render_one, []
 
     def out_of_memory_twice(pipe, params, generator, device):
         calls.append(params.decode_chunk_size)
@@ -59,7 +59,7 @@ def test_an_out_of_memory_job_steps_down_the_ladder_and_the_cache_stays_usable(t
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (injected)")
         return real_render(pipe, params, generator, device)
 
-    monkeypatch.setattr(svd, "render", out_of_memory_twice)
+    use_render(monkeypatch, svd, out_of_memory_twice)
     manifest = load_manifest(small(tmp_path), "cpu")
     run = RunContext.new(tmp_path / "out", "cpu", manifest)
     first, second = (render_job(job, run) for job in manifest.jobs)
@@ -79,7 +79,7 @@ def test_a_job_out_of_memory_on_every_rung_fails_alone(tiny_svd, tmp_path, monke
     def always_out_of_memory(pipe, params, generator, device):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 99 GB (injected)")
 
-    monkeypatch.setattr(svd, "render", always_out_of_memory)
+    use_render(monkeypatch, svd, always_out_of_memory)
     manifest = load_manifest(small(tmp_path, seeds=1), "cpu")
     record = render_job(manifest.jobs[0], RunContext.new(tmp_path / "out", "cpu", manifest))
     assert record["status"] == "failed" and record["error_type"] == "OutOfMemory"
@@ -89,7 +89,7 @@ def test_a_job_out_of_memory_on_every_rung_fails_alone(tiny_svd, tmp_path, monke
 
 
 def test_a_hung_job_is_cancelled_and_the_next_one_renders(tiny_svd, tmp_path, monkeypatch):
-    real_render = svd.render
+    real_render = svd.FAMILY.render_one
 
     def hangs_for_seed_1(pipe, params, generator, device):
         if generator.initial_seed() == 1:
@@ -97,7 +97,7 @@ def test_a_hung_job_is_cancelled_and_the_next_one_renders(tiny_svd, tmp_path, mo
                 time.sleep(0.05)
         return real_render(pipe, params, generator, device)
 
-    monkeypatch.setattr(svd, "render", hangs_for_seed_1)
+    use_render(monkeypatch, svd, hangs_for_seed_1)
     manifest = load_manifest(small(tmp_path), "cpu")
     run = RunContext.new(tmp_path / "out", "cpu", manifest, hang_timeout_s=1.5)
     started = time.monotonic()
@@ -109,7 +109,7 @@ def test_a_hung_job_is_cancelled_and_the_next_one_renders(tiny_svd, tmp_path, mo
 
 
 def test_a_job_making_progress_is_not_cancelled(tiny_svd, tmp_path, monkeypatch):
-    real_render = svd.render
+    real_render = svd.FAMILY.render_one
 
     def slow_but_alive(pipe, params, generator, device):
         for _ in range(6):  # 3 s in all, but a model part runs every 0.5 s
@@ -117,7 +117,7 @@ def test_a_job_making_progress_is_not_cancelled(tiny_svd, tmp_path, monkeypatch)
             pipe.vae.decoder.conv_out(torch.zeros(1, pipe.vae.decoder.conv_out.in_channels, 4, 4))
         return real_render(pipe, params, generator, device)
 
-    monkeypatch.setattr(svd, "render", slow_but_alive)
+    use_render(monkeypatch, svd, slow_but_alive)
     manifest = load_manifest(small(tmp_path, seeds=1), "cpu")
     record = render_job(manifest.jobs[0], RunContext.new(tmp_path / "out", "cpu", manifest, hang_timeout_s=1.5))
     assert record["status"] == "ok", record["error"]
@@ -126,7 +126,7 @@ def test_a_job_making_progress_is_not_cancelled(tiny_svd, tmp_path, monkeypatch)
 def test_a_run_that_would_not_fit_on_the_disk_does_not_start(tiny_svd, tmp_path, monkeypatch):
     import shutil
 
-    from tasks import outroot
+    from videosweep.tasks import outroot
 
     monkeypatch.setattr(outroot.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 10**6, 10**6))
     result = videosweep("run", small(tmp_path), "--out", tmp_path / "out", "--device", "cpu")
@@ -137,9 +137,9 @@ def test_a_run_that_would_not_fit_on_the_disk_does_not_start(tiny_svd, tmp_path,
 
 
 def test_a_disk_that_fills_mid_run_stops_it_cleanly(tiny_svd, tmp_path, monkeypatch):
-    from tasks import render
+    from videosweep.tasks.render import export
 
-    real_write, writes = render.write_mp4, []
+    real_write, writes = export.write_mp4, []
 
     def fills_on_the_third(*args, **kwargs):
         writes.append(1)
@@ -147,7 +147,7 @@ def test_a_disk_that_fills_mid_run_stops_it_cleanly(tiny_svd, tmp_path, monkeypa
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(render, "write_mp4", fills_on_the_third)
+    monkeypatch.setattr(export, "write_mp4", fills_on_the_third)
     out = tmp_path / "out"
     result = videosweep("run", small(tmp_path, seeds=5), "--out", out, "--device", "cpu")
     assert result.exit_code == 1
@@ -157,7 +157,7 @@ def test_a_disk_that_fills_mid_run_stops_it_cleanly(tiny_svd, tmp_path, monkeypa
     assert len(writes) in (3, 4) and len(table) == len(writes)
     assert (table["status"] == "ok").sum() == 2 and set(table["error_type"].dropna()) == {"DiskFull"}
 
-    monkeypatch.setattr(render, "write_mp4", real_write)
+    monkeypatch.setattr(export, "write_mp4", real_write)
     again = videosweep("run", small(tmp_path, seeds=5), "--out", out, "--device", "cpu")
     assert again.exit_code == 0 and "3 ok, 0 failed, 2 skipped" in again.output
 
@@ -197,11 +197,11 @@ def fill(disk: Path) -> Path:
 
 def test_a_real_disk_that_fills_mid_run_leaves_every_video_whole(tiny_svd, tmp_path, monkeypatch):
     """A tmpfs as --out, filled after 2 videos: no broken mp4 under a final name, a DiskFull record, no traceback."""
-    from tasks import render
-    from tasks.files import SCRATCH
-    from tasks.video import check_mp4
+    from videosweep.tasks.render import export
+    from videosweep.tasks.files import SCRATCH
+    from videosweep.tasks.video import check_mp4
 
-    real_write, writes = render.write_mp4, []
+    real_write, writes = export.write_mp4, []
 
     def fills_the_disk_before_the_third(*args, **kwargs):
         writes.append(1)
@@ -210,7 +210,7 @@ def test_a_real_disk_that_fills_mid_run_leaves_every_video_whole(tiny_svd, tmp_p
         return real_write(*args, **kwargs)
 
     with small_disk(tmp_path / "disk", 300) as out:
-        monkeypatch.setattr(render, "write_mp4", fills_the_disk_before_the_third)
+        monkeypatch.setattr(export, "write_mp4", fills_the_disk_before_the_third)
         result = videosweep("run", small(tmp_path, seeds=5, frames=8), "--out", out, "--device", "cpu")
         assert result.exit_code == 1, result.output
         assert "Traceback" not in result.output and "is full" in result.output
@@ -223,7 +223,7 @@ def test_a_real_disk_that_fills_mid_run_leaves_every_video_whole(tiny_svd, tmp_p
         assert not [path for path in out.rglob(".*") if SCRATCH.match(path.name)]
 
         (out / "filler").unlink()
-        monkeypatch.setattr(render, "write_mp4", real_write)
+        monkeypatch.setattr(export, "write_mp4", real_write)
         manifest = small(tmp_path, seeds=5, frames=8)
         again = videosweep("run", manifest, "--out", out, "--device", "cpu")
         assert again.exit_code == 0, again.output
@@ -231,9 +231,9 @@ def test_a_real_disk_that_fills_mid_run_leaves_every_video_whole(tiny_svd, tmp_p
 
 
 def test_a_record_that_finds_the_disk_full_is_written_from_the_reserve(tiny_svd, tmp_path, monkeypatch):
-    from tasks import render
+    from videosweep.tasks.render import export
 
-    real_write, calls = render.write_record, []
+    real_write, calls = export.write_record, []
 
     def full_from_the_third_record(out_root, record):
         calls.append(record["job_id"])
@@ -241,7 +241,7 @@ def test_a_record_that_finds_the_disk_full_is_written_from_the_reserve(tiny_svd,
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(out_root, record)
 
-    monkeypatch.setattr(render, "write_record", full_from_the_third_record)
+    monkeypatch.setattr(export, "write_record", full_from_the_third_record)
     out = tmp_path / "out"
     result = videosweep("run", small(tmp_path, seeds=5), "--out", out, "--device", "cpu")
     assert result.exit_code == 1 and "Traceback" not in result.output
@@ -250,7 +250,7 @@ def test_a_record_that_finds_the_disk_full_is_written_from_the_reserve(tiny_svd,
     assert list(table["status"]) == ["ok"] * 3, "the third record was written from the reserve"
     assert not (out / ".videosweep" / "reserve").exists()
 
-    monkeypatch.setattr(render, "write_record", real_write)
+    monkeypatch.setattr(export, "write_record", real_write)
     again = videosweep("run", small(tmp_path, seeds=5), "--out", out, "--device", "cpu")
     assert again.exit_code == 0 and "2 ok, 0 failed, 3 skipped" in again.output
     assert (out / ".videosweep" / "reserve").stat().st_size > 0, "the next run keeps a reserve again"
@@ -289,7 +289,7 @@ def test_a_second_run_on_a_held_root_refuses_naming_the_first(tiny_svd, tmp_path
 
 
 def test_retry_failed_renders_only_the_failed_jobs(tiny_svd, tmp_path, monkeypatch):
-    real_render = svd.render
+    real_render = svd.FAMILY.render_one
 
     def broken_for_seed_2(pipe, params, generator, device):
         if generator.initial_seed() == 2:
@@ -298,9 +298,9 @@ def test_retry_failed_renders_only_the_failed_jobs(tiny_svd, tmp_path, monkeypat
 
     out = tmp_path / "out"
     manifest = small(tmp_path, seeds=2)
-    monkeypatch.setattr(svd, "render", broken_for_seed_2)
+    use_render(monkeypatch, svd, broken_for_seed_2)
     assert videosweep("run", manifest, "--out", out, "--device", "cpu").exit_code == 1
-    monkeypatch.setattr(svd, "render", real_render)
+    use_render(monkeypatch, svd, real_render)
     bigger = small(tmp_path, seeds=3)  # a third job, never tried: --retry-failed leaves it alone
     result = videosweep("run", bigger, "--out", out, "--device", "cpu", "--retry-failed")
     assert result.exit_code == 0, result.output
@@ -312,7 +312,7 @@ def test_retry_failed_renders_only_the_failed_jobs(tiny_svd, tmp_path, monkeypat
 
 def start_run(manifest: Path, out: Path, *extra: str) -> subprocess.Popen:
     """``videosweep run`` as a user starts it (the console entry point), in a process group of its own like a shell job."""
-    command = [sys.executable, "-m", "flows.cli", "run", str(manifest), "--out", str(out), "--device", "cpu", *extra]
+    command = [sys.executable, "-m", "videosweep.flows.cli", "run", str(manifest), "--out", str(out), "--device", "cpu", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
         command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
@@ -400,7 +400,7 @@ def test_ctrl_c_stops_a_run_in_seconds_with_one_line_and_exit_130(tiny_svd, tmp_
 
 def test_the_next_run_ends_only_processes_that_carry_the_killed_run_s_mark(tiny_svd, tmp_path):
     """processes.json names a mark, not pids to trust: a process without the mark is never touched."""
-    from tasks.children import MARK
+    from videosweep.tasks.children import MARK
 
     out = tmp_path / "out"
     state = out / ".videosweep"
@@ -422,7 +422,7 @@ def test_the_next_run_ends_only_processes_that_carry_the_killed_run_s_mark(tiny_
 
 
 def test_claim_writes_its_holder_and_mark_and_cleans_up(tmp_path):
-    from tasks.children import token
+    from videosweep.tasks.children import token
 
     out = tmp_path / "root"
     with claim(out, "run-1", "m"):

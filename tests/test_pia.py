@@ -8,11 +8,12 @@ import pytest
 import torch
 import yaml
 
-from tasks.manifest import ManifestError, load_manifest
-from tasks.models import ensure_built, folder_sha256, known_models, pia
-from tasks.models.base import LoadOptions
+from videosweep.tasks.manifest import ManifestError, load_manifest
+from videosweep.tasks.models import ensure_built, folder_sha256, known_models, pia
+from videosweep.tasks.models.animatediff import FreeInitParams
+from videosweep.tasks.models.base import LoadOptions
 
-from .conftest import ROCKET
+from .conftest import ROCKET, pipeline_call
 from .family_contract import FamilyContract
 from .test_animatediff import assert_sd15_base_and_adapter
 
@@ -28,6 +29,7 @@ def built():
 
 class TestPIAContract(FamilyContract):
     family = "pia"
+    not_call_parameters = set(FreeInitParams.model_fields)  # enable_free_init's (test_docs_arguments.py)
 
     def row(self, inputs):
         return dict(
@@ -36,7 +38,7 @@ class TestPIAContract(FamilyContract):
             negative_prompt=NEGATIVE,
             height=32,
             width=48,
-            num_frames=8,
+            num_frames=4,
             num_inference_steps=2,
         )
 
@@ -123,11 +125,20 @@ class TestPIAContract(FamilyContract):
     def test_free_init_is_set_for_every_job_of_a_cached_pipeline(self, tmp_path, inputs):
         plain = {**self.row(inputs), "scheduler": "ddim"}
         first = self.render_frames(tmp_path, plain, 5)
-        freeinit = self.render_frames(tmp_path, {**plain, "free_init": True, "free_init_iters": 2}, 5)
+        free_init = {**plain, "free_init": True, "free_init_iters": 2, "free_init_use_fast_sampling": True}
+        freeinit = self.render_frames(tmp_path, free_init, 5)  # the docs' example's video (the test above)
         assert not np.array_equal(first, freeinit)
-        assert np.array_equal(first, self.render_frames(tmp_path, plain, 5))  # switched off again
-        gaussian = {**plain, "free_init": True, "free_init_iters": 2, "free_init_method": "gaussian"}
+        assert np.array_equal(first, self.render_frames(tmp_path, plain, 5, fresh=True))  # switched off again
+        gaussian = {**free_init, "free_init_method": "gaussian"}
         assert not np.array_equal(freeinit, self.render_frames(tmp_path, gaussian, 5))
+
+    def test_same_seed_same_frames_with_free_init(self, tmp_path, inputs):
+        """FreeInit's fresh noise comes from the job's generator: a rerun with torch's global RNG moved agrees."""
+        row = {**self.row(inputs), "scheduler": "ddim", "free_init": True, "free_init_iters": 2}
+        torch.manual_seed(1)
+        first = self.render_frames(tmp_path, row, 5, fresh=True)
+        torch.manual_seed(2)
+        assert np.array_equal(first, self.render_frames(tmp_path, row, 5, fresh=True))
 
     def test_free_init_with_the_euler_scheduler_fails_with_a_fix(self, tmp_path, inputs):
         """diffusers 0.42.1: FreeInit re-noises at timestep 999, which Euler's leading SD 1.5 schedule
@@ -156,7 +167,7 @@ def small(**overrides) -> pia.Params:
 
 
 def frames(pipe, seed: int = 7, **overrides) -> np.ndarray:
-    return pia.render(pipe, small(**overrides), torch.Generator().manual_seed(seed), "cpu").frames
+    return pia.FAMILY.render_one(pipe, small(**overrides), torch.Generator().manual_seed(seed), "cpu").frames
 
 
 def manifest_error(tmp_path: Path, rows: list[dict]) -> str:
@@ -178,7 +189,7 @@ def test_the_base_is_animatediffs_and_the_adapter_its_own(tiny):
 
 
 def test_tiny_adapter_build_is_reproducible(tiny, tmp_path: Path):
-    pia.build_tiny_adapter(tmp_path / "adapter")
+    pia.FAMILY.components["adapter"].build_tiny(tmp_path / "adapter")
     assert folder_sha256(tmp_path / "adapter") == folder_sha256(tiny[1])
 
 
@@ -217,7 +228,7 @@ def test_image_and_prompt_are_required_and_bad_values_refused_at_once(tmp_path: 
 
 
 def test_render_shape_fps_and_timings(pipe):
-    rendered = pia.render(pipe, small(), torch.Generator().manual_seed(0), "cpu")
+    rendered = pia.FAMILY.render_one(pipe, small(), torch.Generator().manual_seed(0), "cpu")
     assert rendered.frames.shape == (8, 32, 48, 3)
     assert rendered.frames.dtype == np.uint8
     assert rendered.fps == pia.FPS == 10  # the docs' export_to_gif default
@@ -226,29 +237,29 @@ def test_render_shape_fps_and_timings(pipe):
 
 def test_size_defaults_to_the_unets_and_the_image_follows(pipe):
     params = small(height=None, width=None, num_frames=2)
-    rendered = pia.render(pipe, params, torch.Generator().manual_seed(0), "cpu")
+    rendered = pia.FAMILY.render_one(pipe, params, torch.Generator().manual_seed(0), "cpu")
     assert rendered.frames.shape == (2, 32, 32, 3)  # sample_size 8 x VAE scale factor 4
 
 
 def test_call_parameters_reach_the_pipeline(pipe):
-    first = frames(pipe)
-    for change in (
-        {"motion_scale": 2},
-        {"strength": 0.5},
-        {"negative_prompt": None},
-        {"guidance_scale": 1.0},
-        {"prompt": "a boat at sea"},
-    ):
-        assert not np.array_equal(first, frames(pipe, **change)), change
+    """Each parameter reaches the pipeline's call as itself; the image resized to the output size, as the docs do."""
+    from PIL import Image
 
-
-def test_same_seed_same_frames_with_free_init(pipe, monkeypatch):
-    """FreeInit's fresh noise comes from the job's generator: reruns agree, other seeds do not."""
-    from diffusers import DDIMScheduler
-
-    monkeypatch.setattr(pipe, "scheduler", DDIMScheduler.from_config(pipe.scheduler.config))
-    first = frames(pipe, free_init=True, free_init_iters=2)
-    assert np.array_equal(first, frames(pipe, free_init=True, free_init_iters=2))
-    assert not np.array_equal(first, frames(pipe, seed=8, free_init=True, free_init_iters=2))
-    frames(pipe)
-    assert not pipe.free_init_enabled  # a job without free_init switched it off
+    params = small(prompt="a boat at sea", negative_prompt=None, strength=0.5, guidance_scale=1.0, eta=0.5, motion_scale=2)
+    generator = torch.Generator().manual_seed(7)
+    call = pipeline_call(pipe, lambda: pia.FAMILY.render_one(pipe, params, generator, "cpu"))
+    assert np.array_equal(np.asarray(call.kwargs.pop("image")), np.asarray(Image.open(ROCKET).convert("RGB").resize((48, 32))))
+    assert call.args == () and call.kwargs == dict(
+        prompt="a boat at sea",
+        negative_prompt=None,
+        strength=0.5,
+        height=32,
+        width=48,
+        num_frames=8,
+        num_inference_steps=2,
+        guidance_scale=1.0,
+        eta=0.5,
+        motion_scale=2,
+        generator=generator,
+        output_type="latent",
+    )

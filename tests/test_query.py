@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
-from tasks.query import (
+from videosweep.flows.cli import app
+from videosweep.tasks.query import (
     QueryError,
     cell_text,
     default_columns,
@@ -21,7 +21,7 @@ from tasks.query import (
     varying_parameters,
     with_swept_columns,
 )
-from tasks.results import read_results, write_record
+from videosweep.tasks.results import read_results, write_record
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 # index, motion_bucket_id, seed, attempt, run, status, total_s, motion_score; job 3 failed once, then rendered

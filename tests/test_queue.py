@@ -18,12 +18,12 @@ import pytest
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.queue import api_client, submitted_runs
-from tasks.manifest import load_manifest
-from tasks.models import file_sha256
-from tasks.results import read_results, write_record
-from tasks.submission import freeze_manifest, progress_of, start_time
+from videosweep.flows.cli import app
+from videosweep.flows.queue import api_client, submitted_runs
+from videosweep.tasks.manifest import load_manifest
+from videosweep.tasks.models import file_sha256
+from videosweep.tasks.results import read_results, write_record
+from videosweep.tasks.submission import freeze_manifest, progress_of, start_time
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -204,7 +204,7 @@ def server(tmp_path_factory, tiny_svd):
 
 @contextmanager
 def worker(env: dict, log: Path):
-    process = _start([sys.executable, "-m", "flows.cli", "worker"], {**env, "PREFECT_WORKER_QUERY_SECONDS": "1"}, log)
+    process = _start([sys.executable, "-m", "videosweep.flows.cli", "worker"], {**env, "PREFECT_WORKER_QUERY_SECONDS": "1"}, log)
     try:
         yield process
     finally:

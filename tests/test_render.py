@@ -7,11 +7,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks.manifest import load_manifest
-from tasks.plan import in_order
-from tasks.render import PipelineCache, RunContext, pipeline_cache, render_job
+from videosweep.tasks.manifest import load_manifest
+from videosweep.tasks.plan import in_order
+from videosweep.tasks.render import RunContext, pipeline_cache, render_job
+from videosweep.tasks.render.cache import PipelineCache
 
-from .conftest import ROCKET
+from .conftest import ROCKET, use_render
 
 
 def write_manifest(folder: Path, models: list[str]) -> Path:
@@ -77,21 +78,21 @@ def test_pipeline_cache_is_one_per_process():
 
 
 def test_cache_keeps_what_fits_in_memory_and_frees_what_does_not(tiny_svd, tmp_path, monkeypatch):
-    from tasks import render
+    from videosweep.tasks.render import cache as pipelines
 
     copy = shutil.copytree(tiny_svd, tmp_path / "svd-copy")
     (copy / "unet" / "config.json").write_text((copy / "unet" / "config.json").read_text() + "\n")
     first, second = (
         load_manifest(write_manifest(tmp_path, [model]), "cpu").jobs[0] for model in ("tiny-svd", str(copy))
     )
-    assert render.weights_bytes(first) > 0  # estimated from the weight files before the first load
+    assert pipelines.weights_bytes(first) > 0  # estimated from the weight files before the first load
 
     cache = PipelineCache()
     cache.get(first, "cpu", "run")
     cache.get(second, "cpu", "run")
     assert cache.get(first, "cpu", "run")[3], "both tiny pipelines fit in this machine's memory"
 
-    monkeypatch.setattr(render, "free_bytes", lambda device: 0)  # a full device: make room first
+    monkeypatch.setattr(pipelines, "free_bytes", lambda device: 0)  # a full device: make room first
     third = load_manifest(write_manifest(tmp_path, ["tiny-svd, fps: 9, scheduler: euler-a"]), "cpu").jobs[0]
     assert third.pipeline_key == first.pipeline_key  # per-job options share the pipeline: still a hit
     copy2 = shutil.copytree(tiny_svd, tmp_path / "svd-copy-2")
@@ -102,7 +103,7 @@ def test_cache_keeps_what_fits_in_memory_and_frees_what_does_not(tiny_svd, tmp_p
 
 
 def test_a_failed_source_skips_the_jobs_that_take_its_video(tmp_path, monkeypatch):
-    from tasks.models import text_to_video_sd
+    from videosweep.tasks.models import text_to_video_sd
 
     (tmp_path / "chain.yaml").write_text(
         "name: chain\ndefaults: {prompt: a rocket, num_inference_steps: 2}\nrows:\n"
@@ -112,14 +113,14 @@ def test_a_failed_source_skips_the_jobs_that_take_its_video(tmp_path, monkeypatc
         "seeds: [1, 2]\n"
     )
     table = load_manifest(tmp_path / "chain.yaml", "cpu")
-    real = text_to_video_sd.render
+    real = text_to_video_sd.FAMILY.render_one
 
     def fails_for_seed_1(pipe, params, generator, device):
         if generator.initial_seed() == 1 and params.num_frames == 4:
             raise RuntimeError("source broke")
         return real(pipe, params, generator, device)
 
-    monkeypatch.setattr(text_to_video_sd, "render", fails_for_seed_1)
+    use_render(monkeypatch, text_to_video_sd, fails_for_seed_1)
     run = RunContext.new(tmp_path / "out", "cpu", table)
     records = {record["job_id"]: record for record in (render_job(job, run) for job in in_order(table.jobs))}
     chained = [job for job in table.jobs if job.depends_on]
@@ -135,9 +136,10 @@ def test_a_job_exports_while_the_next_renders_holding_two_videos_at_most(tiny_sv
     import threading
     import time
 
-    from tasks import render
+    from videosweep.tasks.render import export
+    from videosweep.tasks.render.loop import render_shard
 
-    real_write, exporting, most = render.write_mp4, [], [0]
+    real_write, exporting, most = export.write_mp4, [], [0]
     lock = threading.Lock()
 
     def slow_write(*args, **kwargs):  # an encoder slower than a render: exports would pile up if unbounded
@@ -151,10 +153,10 @@ def test_a_job_exports_while_the_next_renders_holding_two_videos_at_most(tiny_sv
             with lock:
                 exporting.pop()
 
-    monkeypatch.setattr(render, "write_mp4", slow_write)
+    monkeypatch.setattr(export, "write_mp4", slow_write)
     table = load_manifest(write_manifest(tmp_path, ["tiny-svd", "tiny-svd, fps: 9"]), "cpu")
     run = RunContext.new(tmp_path / "out", "cpu", table, overlap_export=overlap)
-    records = render.render_shard(in_order(table.jobs), run, {}, datetime.now(timezone.utc))
+    records = render_shard(in_order(table.jobs), run, {}, datetime.now(timezone.utc))
 
     assert [record["status"] for record in records] == ["ok"] * 4
     assert [record["job_id"] for record in records] == [job.job_id for job in in_order(table.jobs)]

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks.report import write_report
-from tasks.results import write_record
-from tasks.video import write_mp4
+from videosweep.tasks.report import write_report
+from videosweep.tasks.results import write_record
+from videosweep.tasks.video import write_mp4
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 GRID_SIZE = (48, 64)  # height, width of the drawn grids

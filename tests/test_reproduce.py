@@ -15,21 +15,16 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from flows.cli import app
-from tasks.manifest import load_manifest
-from tasks.models import file_sha256
-from tasks.render import RunContext, render_job
-from tasks.reproduce import (
-    LOCK_FILE,
-    ReproduceError,
-    find_record,
-    plan_rerun,
-    read_embedded_record,
-    version_differences,
-    write_lock,
-)
-from tasks.results import read_results, write_record
-from tasks.video import read_mp4
+from videosweep.flows.cli import app
+from videosweep.tasks.manifest import load_manifest
+from videosweep.tasks.models import file_sha256
+from videosweep.tasks.render import RunContext, render_job
+from videosweep.tasks.errors import ReproduceError
+from videosweep.tasks.layout import LOCK_FILE
+from videosweep.tasks.provenance import read_embedded_record, write_lock
+from videosweep.tasks.reproduce import find_record, plan_rerun, version_differences
+from videosweep.tasks.results import read_results, write_record
+from videosweep.tasks.video import read_mp4
 
 from .conftest import REPO, make_video
 
@@ -245,7 +240,7 @@ def test_a_schedulers_recorded_config_is_the_same_text_in_every_process():
     """diffusers' _use_default_values is a list made from a set: its order follows the process's string hashing."""
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
-    from tasks.render import scheduler_config_json
+    from videosweep.tasks.render.start import scheduler_config_json
 
     scheduler = DPMSolverMultistepScheduler.from_config(DDIMScheduler().config)
     defaults = list(scheduler.config["_use_default_values"])

@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.models import FAMILIES
-from tasks.results import SCHEMA, history, read_results, video_identity, write_record
+from videosweep.tasks.models import FAMILIES
+from videosweep.tasks.results import SCHEMA, history, read_results, video_identity, write_record
 
 
 def record(job_id: str, status: str = "ok", attempt: int = 1, **extra) -> dict:
@@ -18,8 +18,8 @@ def record(job_id: str, status: str = "ok", attempt: int = 1, **extra) -> dict:
 
 
 def test_every_family_parameter_is_a_typed_column():
-    for module in FAMILIES.values():
-        for name in module.Params.model_fields:
+    for spec in FAMILIES.values():
+        for name in spec.params.model_fields:
             assert name in SCHEMA.names, name
     assert SCHEMA.field("motion_bucket_id").type == pa.int64()
     assert SCHEMA.field("noise_aug_strength").type == pa.float64()

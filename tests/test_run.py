@@ -10,12 +10,14 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
-from tasks.manifest import load_manifest
-from tasks.models import file_sha256
-from tasks.outroot import STATE_DIR
-from tasks.results import SCHEMA
-from tasks.video import read_mp4
+from videosweep.flows.cli import app
+from videosweep.tasks.manifest import load_manifest
+from videosweep.tasks.models import file_sha256
+from videosweep.tasks.layout import STATE_DIR
+from videosweep.tasks.results import SCHEMA
+from videosweep.tasks.video import read_mp4
+
+from .conftest import use_render
 
 REQUIRED_COLUMNS = """job_id run_id model model_id model_revision pipeline_class scheduler_class dtype device
 gpu_name seed generator_device video_path video_sha256 load_s cache_hit denoise_s decode_s export_s total_s
@@ -33,7 +35,7 @@ def parts(out: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> tuple[Path, Path, object]:
     """The demo manifest rendered once for this module: (manifest, output root, CLI result)."""
-    from tasks.render import pipeline_cache
+    from videosweep.tasks.render import pipeline_cache
 
     pipeline_cache().clear()  # its loads are counted below
     folder = tmp_path_factory.mktemp("demo")
@@ -142,9 +144,9 @@ def test_force_renders_again_with_identical_bytes(demo):
 
 
 def test_a_failing_job_is_recorded_and_the_others_finish(demo_copy, tmp_path, monkeypatch):
-    from tasks.models import svd
+    from videosweep.tasks.models import svd
 
-    real_render = svd.render
+    real_render = svd.FAMILY.render_one
 
     def broken_for_seed_43(pipe, params, generator, device):
         if generator.initial_seed() == 43:
@@ -152,7 +154,7 @@ def test_a_failing_job_is_recorded_and_the_others_finish(demo_copy, tmp_path, mo
         return real_render(pipe, params, generator, device)
 
     out = tmp_path / "out"
-    monkeypatch.setattr(svd, "render", broken_for_seed_43)
+    use_render(monkeypatch, svd, broken_for_seed_43)
     result = videosweep("run", demo_copy, "--out", out, "--device", "cpu")
     assert result.exit_code == 1
     assert "4 ok, 4 failed" in result.output and "deliberately broken" in result.output
@@ -164,7 +166,7 @@ def test_a_failing_job_is_recorded_and_the_others_finish(demo_copy, tmp_path, mo
     assert failed["video_path"].isna().all() and len(list((out / "videos").glob("*.mp4"))) == 4
 
     # the same command, once fixed, renders only what failed, as a second attempt
-    monkeypatch.setattr(svd, "render", real_render)
+    use_render(monkeypatch, svd, real_render)
     result = videosweep("run", demo_copy, "--out", out, "--device", "cpu")
     assert result.exit_code == 0
     assert "4 ok, 0 failed, 4 skipped" in result.output
@@ -224,4 +226,13 @@ MANIFESTS = Path(__file__).parent.parent / "manifests"
 
 @pytest.mark.parametrize("manifest", sorted(MANIFESTS.rglob("*.yaml")), ids=lambda path: str(path.relative_to(MANIFESTS)))
 def test_every_example_manifest_validates(manifest):
-    assert load_manifest(manifest, "cpu").jobs
+    """Every job distinct; ``<family>.yaml`` renders that family (a chain may feed it another's videos), on the
+    real checkpoints, and ``tiny/<family>.yaml`` on the tiny twins only."""
+    from videosweep.tasks.models import FAMILIES
+
+    jobs = load_manifest(manifest, "cpu").jobs
+    assert jobs and len({job.job_id for job in jobs}) == len(jobs)
+    if manifest.stem in FAMILIES:
+        assert manifest.stem in {job.family for job in jobs}
+        tiny = manifest.parent.name == "tiny"
+        assert [job.model for job in jobs if job.model.startswith("tiny-") != tiny] == []

@@ -1,6 +1,5 @@
-"""The SVD family on its tiny checkpoint: real layout, real from_pretrained, honest defaults, determinism."""
+"""The SVD family on its tiny checkpoint: real layout, shapes, timings, the call it makes (the rest: FamilyContract)."""
 
-import inspect
 import json
 from pathlib import Path
 
@@ -8,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.models import folder_sha256, svd
-from tasks.models.base import LoadOptions
+from videosweep.tasks.models import folder_sha256, svd
+from videosweep.tasks.models.base import LoadOptions
 
-from .conftest import ROCKET
+from .conftest import ROCKET, pipeline_call
 from .family_contract import FamilyContract
 
 
@@ -19,7 +18,7 @@ class TestSVDContract(FamilyContract):
     family = "svd"
 
     def row(self, inputs):
-        return dict(image=str(inputs / "rocket.png"), height=48, width=64, num_frames=4, num_inference_steps=2)
+        return dict(image=str(inputs / "rocket.png"), height=32, width=32, num_frames=2, num_inference_steps=2)
 
     def other_video(self, inputs):
         from PIL import Image
@@ -88,23 +87,8 @@ def test_tiny_build_is_reproducible(tiny_svd: Path, tmp_path: Path):
     assert folder_sha256(tmp_path / "again") == folder_sha256(tiny_svd)
 
 
-def test_fp16_variant_loads_through_from_pretrained(tiny_svd: Path):
-    half = svd.load(LoadOptions(str(tiny_svd), None, "float16", "fp16"), "cpu")
-    assert half.unet.dtype == torch.float16
-    assert half.vae.dtype == torch.float16
-
-
-def test_params_defaults_are_the_pipelines_own():
-    from diffusers import StableVideoDiffusionPipeline
-
-    signature = inspect.signature(StableVideoDiffusionPipeline.__call__).parameters
-    for name, field in svd.Params.model_fields.items():
-        if name != "image":
-            assert field.default == signature[name].default, name
-
-
 def test_render_shape_fps_and_timings(pipe):
-    rendered = svd.render(pipe, small(fps=9), torch.Generator().manual_seed(0), "cpu")
+    rendered = svd.FAMILY.render_one(pipe, small(fps=9), torch.Generator().manual_seed(0), "cpu")
     assert rendered.frames.shape == (4, 48, 64, 3)
     assert rendered.frames.dtype == np.uint8
     assert rendered.fps == 9
@@ -112,34 +96,32 @@ def test_render_shape_fps_and_timings(pipe):
 
 
 def test_num_frames_defaults_to_the_unets(pipe):
-    rendered = svd.render(pipe, small(num_frames=None), torch.Generator().manual_seed(0), "cpu")
+    rendered = svd.FAMILY.render_one(pipe, small(num_frames=None), torch.Generator().manual_seed(0), "cpu")
     assert len(rendered.frames) == pipe.unet.config.num_frames == 8
 
 
-def test_same_seed_same_frames_other_seed_other_frames(pipe):
-    def frames(seed: int, **overrides) -> np.ndarray:
-        return svd.render(pipe, small(**overrides), torch.Generator().manual_seed(seed), "cpu").frames
-
-    first = frames(7)
-    assert np.array_equal(first, frames(7))
-    assert not np.array_equal(first, frames(8))
-    assert not np.array_equal(first, frames(7, motion_bucket_id=200))
-
-
-def test_decode_split_matches_the_pipelines_own_decode(pipe):
-    """Stopping at the latents and decoding ourselves gives the frames the pipeline would return."""
+def test_call_parameters_reach_the_pipeline(pipe):
+    """Every parameter reaches the pipeline's call as itself (a batch of one: the images and generators as lists);
+    the image resized to the output size, as the docs do."""
     from PIL import Image
 
-    params = small()
-    ours = svd.render(pipe, params, torch.Generator().manual_seed(3), "cpu").frames
-    image = Image.open(ROCKET).convert("RGB").resize((params.width, params.height))
-    theirs = pipe(
-        image,
-        height=params.height,
-        width=params.width,
-        num_frames=params.num_frames,
-        num_inference_steps=params.num_inference_steps,
-        generator=torch.Generator().manual_seed(3),
-        output_type="np",
-    ).frames[0]
-    assert np.array_equal(ours, (theirs * 255).round().astype(np.uint8))
+    params = small(
+        num_frames=3, min_guidance_scale=1.5, max_guidance_scale=2.5, fps=9, motion_bucket_id=200, noise_aug_strength=0.1
+    )
+    generator = torch.Generator().manual_seed(7)
+    call = pipeline_call(pipe, lambda: svd.FAMILY.render_one(pipe, params, generator, "cpu"))
+    ((image,),) = call.args
+    assert np.array_equal(np.asarray(image), np.asarray(Image.open(ROCKET).convert("RGB").resize((64, 48))))
+    assert call.kwargs == dict(
+        height=48,
+        width=64,
+        num_frames=3,
+        num_inference_steps=2,
+        min_guidance_scale=1.5,
+        max_guidance_scale=2.5,
+        fps=9,
+        motion_bucket_id=200,
+        noise_aug_strength=0.1,
+        generator=[generator],
+        output_type="latent",
+    )

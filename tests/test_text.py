@@ -17,14 +17,14 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from tasks import grid as grid_module
-from tasks.grid import Cell, _AxisSpec, _fit_text, _font, _label, _layout, _static_layer, draw_grids
-from tasks.progress import job_progress
-from tasks.query import rich_table
-from tasks.report import Outputs, draw_outputs, summary_markdown
-from tasks.results import read_results
-from tasks.summary import RunSummary
-from tasks.text import DRAW_LIMIT, drawable, markdown, markdown_code_block, one_line, printable
+from videosweep.tasks import grid as grid_module
+from videosweep.tasks.grid import Cell, _AxisSpec, _fit_text, _font, _label, _layout, _static_layer, draw_grids
+from videosweep.tasks.progress import job_progress
+from videosweep.tasks.query import rich_table
+from videosweep.tasks.report import Outputs, draw_outputs, summary_markdown
+from videosweep.tasks.results import read_results
+from videosweep.tasks.summary import RunSummary
+from videosweep.tasks.text import DRAW_LIMIT, drawable, markdown, markdown_code_block, one_line, printable
 
 from .test_grid import add_job, color_of
 
@@ -236,7 +236,7 @@ def test_a_report_that_cannot_be_written_is_a_problem_line(tmp_path: Path, monke
     def broken(*args, **kwargs):
         raise OSError("read-only file system")
 
-    monkeypatch.setattr("tasks.report.render_report", broken)
+    monkeypatch.setattr("videosweep.tasks.report.render_report", broken)
     outputs = draw_outputs(tmp_path, [{"x": "motion_bucket_id", "y": "noise_aug_strength"}], jobs)
     assert len(outputs.grids) == 1 and outputs.report is None
     assert outputs.problems == [f"report {tmp_path / 'report.html'}: OSError: read-only file system"]
@@ -327,7 +327,7 @@ grid: {x: guidance_scale}
 
 
 def test_a_yaml_block_prompt_renders_draws_its_grid_and_report(tmp_path: Path):
-    from flows.cli import app
+    from videosweep.flows.cli import app
 
     manifest, out = tmp_path / "manifest.yaml", tmp_path / "out"
     manifest.write_text(MANIFEST, encoding="utf-8")

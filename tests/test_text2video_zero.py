@@ -8,9 +8,9 @@ import pytest
 import torch
 import yaml
 
-from tasks.manifest import ManifestError, load_manifest
-from tasks.models import folder_sha256, known_models, text2video_zero
-from tasks.models.base import LoadOptions
+from videosweep.tasks.manifest import ManifestError, load_manifest
+from videosweep.tasks.models import folder_sha256, known_models, text2video_zero
+from videosweep.tasks.models.base import LoadOptions
 
 from .family_contract import FamilyContract
 
@@ -33,6 +33,11 @@ class TestTextToVideoZeroContract(FamilyContract):
             t0=0,
             t1=1,
         )
+
+    def half_precision_row(self, inputs):
+        # the motion field's defaults: bfloat16 moves the warp's nearest-neighbour sampling to other pixels, by
+        # 5.2 levels on average at the row's 128/-96 (0.57 at the defaults; float16: 0.09 either way)
+        return {key: value for key, value in self.row(inputs).items() if not key.startswith("motion_field")}
 
     docs_fps = 4  # the docs' imageio.mimsave("video.mp4", result, fps=4)
 
@@ -67,7 +72,7 @@ class TestTextToVideoZeroContract(FamilyContract):
 
 @pytest.fixture(scope="module")
 def tiny() -> Path:
-    from tasks.models import ensure_built
+    from videosweep.tasks.models import ensure_built
 
     ref = known_models()["tiny-text2video-zero"]
     ensure_built(ref)
@@ -85,7 +90,7 @@ def small(**overrides) -> text2video_zero.Params:
 
 
 def frames(pipe, seed: int = 0, **overrides) -> np.ndarray:
-    return text2video_zero.render(pipe, small(**overrides), torch.Generator().manual_seed(seed), "cpu").frames
+    return text2video_zero.FAMILY.render_one(pipe, small(**overrides), torch.Generator().manual_seed(seed), "cpu").frames
 
 
 def manifest_problems(tmp_path: Path, **row) -> str:
@@ -168,7 +173,7 @@ def test_prompt_is_required_and_size_must_be_a_multiple_of_8(tmp_path: Path):
 
 
 def test_render_shape_fps_timings_and_default_size(pipe):
-    rendered = text2video_zero.render(pipe, small(video_length=3), torch.Generator().manual_seed(0), "cpu")
+    rendered = text2video_zero.FAMILY.render_one(pipe, small(video_length=3), torch.Generator().manual_seed(0), "cpu")
     assert rendered.frames.shape == (3, 32, 32, 3) and rendered.frames.dtype == np.uint8
     assert rendered.fps == 4  # the docs' imageio.mimsave(..., fps=4)
     assert rendered.denoise_s > 0 and rendered.decode_s > 0
@@ -188,8 +193,8 @@ def test_scheduler_ddim_is_the_pipelines_own_test_setup(tmp_path: Path, tiny: Pa
     """`scheduler: ddim` renders what diffusers' test of this pipeline does: DDIMScheduler.from_config."""
     from diffusers import DDIMScheduler, TextToVideoZeroPipeline
 
-    from tasks.render import pipeline_cache
-    from tasks.tuning import prepare_job
+    from videosweep.tasks.render import pipeline_cache
+    from videosweep.tasks.pipeline_setup import prepare_job
 
     path = tmp_path / "manifest.yaml"
     row = dict(small().model_dump(), model="tiny-text2video-zero", seed=5, scheduler="ddim", eta=0.0)
@@ -198,7 +203,7 @@ def test_scheduler_ddim_is_the_pipelines_own_test_setup(tmp_path: Path, tiny: Pa
     cached, baseline, _, _ = pipeline_cache().get(job, "cpu", "ddim-test")
     prepare_job(cached, job.options, baseline)
     assert type(cached.scheduler).__name__ == "DDIMScheduler" and cached.scheduler.config.clip_sample is False
-    ours = text2video_zero.render(cached, job.typed_params(), torch.Generator().manual_seed(5), "cpu").frames
+    ours = text2video_zero.FAMILY.render_one(cached, job.typed_params(), torch.Generator().manual_seed(5), "cpu").frames
 
     theirs = TextToVideoZeroPipeline.from_pretrained(tiny, torch_dtype=torch.float32)
     theirs.scheduler = DDIMScheduler.from_config(theirs.scheduler.config)

@@ -8,13 +8,13 @@ import pytest
 import torch
 import yaml
 
-from tasks.manifest import ManifestError, load_manifest
-from tasks.models import ensure_built, folder_sha256, known_models, text2video_zero_controlnet, tiny_folder
-from tasks.models.base import LoadOptions
-from tasks.models.text2video_zero_controlnet import canny_edges
-from tasks.video import write_mp4
+from videosweep.tasks.manifest import ManifestError, load_manifest
+from videosweep.tasks.models import ensure_built, folder_sha256, known_models, text2video_zero_controlnet, tiny_folder
+from videosweep.tasks.models.base import LoadOptions
+from videosweep.tasks.models.text2video_zero_controlnet import canny_edges
+from videosweep.tasks.video import write_mp4
 
-from .conftest import make_video
+from .conftest import make_video, pipeline_call
 from .family_contract import FamilyContract
 
 PROMPT = "Darth Vader dancing in a desert"
@@ -28,6 +28,8 @@ def built():
 
 class TestTextToVideoZeroControlNetContract(FamilyContract):
     family = "text2video-zero-controlnet"
+    # the control video, read and turned into control images here; its frames are the call's image=
+    not_call_parameters = {"video", "num_frames", "control", "canny_low", "canny_high", "canny_sigma"}
 
     def row(self, inputs):
         return dict(
@@ -120,7 +122,7 @@ def small(video: Path, **overrides) -> text2video_zero_controlnet.Params:
 
 def frames(pipe, video: Path, seed: int = 0, **overrides) -> np.ndarray:
     params = small(video, **overrides)
-    return text2video_zero_controlnet.render(pipe, params, torch.Generator().manual_seed(seed), "cpu").frames
+    return text2video_zero_controlnet.FAMILY.render_one(pipe, params, torch.Generator().manual_seed(seed), "cpu").frames
 
 
 def manifest_problems(tmp_path: Path, **row) -> str:
@@ -153,7 +155,7 @@ def test_tiny_base_is_the_shared_sd15_and_the_controlnet_fits_it(tiny):
 
 def test_tiny_controlnet_build_is_reproducible(tiny, tmp_path: Path):
     """Same bytes on every machine, so job ids of tiny-model rows agree everywhere."""
-    text2video_zero_controlnet.build_tiny_controlnet(tmp_path / "controlnet")
+    text2video_zero_controlnet.FAMILY.components["controlnet"].build_tiny(tmp_path / "controlnet")
     assert folder_sha256(tmp_path / "controlnet") == folder_sha256(tiny[1])
 
 
@@ -168,11 +170,6 @@ def test_load_follows_the_docs(pipe, tiny):
         assert processors and all(isinstance(p, CrossFrameAttnProcessor) and p.batch_size == 2 for p in processors)
     saved = ControlNetModel.from_pretrained(tiny[1]).state_dict()
     assert all(torch.equal(value, saved[key]) for key, value in pipe.controlnet.state_dict().items())
-
-
-def test_fp16_controlnet_follows_the_pipeline_dtype(tiny):
-    half = text2video_zero_controlnet.load(options(*tiny, dtype="float16"), "cpu")
-    assert half.controlnet.dtype == torch.float16 and half.unet.dtype == torch.float16
 
 
 # -- parameters, checked when the manifest is read -----------------------------------------------
@@ -226,14 +223,14 @@ def test_canny_settings_with_canny_control_are_accepted(tmp_path: Path):
 
 
 def test_render_shape_fps_timings_and_default_size(pipe, clip, tmp_path: Path):
-    rendered = text2video_zero_controlnet.render(pipe, small(clip), torch.Generator().manual_seed(0), "cpu")
+    rendered = text2video_zero_controlnet.FAMILY.render_one(pipe, small(clip), torch.Generator().manual_seed(0), "cpu")
     assert rendered.frames.shape == (4, 32, 48, 3) and rendered.frames.dtype == np.uint8
     assert rendered.fps == 8  # the input video's
     assert rendered.denoise_s > 0 and rendered.decode_s > 0
     # unset: every frame of the video, at its own size, and its own frame rate
     other = make_video(tmp_path / "slow.mp4", frames=5, fps=12)
     assert frames(pipe, other, num_frames=None, height=None, width=None).shape == (5, 64, 96, 3)
-    assert text2video_zero_controlnet.render(
+    assert text2video_zero_controlnet.FAMILY.render_one(
         pipe, small(other), torch.Generator().manual_seed(0), "cpu"
     ).fps == 12
 
@@ -262,7 +259,7 @@ def test_canny_control_feeds_the_edges_of_each_frame(pipe, clip):
     from diffusers.utils.torch_utils import randn_tensor
     from PIL import Image
 
-    from tasks.video import read_video
+    from videosweep.tasks.video import read_video
 
     ours = frames(pipe, clip, seed=4, control="canny", canny_low=40, canny_high=90)
     resized = [frame.resize((48, 32)) for frame in read_video(clip)[0][:4]]
@@ -278,16 +275,42 @@ def test_canny_control_feeds_the_edges_of_each_frame(pipe, clip):
 
 
 def test_call_parameters_reach_the_pipeline(pipe, clip):
-    first = frames(pipe, clip)
-    changes = (
-        {"negative_prompt": "blurry"},
-        {"guidance_scale": 3.0},
-        {"controlnet_conditioning_scale": 0.5},
-        {"control_guidance_start": 0.5},
-        {"prompt": "a boat at sea"},
+    """Each parameter reaches the pipeline's call as itself, prompts once per frame; the control frames as read
+    (the pipeline resizes them); one latent from the job's generator, repeated for every frame, as the docs fix it."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    from videosweep.tasks.video import read_video
+
+    params = small(
+        clip,
+        prompt="a boat at sea",
+        negative_prompt="blurry",
+        guidance_scale=3.0,
+        eta=0.5,
+        controlnet_conditioning_scale=0.5,
+        control_guidance_start=0.25,
+        control_guidance_end=0.75,
     )
-    for change in changes:
-        assert not np.array_equal(first, frames(pipe, clip, **change)), change
+    generator = torch.Generator().manual_seed(7)
+    call = pipeline_call(pipe, lambda: text2video_zero_controlnet.FAMILY.render_one(pipe, params, generator, "cpu"))
+    images = call.kwargs.pop("image")
+    assert [np.asarray(image).tolist() for image in images] == [np.asarray(f).tolist() for f in read_video(clip)[0][:4]]
+    latents = call.kwargs.pop("latents")
+    assert torch.equal(latents, randn_tensor((1, 4, 4, 6), generator=torch.Generator().manual_seed(7)).repeat(4, 1, 1, 1))
+    assert call.args == () and call.kwargs == dict(
+        prompt=["a boat at sea"] * 4,
+        height=32,
+        width=48,
+        num_inference_steps=2,
+        guidance_scale=3.0,
+        negative_prompt=["blurry"] * 4,
+        eta=0.5,
+        generator=generator,
+        controlnet_conditioning_scale=0.5,
+        control_guidance_start=0.25,
+        control_guidance_end=0.75,
+        output_type="latent",
+    )
 
 
 def test_videos_that_do_not_fit_are_refused(pipe, clip, tmp_path: Path):

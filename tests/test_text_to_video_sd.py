@@ -9,11 +9,11 @@ import pytest
 import torch
 import yaml
 
-from tasks.manifest import ManifestError, load_manifest
-from tasks.models import ensure_built, folder_sha256, known_models, text_to_video_sd
-from tasks.models.base import LoadOptions
+from videosweep.tasks.manifest import ManifestError, load_manifest
+from videosweep.tasks.models import ensure_built, folder_sha256, known_models, text_to_video_sd
+from videosweep.tasks.models.base import LoadOptions
 
-from .conftest import REPO
+from .conftest import REPO, pipeline_call
 from .family_contract import FamilyContract
 
 
@@ -78,7 +78,7 @@ def small(**overrides) -> text_to_video_sd.Params:
 
 
 def frames(pipe, seed: int = 7, **overrides) -> np.ndarray:
-    return text_to_video_sd.render(pipe, small(**overrides), torch.Generator().manual_seed(seed), "cpu").frames
+    return text_to_video_sd.FAMILY.render_one(pipe, small(**overrides), torch.Generator().manual_seed(seed), "cpu").frames
 
 
 def write_manifest(tmp_path: Path, row: dict) -> Path:
@@ -134,7 +134,7 @@ def test_loaded_as_the_docs_load_it(pipe):
 
 
 def test_render_shape_fps_and_timings(pipe):
-    rendered = text_to_video_sd.render(pipe, small(), torch.Generator().manual_seed(0), "cpu")
+    rendered = text_to_video_sd.FAMILY.render_one(pipe, small(), torch.Generator().manual_seed(0), "cpu")
     assert rendered.frames.shape == (4, 32, 48, 3)
     assert rendered.frames.dtype == np.uint8
     assert rendered.fps == 10  # the docs' export_to_video(video_frames) writes at its default, 10 fps
@@ -142,26 +142,33 @@ def test_render_shape_fps_and_timings(pipe):
 
 
 def test_size_defaults_to_the_unets(pipe):
-    rendered = text_to_video_sd.render(pipe, small(height=None, width=None), torch.Generator().manual_seed(0), "cpu")
+    rendered = text_to_video_sd.FAMILY.render_one(pipe, small(height=None, width=None), torch.Generator().manual_seed(0), "cpu")
     side = pipe.unet.config.sample_size * pipe.vae_scale_factor
     assert rendered.frames.shape == (4, side, side, 3) == (4, 32, 32, 3)
 
 
 def test_call_parameters_reach_the_pipeline(pipe):
-    first = frames(pipe)
-    for change in (
-        {"negative_prompt": "blurry"},
-        {"guidance_scale": 1.0},
-        {"prompt": "a boat at sea"},
-        {"eta": 1.0},
-        {"num_inference_steps": 3},
-    ):
-        assert not np.array_equal(first, frames(pipe, **change)), change
-    assert len(frames(pipe, num_frames=3)) == 3
+    """Each parameter reaches the pipeline's call as itself (a batch of one: prompts and generators as lists);
+    the call stops at the latents, which render decodes."""
+    params = small(prompt="a boat at sea", negative_prompt="blurry", num_frames=3, num_inference_steps=3, guidance_scale=1.0, eta=1.0)
+    generator = torch.Generator().manual_seed(7)
+    call = pipeline_call(pipe, lambda: text_to_video_sd.FAMILY.render_one(pipe, params, generator, "cpu"))
+    assert call.args == () and call.kwargs == dict(
+        prompt=["a boat at sea"],
+        negative_prompt=["blurry"],
+        height=32,
+        width=48,
+        num_frames=3,
+        num_inference_steps=3,
+        guidance_scale=1.0,
+        eta=1.0,
+        generator=[generator],
+        output_type="latent",
+    )
 
 
 def test_vae_slicing_is_the_rows_choice_and_decodes_one_frame_per_vae_call(pipe, monkeypatch):
-    from tasks.tuning import Baseline, prepare_job
+    from videosweep.tasks.pipeline_setup import Baseline, prepare_job
 
     calls = []
     decode_one = pipe.vae._decode
@@ -205,7 +212,7 @@ def test_example_manifests_validate_and_the_tiny_one_mirrors_the_real_one():
 
 def test_rows_with_eta_render_one_video_per_call(tmp_path):
     """The pipeline draws eta's noise for all videos' frames as one batch from one generator each: it cannot share a call."""
-    from tasks.render import batches
+    from videosweep.tasks.render import batches
 
     contract = TestTextToVideoSDContract()
     row = contract.row(tmp_path)
@@ -220,8 +227,8 @@ def test_videosweep_run_writes_the_docs_frames_at_the_docs_rate(tmp_path, tiny):
     converts them) encoded by the project's writer, at ``export_to_video``'s 10 fps."""
     from typer.testing import CliRunner
 
-    from flows.cli import app
-    from tasks.video import read_mp4, write_mp4
+    from videosweep.flows.cli import app
+    from videosweep.tasks.video import read_mp4, write_mp4
 
     contract = TestTextToVideoSDContract()
     row = contract.docs_row(tmp_path)

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.video import read_mp4, write_mp4
+from videosweep.tasks.video import read_mp4, write_mp4
 
 
 def gradient_frames(count: int, height: int, width: int) -> np.ndarray:

@@ -8,15 +8,15 @@ import pytest
 import torch
 import yaml
 
-from tasks.jobs import job_video_path
-from tasks.manifest import ManifestError, load_manifest
-from tasks.models import ensure_built, known_models, video_to_video_sd
-from tasks.models.base import LoadOptions
-from tasks.plan import in_order
-from tasks.render import RunContext, render_job
-from tasks.video import read_mp4
+from videosweep.tasks.jobs import job_video_path
+from videosweep.tasks.manifest import ManifestError, load_manifest
+from videosweep.tasks.models import ensure_built, known_models, video_to_video_sd
+from videosweep.tasks.models.base import LoadOptions
+from videosweep.tasks.plan import in_order
+from videosweep.tasks.render import RunContext, render_job
+from videosweep.tasks.video import read_mp4
 
-from .conftest import REPO, make_video
+from .conftest import REPO, make_video, pipeline_call
 from .family_contract import FamilyContract
 
 PROMPT = "Darth Vader surfing a wave"
@@ -24,13 +24,17 @@ PROMPT = "Darth Vader surfing a wave"
 
 class TestVideoToVideoSDContract(FamilyContract):
     family = "video-to-video-sd"
+    not_call_parameters = {"height", "width"}  # the input frames are resized here
 
     def row(self, inputs):
-        # 4 steps at strength 0.5: the pipeline runs int(4 * 0.5) = 2 of them
+        # 4 frames (every frame of the input is rendered); 4 steps at strength 0.5: the pipeline runs int(4 * 0.5) = 2
+        short = inputs / "short.mp4"
+        if not short.exists():
+            make_video(short, frames=4)
         return dict(
             prompt=PROMPT,
             negative_prompt="blurry",
-            video=str(inputs / "clip.mp4"),
+            video=str(short),
             height=32,
             width=48,
             strength=0.5,
@@ -104,7 +108,7 @@ def small(clip: Path, **overrides) -> video_to_video_sd.Params:
 
 
 def render(pipe, clip: Path, seed: int = 7, **overrides):
-    return video_to_video_sd.render(pipe, small(clip, **overrides), torch.Generator().manual_seed(seed), "cpu")
+    return video_to_video_sd.FAMILY.render_one(pipe, small(clip, **overrides), torch.Generator().manual_seed(seed), "cpu")
 
 
 def problems(tmp_path: Path, row: dict) -> str:
@@ -180,14 +184,24 @@ def test_strength_sets_the_steps_run(pipe, clip, monkeypatch, strength, steps):
 
 
 def test_call_parameters_reach_the_pipeline(pipe, clip):
-    first = render(pipe, clip).frames
-    for change in (
-        {"negative_prompt": "blurry"},
-        {"guidance_scale": 1.0},
-        {"prompt": "a boat at sea"},
-        {"strength": 0.75},
-    ):
-        assert not np.array_equal(first, render(pipe, clip, **change).frames), change
+    """Each parameter reaches the pipeline's call as itself; every input frame, resized to the row's size."""
+    from videosweep.tasks.video import read_video
+
+    params = small(clip, prompt="a boat at sea", negative_prompt="blurry", guidance_scale=1.0, strength=0.75, eta=0.5)
+    generator = torch.Generator().manual_seed(7)
+    call = pipeline_call(pipe, lambda: video_to_video_sd.FAMILY.render_one(pipe, params, generator, "cpu"))
+    video = call.kwargs.pop("video")
+    expected = [frame.resize((48, 32)) for frame in read_video(clip)[0]]
+    assert [np.asarray(frame).tolist() for frame in video] == [np.asarray(frame).tolist() for frame in expected]
+    assert call.args == ("a boat at sea",) and call.kwargs == dict(
+        strength=0.75,
+        negative_prompt="blurry",
+        num_inference_steps=4,
+        guidance_scale=1.0,
+        eta=0.5,
+        generator=generator,
+        output_type="latent",
+    )
 
 
 def test_the_docs_two_stage_recipe_chains_through_a_manifest(tmp_path: Path):

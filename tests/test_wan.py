@@ -9,10 +9,11 @@ import pytest
 import torch
 import yaml
 
-from tasks.manifest import ManifestError, load_manifest
-from tasks.models import ensure_built, folder_sha256, known_models, wan
-from tasks.models.base import LoadOptions
+from videosweep.tasks.manifest import ManifestError, load_manifest
+from videosweep.tasks.models import ensure_built, folder_sha256, known_models, wan
+from videosweep.tasks.models.base import LoadOptions
 
+from .conftest import pipeline_call
 from .family_contract import FamilyContract
 
 PROMPT = "A rocket lifts off at dawn, smoke billowing"
@@ -31,6 +32,8 @@ DOCS_NEGATIVE = (
 
 class TestWanContract(FamilyContract):
     family = "wan"
+    not_call_parameters = {"flow_shift"}  # the docs' scheduler swap (wan.flow_shift)
+    float32_by_docs = {"vae"}  # the docs' AutoencoderKLWan in float32, "for better decoding quality"
 
     def row(self, inputs):
         return dict(
@@ -109,7 +112,7 @@ def small(**overrides) -> wan.Params:
 
 
 def frames(pipe, seed: int = 0, **overrides) -> np.ndarray:
-    return wan.render(pipe, small(**overrides), torch.Generator().manual_seed(seed), "cpu").frames
+    return wan.FAMILY.render_one(pipe, small(**overrides), torch.Generator().manual_seed(seed), "cpu").frames
 
 
 def manifest_problems(tmp_path: Path, **row) -> str:
@@ -143,15 +146,8 @@ def test_tiny_build_is_reproducible(tiny_wan: Path, tmp_path: Path):
     assert folder_sha256(tmp_path / "again") == folder_sha256(tiny_wan)
 
 
-def test_vae_stays_float32_when_the_rest_is_half(tiny_wan: Path):
-    """The docs load AutoencoderKLWan in float32 next to a bfloat16 pipeline "for better decoding quality"."""
-    half = wan.load(LoadOptions(str(tiny_wan), None, "float16", "fp16"), "cpu")
-    assert half.transformer.dtype == torch.float16 and half.text_encoder.dtype == torch.float16
-    assert half.vae.dtype == torch.float32
-
-
 def test_render_shape_fps_and_timings(pipe):
-    rendered = wan.render(pipe, small(width=48), torch.Generator().manual_seed(0), "cpu")
+    rendered = wan.FAMILY.render_one(pipe, small(width=48), torch.Generator().manual_seed(0), "cpu")
     assert rendered.frames.shape == (9, 32, 48, 3) and rendered.frames.dtype == np.uint8
     assert rendered.fps == 16  # the docs export at 16 fps
     assert rendered.denoise_s > 0 and rendered.decode_s > 0
@@ -168,11 +164,26 @@ def test_flow_shift_swaps_the_scheduler_for_one_job_only(pipe):
     assert np.array_equal(frames(pipe, flow_shift=3.0), default)
 
 
-def test_prompt_negative_prompt_and_guidance_change_the_video(pipe):
-    first = frames(pipe)
-    assert not np.array_equal(first, frames(pipe, prompt="A quiet lake at night"))
-    assert not np.array_equal(first, frames(pipe, negative_prompt=NEGATIVE))
-    assert not np.array_equal(first, frames(pipe, guidance_scale=1.0))
+def test_call_parameters_reach_the_pipeline(pipe):
+    """Each parameter reaches the pipeline's call as itself (a batch of one: prompts and generators as lists), with
+    the row's flow_shift in the scheduler it runs."""
+    params = small(prompt="A quiet lake at night", negative_prompt=NEGATIVE, guidance_scale=1.0, flow_shift=8.0)
+    generator = torch.Generator().manual_seed(7)
+    call = pipeline_call(pipe, lambda: wan.FAMILY.render_one(pipe, params, generator, "cpu"))
+    assert call.scheduler.config.flow_shift == 8.0
+    assert call.args == () and call.kwargs == dict(
+        prompt=["A quiet lake at night"],
+        negative_prompt=[NEGATIVE],
+        height=32,
+        width=32,
+        num_frames=9,
+        num_inference_steps=2,
+        guidance_scale=1.0,
+        guidance_scale_2=None,
+        max_sequence_length=16,
+        generator=[generator],
+        output_type="latent",
+    )
 
 
 def test_num_frames_must_be_4k_plus_1(tmp_path: Path):
@@ -244,8 +255,8 @@ def test_the_record_names_the_scheduler_the_job_used(tmp_path):
     """flow_shift swaps UniPC in for one job: the results row says so, not the loaded scheduler."""
     import json
 
-    from tasks.manifest import load_manifest
-    from tasks.render import RunContext, render_job
+    from videosweep.tasks.manifest import load_manifest
+    from videosweep.tasks.render import RunContext, render_job
 
     (tmp_path / "m.yaml").write_text(
         "name: t\ndefaults: {model: tiny-wan, prompt: a rocket, height: 32, width: 48, num_frames: 5,"

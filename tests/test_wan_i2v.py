@@ -10,11 +10,11 @@ import pytest
 import torch
 import yaml
 
-from tasks.manifest import ManifestError, load_manifest
-from tasks.models import ensure_built, folder_sha256, known_models, wan, wan_i2v
-from tasks.models.base import LoadOptions
+from videosweep.tasks.manifest import ManifestError, load_manifest
+from videosweep.tasks.models import ensure_built, folder_sha256, known_models, wan, wan_i2v
+from videosweep.tasks.models.base import LoadOptions
 
-from .conftest import ROCKET
+from .conftest import ROCKET, pipeline_call
 from .family_contract import FamilyContract
 
 PROMPT = "The rocket lifts off, smoke billowing"
@@ -35,6 +35,8 @@ class TestWanI2VContract(FamilyContract):
     family = "wan-i2v"
     # None: sized from the image's aspect ratio within max_area, as the docs do (see Params)
     defaults_differ = {"height", "width"}
+    not_call_parameters = {"flow_shift", "max_area"}  # the docs' scheduler swap and their sizing (wan_i2v.output_size)
+    float32_by_docs = {"vae", "image_encoder"}  # as the docs load them, whatever the pipeline's dtype
 
     def row(self, inputs):
         return dict(
@@ -122,7 +124,7 @@ def small(**overrides) -> wan_i2v.Params:
 
 
 def frames(pipe, seed: int = 0, **overrides) -> np.ndarray:
-    return wan_i2v.render(pipe, small(**overrides), torch.Generator().manual_seed(seed), "cpu").frames
+    return wan_i2v.FAMILY.render_one(pipe, small(**overrides), torch.Generator().manual_seed(seed), "cpu").frames
 
 
 def manifest_problems(tmp_path: Path, **row) -> str:
@@ -151,15 +153,9 @@ def test_tiny_build_is_reproducible(tiny_wan_i2v: Path, tmp_path: Path):
     assert folder_sha256(tmp_path / "again") == folder_sha256(tiny_wan_i2v)
 
 
-def test_vae_and_image_encoder_stay_float32_when_the_rest_is_half(tiny_wan_i2v: Path):
-    half = wan_i2v.load(LoadOptions(str(tiny_wan_i2v), None, "float16", "fp16"), "cpu")
-    assert half.transformer.dtype == torch.float16
-    assert half.vae.dtype == torch.float32 and half.image_encoder.dtype == torch.float32
-
-
 def test_size_follows_the_images_aspect_ratio_within_max_area(pipe):
     # rocket.png is 512x288: sqrt(3072 * 288/512) = 41.6 -> 42 // 16 * 16 = 32; sqrt(3072 * 512/288) = 73.9 -> 74 -> 64
-    rendered = wan_i2v.render(pipe, small(), torch.Generator().manual_seed(0), "cpu")
+    rendered = wan_i2v.FAMILY.render_one(pipe, small(), torch.Generator().manual_seed(0), "cpu")
     assert rendered.frames.shape == (9, 32, 64, 3) and rendered.fps == 16
     assert wan_i2v.output_size(pipe, (512, 288), small(max_area=480 * 832)) == (464, 832)
     assert wan_i2v.output_size(pipe, (512, 288), small(max_area=720 * 1280)) == (720, 1280)
@@ -174,14 +170,29 @@ def test_a_max_area_too_small_for_one_patch_is_refused(pipe):
         frames(pipe, max_area=256)
 
 
-def test_the_image_conditions_the_video(pipe, tmp_path: Path):
+def test_call_parameters_reach_the_pipeline(pipe):
+    """Each parameter reaches the pipeline's call as itself, with the row's flow_shift in the scheduler it runs; the
+    image resized to the size max_area gives it, as the docs do."""
     from PIL import Image
 
-    flipped = tmp_path / "flipped.png"
-    Image.open(ROCKET).transpose(Image.FLIP_LEFT_RIGHT).save(flipped)
-    first = frames(pipe)
-    assert not np.array_equal(first, frames(pipe, image=flipped))
-    assert not np.array_equal(first, frames(pipe, flow_shift=8.0))
+    params = small(negative_prompt=NEGATIVE, guidance_scale=4.0, flow_shift=8.0)
+    generator = torch.Generator().manual_seed(7)
+    call = pipeline_call(pipe, lambda: wan_i2v.FAMILY.render_one(pipe, params, generator, "cpu"))
+    assert call.scheduler.config.flow_shift == 8.0
+    assert np.array_equal(np.asarray(call.kwargs.pop("image")), np.asarray(Image.open(ROCKET).convert("RGB").resize((64, 32))))
+    assert call.args == () and call.kwargs == dict(
+        prompt=PROMPT,
+        negative_prompt=NEGATIVE,
+        height=32,
+        width=64,
+        num_frames=9,
+        num_inference_steps=2,
+        guidance_scale=4.0,
+        guidance_scale_2=None,
+        max_sequence_length=16,
+        generator=generator,
+        output_type="latent",
+    )
 
 
 def test_image_is_required(tmp_path: Path):

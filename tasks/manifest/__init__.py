@@ -16,8 +16,9 @@ The modules, each importing only those listed before it: ``limits``; ``messages`
 how a user's values are shown); ``entries`` (a job's raw values before validation); ``reading``
 (the file, the run's name); ``expansion`` (YAML) and ``tables`` (CSV, Parquet): file -> entries;
 ``inputs`` (image and video files); ``cache_keys``; ``job_options`` (the keys every row has);
-``rows`` (the row checker: one entry -> one Job); ``chains`` (entries -> jobs, rows that take
-other rows' videos after their sources).
+``resolution`` (what a row's model and parts name: tiny checkpoints built, revisions pinned, the
+hub asked); ``rows`` (the row checker: one entry -> one Job); ``chains`` (entries -> jobs, rows
+that take other rows' videos after their sources).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, create_model
 
-from ..tuning import PipelineOptions
+from ..pipeline_options import PipelineOptions
 from .messages import _pydantic_problem
 
 

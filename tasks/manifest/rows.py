@@ -10,24 +10,21 @@ from pydantic import BaseModel, ValidationError
 
 from ..devices import auto_dtype
 from ..jobs import Job, JobIdMaker
-from ..models import (
-    HUB_ID,
-    ModelError,
-    ModelRef,
-    ensure_built,
-    is_local,
-    resolve,
-    resolve_revision,
-    source_revision,
+from ..models import ModelError, ModelRef, is_local
+from ..pipeline_options import (
+    PipelineOptions,
+    freeu_refusal,
+    guidance_cutoff_refusal,
+    pixel_options,
+    step_cache_refusal,
 )
-from ..models.base import input_fields
-from ..tuning import PipelineOptions, guidance_cutoff_refusal, pixel_options, step_cache_refusal
 from .cache_keys import _key, _remember
 from .entries import _Entry
 from .inputs import _InputFiles
 from .job_options import _OPTION_KEYS, _OPTION_ORDER, JobOptions, _check_seed
 from .limits import Limits
-from .messages import SHOWN_CHARS, Problem, _brief, _cut, _pydantic_problem, _shown, _suggest
+from .messages import Problem, _brief, _cut, _pydantic_problem, _shown, _suggest
+from .resolution import _Model, _Resolver
 
 
 @dataclass
@@ -39,18 +36,6 @@ class _Options:
     errors: list[tuple[int, Any, str]]  # (position in JobOptions' fields, key, message)
     chosen: dict[str, Any] = field(default_factory=dict)  # the pipeline options the row set
     device_problems: list[tuple[Any, str]] = field(default_factory=list)
-
-
-@dataclass
-class _Model:
-    """What the checks need of a model, worked out once per model."""
-
-    ref: ModelRef
-    params_cls: type[BaseModel]
-    component_keys: list[str]
-    allowed: list[str]
-    inputs: dict[str, str]  # input field -> "image" or "video"
-    is_local: bool
 
 
 @dataclass
@@ -84,11 +69,9 @@ class _RowChecker:
     """
 
     def __init__(self, base_dir: Path, device: str, limits: Limits | None = None) -> None:
-        self.base_dir = base_dir
         self.device = device
         self.problems: list[Problem] = []
-        self._models: dict[tuple[str, str | None], _Model | ModelError] = {}
-        self._revisions: dict[tuple[ModelRef | str, str | None], str] = {}
+        self._names = _Resolver(base_dir)
         self._inputs = _InputFiles(base_dir, (limits or Limits()).max_image_pixels)
         self._options: dict[Any, _Options] = {}
         self._unknown: dict[tuple, list[tuple[Any, str]]] = {}
@@ -122,7 +105,7 @@ class _RowChecker:
         # 2. the model, and with it the family's parameters
         family = values.get("family")
         model_key = (model_name, family if isinstance(family, str) else None)
-        model = self._model(model_key)
+        model = self._names.model(model_key)
         if isinstance(model, ModelError):
             return self._fail(index, entry, found + [("model", _cut(str(model), 1500))])
         ref = model.ref
@@ -148,10 +131,10 @@ class _RowChecker:
             given = {key: values[key] for key in model.component_keys if key in values}
             components_key = (model_key, _key(given))
             if components_key[1] is None:
-                components, trouble = self._check_components(model, given)
+                components, trouble = self._names.components(model, given)
             else:
                 if components_key not in self._components:
-                    self._components[components_key] = self._check_components(model, given)
+                    self._components[components_key] = self._names.components(model, given)
                 components, trouble = self._components[components_key]
             found += trouble
 
@@ -188,7 +171,7 @@ class _RowChecker:
                     _remember(self._refusals, refusals_key, refusals)
             found += refusals
             if options.guidance_cutoff is not None and params is not None:
-                if refusal := guidance_cutoff_refusal(ref.module, params):
+                if refusal := guidance_cutoff_refusal(ref.spec, params):
                     found.append(("guidance_cutoff", refusal))
         if found or options is None or params is None:
             return self._fail(index, entry, found)
@@ -260,37 +243,24 @@ class _RowChecker:
             return _Params(None, errors)
         return _Params(params, [], params.model_dump(mode="json"))
 
-    def _check_components(self, model: _Model, given: dict[str, Any]) -> tuple[dict[str, str], list[tuple[Any, str]]]:
-        components, trouble = {}, []
-        defaults = dict(model.ref.components)
-        for key in model.component_keys:
-            value = given.get(key, defaults.get(key))
-            source = self._source(value) if isinstance(value, str) else None
-            if source is None:
-                described = model.ref.module.COMPONENTS[key]
-                trouble.append((key, f"{key}={_shown(value)}: give a hub repo id or a folder holding the {described}"))
-            else:
-                components[key] = source
-        return components, trouble
-
     def _option_refusals(self, options: JobOptions, ref: ModelRef) -> list[tuple[Any, str]]:
         refusals = []
-        if options.freeu is not None and not _pipeline_has(ref.module.PIPELINE_CLASS, "enable_freeu"):
-            refusals.append(("freeu", f"freeu: {ref.module.PIPELINE_CLASS} has no FreeU; drop it"))
+        if options.freeu is not None and (refusal := freeu_refusal(ref.spec.pipeline_class)):
+            refusals.append(("freeu", refusal))
         cache = options.step_cache
-        if cache is not None and (refusal := step_cache_refusal(ref.module.PIPELINE_CLASS, cache.type)):
+        if cache is not None and (refusal := step_cache_refusal(ref.spec.pipeline_class, cache.type)):
             refusals.append(("step_cache", refusal))
         return refusals
 
     def _setup(self, options: JobOptions, model: _Model, components: dict[str, str], chosen: dict[str, Any]) -> _Setup:
         ref = model.ref
         # the checkpoint's documented half precision, else its family's, else float16
-        gpu_dtype = ref.gpu_dtype or getattr(ref.module, "GPU_DTYPE", "float16")
+        gpu_dtype = ref.gpu_dtype or ref.spec.gpu_dtype
         dtype = auto_dtype(self.device, gpu_dtype) if options.dtype == "auto" else options.dtype
         chosen_variant = ref.variant if options.variant == "auto" else options.variant
         variant = {"auto": "fp16" if dtype == "float16" else None, "none": None}.get(chosen_variant, chosen_variant)
-        revision = self._revision(ref, options.revision)
-        component_revisions = {key: self._revision(source, None) for key, source in components.items()}
+        revision = self._names.revision(ref, options.revision)
+        component_revisions = {key: self._names.revision(source, None) for key, source in components.items()}
         ids = JobIdMaker(
             family=ref.family,
             model_id=ref.source,
@@ -314,59 +284,7 @@ class _RowChecker:
             problems.append(("offload", f"offload={options.offload!r} needs a CUDA device; use none"))
         return problems
 
-    def _model(self, key: tuple[str, str | None]) -> _Model | ModelError:
-        if key not in self._models:
-            name, family = key
-            try:
-                if len(name) > 4096:  # longer than any path: no key, hub id or folder
-                    raise ModelError(f"unknown model {_shown(name)}: {len(name):,} characters, longer than any path")
-                ref = resolve(name, family, self.base_dir)
-                if ref.tiny:  # built first: its component folders are checked below
-                    ensure_built(ref)
-            except ModelError as exc:  # its message quotes the name and family whole: shortened here
-                message = str(exc)
-                for given in (name, family):
-                    if given is not None and len(repr(given)) > SHOWN_CHARS:
-                        message = message.replace(repr(given), _shown(given))
-                self._models[key] = ModelError(message)
-            except (OSError, ValueError) as exc:  # a name the file system refuses (too long, a NUL byte)
-                self._models[key] = ModelError(f"cannot use model {_shown(name)}: {_cut(str(exc))}")
-            else:
-                params_cls = ref.module.Params
-                component_keys = list(getattr(ref.module, "COMPONENTS", {}))
-                tuning = list(PipelineOptions.model_fields)
-                row_keys = [field for field in JobOptions.model_fields if field not in tuning]
-                allowed = row_keys + component_keys + list(params_cls.model_fields) + tuning
-                inputs = input_fields(params_cls)
-                self._models[key] = _Model(ref, params_cls, component_keys, allowed, inputs, ref.is_local)
-        return self._models[key]
-
-    def _revision(self, ref: ModelRef | str, revision: str | None) -> str:
-        """The pinned revision of a model (tiny ones built first) or of a component's source."""
-        key = (ref, revision)
-        if key not in self._revisions:
-            self._revisions[key] = (
-                resolve_revision(ref, revision) if isinstance(ref, ModelRef) else source_revision(ref, revision)
-            )
-        return self._revisions[key]
-
-    def _source(self, value: str) -> str | None:
-        """A component's folder (absolute) or hub repo id; None if it is neither."""
-        try:
-            folder = Path(value).expanduser()
-            folder = folder if folder.is_absolute() else self.base_dir / folder
-            if folder.is_dir():
-                return str(folder.resolve())
-        except (OSError, ValueError):  # a name the file system refuses
-            return None
-        return value if HUB_ID.match(value) else None
 
 
 #: What a Job's fields-set holds (every field but parent_job_id): one set shared by every job made here.
 _JOB_FIELDS = set(Job.model_fields) - {"parent_job_id"}
-
-
-def _pipeline_has(pipeline_class: str, method: str) -> bool:
-    import diffusers
-
-    return hasattr(getattr(diffusers, pipeline_class), method)

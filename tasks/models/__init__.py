@@ -1,14 +1,15 @@
-"""The model registry: short names -> (family, hub id or local folder), and family -> module.
+"""The model registry: short names -> (family, hub id or local folder), and family name -> :class:`Family`.
 
-Every module of this package but ``base`` is a family (found at import, so adding a family
-touches its own module only). A manifest's ``model`` is one of
+Every module of this package but ``base``, ``family`` and the private ones is a family: found at
+import, and refused there unless it declares ``FAMILY = Family(...)`` (the contract,
+``family.py``), so adding a family touches its own module only. A manifest's ``model`` is one of
 - a short key (``svd-xt``) from a family's ``MODELS`` table,
 - ``tiny-<family>``: a random-weight checkpoint this project builds and caches on first use,
 - a hub repo id (``org/name``) or a local folder holding a diffusers pipeline; the family is
   read from ``model_index.json`` where it is on disk, else given as ``family:``.
 
 A family whose pipeline is assembled from separate repos (a motion adapter, a ControlNet)
-names them in ``COMPONENTS``; a model key gives their defaults and a row may override them.
+names them in its ``components``; a model key gives their defaults and a row may override them.
 """
 
 from __future__ import annotations
@@ -23,24 +24,56 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 from ..errors import InputError
+from .base import scalar_type
+from .family import Family, FamilyError
+
+NOT_FAMILIES = ("base", "family")
 
 
-def _discover() -> dict[str, ModuleType]:
-    modules = (
-        importlib.import_module(f"{__name__}.{info.name}")
-        for info in pkgutil.iter_modules(__path__)
-        if info.name != "base" and not info.name.startswith("_")
-    )
-    return {module.FAMILY: module for module in sorted(modules, key=lambda module: module.FAMILY)}
+def discover(path: list[str], package: str) -> dict[str, Family]:
+    """Import every family module of ``package`` (at ``path``) and check it against the contract.
+
+    A module that fails the contract raises :class:`FamilyError` naming the module and what it
+    lacks: a bug in that module, so it stops every command rather than hiding one family.
+    """
+    families: dict[str, Family] = {}
+    for info in sorted(pkgutil.iter_modules(path), key=lambda info: info.name):
+        if info.name in NOT_FAMILIES or info.name.startswith("_"):
+            continue
+        where = f"{package}.{info.name}"
+        try:
+            module = importlib.import_module(where)
+        except FamilyError as exc:
+            raise FamilyError(f"{where}: {exc}") from None
+        declared = module.__dict__.get("FAMILY")
+        if not isinstance(declared, Family):
+            raise FamilyError(
+                f"{where} is not a family: it declares no FAMILY = Family(...) (tasks/models/family.py); "
+                "a helper module's name starts with _"
+            )
+        if declared.name in families:
+            raise FamilyError(f"{where}: family name {declared.name!r} is taken by another module")
+        families[declared.name] = declared
+    types: dict[str, tuple[type, str]] = {}  # parameter -> (its type, the first family that has it)
+    for family in families.values():
+        if family.tiny_base is not None and family.tiny_base not in families:
+            raise FamilyError(f"family {family.name!r}: tiny_base names {family.tiny_base!r}, which is no family")
+        for name, field in family.params.model_fields.items():
+            kind, first = types.setdefault(name, (scalar_type(field.annotation), family.name))
+            if kind is not scalar_type(field.annotation):
+                raise FamilyError(
+                    f"parameter {name!r} is {scalar_type(field.annotation).__name__} in family {family.name!r} but "
+                    f"{kind.__name__} in {first!r}: one results column holds both; give it one type or another name"
+                )
+    return dict(sorted(families.items()))
 
 
-FAMILIES: dict[str, ModuleType] = _discover()
+FAMILIES: dict[str, Family] = discover(__path__, __name__)
 #: For telling a folder's family from its model_index.json; a family may prefer another
 #: family's pipeline (an image-to-video variant of the same repo) only by an explicit ``family:``.
-FAMILY_OF_PIPELINE = {module.PIPELINE_CLASS: family for family, module in reversed(FAMILIES.items())}
+FAMILY_OF_PIPELINE = {spec.pipeline_class: name for name, spec in reversed(FAMILIES.items())}
 
 #: Bump when a family's ``build_tiny`` changes, so cached tiny checkpoints are rebuilt.
 TINY_VERSION = 3
@@ -67,7 +100,8 @@ class ModelRef:
         return is_local(self.source)
 
     @property
-    def module(self) -> ModuleType:
+    def spec(self) -> Family:
+        """The family's declaration."""
         return FAMILIES[self.family]
 
 
@@ -99,15 +133,14 @@ def videosweep_home() -> Path:
 
 def known_models() -> dict[str, ModelRef]:
     models = {
-        key: _model_ref(key, family, entry) for family, module in FAMILIES.items() for key, entry in module.MODELS.items()
+        key: _model_ref(key, family, entry) for family, spec in FAMILIES.items() for key, entry in spec.models.items()
     }
-    for family, module in FAMILIES.items():
+    for family, spec in FAMILIES.items():
         # A family may share another's tiny base checkpoint (an image-to-video pipeline of the same
         # repo, or the same SD 1.5 base under another adapter); its components are its own.
-        tiny = getattr(module, "TINY_NAME", family)
-        components = tuple((name, str(tiny_folder(f"{family}-{name}"))) for name in getattr(module, "COMPONENTS", {}))
+        components = tuple((name, str(tiny_folder(f"{family}-{name}"))) for name in spec.components)
         models[f"tiny-{family}"] = ModelRef(
-            f"tiny-{family}", family, str(tiny_folder(tiny)), tiny=True, components=components
+            f"tiny-{family}", family, str(tiny_folder(spec.tiny_name)), tiny=True, components=components
         )
     return models
 
@@ -174,9 +207,9 @@ def ensure_built(ref: ModelRef) -> None:
     """Build a tiny checkpoint (and its component repos) on first use."""
     if not ref.tiny:
         return
-    _build_once(Path(ref.source), ref.module.build_tiny)
+    _build_once(Path(ref.source), ref.spec.build_tiny)
     for name, folder in ref.components:
-        _build_once(Path(folder), getattr(ref.module, f"build_tiny_{name}"))
+        _build_once(Path(folder), ref.spec.components[name].build_tiny)
 
 
 def _build_once(target: Path, build) -> None:

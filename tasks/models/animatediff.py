@@ -38,24 +38,17 @@ from pydantic import BaseModel, Field
 from ._tiny import clip_text_parts
 from .base import (
     LoadOptions, Rendered, Stopwatch, VideoParams,
-    fps_field, from_pretrained, one_call, prompt_lists, to_uint8_frames, torch_dtype,
+    decode_latents, fps_field, from_pretrained, prompt_lists, rendered_videos, torch_dtype,
 )
+from .family import Component, Family
 
 if TYPE_CHECKING:
     import torch
 
-FAMILY = "animatediff"
-PIPELINE_CLASS = "AnimateDiffPipeline"
-#: The parameter that turns on classifier-free guidance, which this pipeline runs as one [unconditional,
-#: conditional] batch: what ``guidance_cutoff`` halves (tasks.denoiser_hooks).
-BATCHED_GUIDANCE = "guidance_scale"
-DESCRIPTION = "AnimateDiff: prompt -> video, a MotionAdapter in a Stable Diffusion 1.5 checkpoint, DDIM, 10 fps"
-DEPRECATED = False
 #: The docs' frames are PIL images (the pipeline's default output, written with ``export_to_gif``):
 #: ``numpy_to_pil`` rounds.
 UINT8_CONVERSION = "round"
 
-BASE_PIPELINE_CLASS = "StableDiffusionPipeline"  # the adapter rides on a plain SD 1.5 repo
 #: Short keys for the released checkpoints: the SD 1.5 base and its motion adapter, as the docs pair them.
 MODELS = {
     "animatediff-v1-5-2": {
@@ -65,8 +58,6 @@ MODELS = {
     },
 }
 
-#: Parts stored in repos of their own: a row may name another (hub id or folder).
-COMPONENTS = {"adapter": "MotionAdapter (motion module weights)"}
 
 #: The default ``fps``: the rate the docs' ``export_to_gif(frames, "animation.gif")`` writes at, its
 #: default 10. The pipeline takes no fps (its docstring: "16 frames which at 8 frames per seconds
@@ -173,22 +164,11 @@ def load(options: LoadOptions, device: str):
     return pipe.to(device)
 
 
-def render(pipe, params: Params, generator: torch.Generator, device: str) -> Rendered:
-    """Render one video: a batch of one."""
-    return render_batch(pipe, [params], [generator], device)[0]
-
-
-#: The parameters that may differ between the videos of one call (``videosweep run --batch``); the seed always may.
-BATCH_FIELDS = ("prompt", "negative_prompt")
-
-
 def render_batch(pipe, params_list: list[Params], generators: list[torch.Generator], device: str) -> list[Rendered]:
-    """Render videos whose parameters differ only in :data:`BATCH_FIELDS` in one pipeline call, each with its generator.
+    """Render videos whose parameters differ only in ``batch_fields`` in one pipeline call, each with its generator.
 
-    The denoising loop and the decode are timed apart (:func:`~.base.one_call` shares them out).
+    The denoising loop and the decode are timed apart (:func:`~.base.rendered_videos` shares them out).
     """
-    import torch
-
     params = params_list[0]  # the call's parameters; only the prompts differ
     set_free_init(pipe, params)
 
@@ -209,15 +189,8 @@ def render_batch(pipe, params_list: list[Params], generators: list[torch.Generat
 
     # 2. decode exactly as the pipeline does after its loop (decode_chunk_size frames per VAE call), one video at
     #    a time, so that a chunk never holds two videos' frames
-    with torch.no_grad():
-        videos = [pipe.decode_latents(one, params.decode_chunk_size) for one in latents.split(1)]
-    frames = [
-        to_uint8_frames(pipe.video_processor.postprocess_video(video=video, output_type="np")[0], UINT8_CONVERSION)
-        for video in videos
-    ]
-    pipe.maybe_free_model_hooks()  # what the pipeline does after decoding; a no-op without offload
-    decode_s = watch.lap()
-    return one_call(frames, params.fps, denoise_s, decode_s)
+    videos = [decode_latents(pipe, one, params.decode_chunk_size) for one in latents.split(1)]
+    return rendered_videos(pipe, watch, denoise_s, videos, UINT8_CONVERSION, params.fps)
 
 
 #: The tiny UNet's blocks: the SD 1.5 pattern (attention at the higher resolution), two levels.
@@ -319,3 +292,23 @@ def build_tiny(path: Path) -> None:
 def build_tiny_adapter(path: Path) -> None:
     """The tiny AnimateDiff motion adapter (4 input channels: the UNet's own conv_in is kept)."""
     build_tiny_motion_adapter(path)
+
+
+FAMILY = Family(
+    name="animatediff",
+    pipeline_class="AnimateDiffPipeline",
+    description="AnimateDiff: prompt -> video, a MotionAdapter in a Stable Diffusion 1.5 checkpoint, DDIM, 10 fps",
+    models=MODELS,
+    params=Params,
+    load=load,
+    render=render_batch,
+    build_tiny=build_tiny,
+    uint8_conversion=UINT8_CONVERSION,
+    batch_fields=("prompt", "negative_prompt"),
+    batched_guidance="guidance_scale",
+    components={
+        "adapter": Component(description="MotionAdapter (motion module weights)", build_tiny=build_tiny_adapter),
+    },
+    # the adapter rides on a plain SD 1.5 repo
+    base_pipeline_class="StableDiffusionPipeline",
+)

@@ -1,13 +1,12 @@
 """What every model family shares: the params base class, the render output, and the load path.
 
 A family module (``svd.py``, ...) declares its pipeline, its hub ids, a pydantic ``Params``
-model, ``load``, ``render`` and ``build_tiny``; for ``videosweep run --batch``, optionally
-``render_batch(pipe, params_list, generators, device) -> list[Rendered]``, ``BATCH_FIELDS``
-(the parameters that may differ between the videos of one call) and ``batchable(params)``; for
-``guidance_cutoff``, ``BATCHED_GUIDANCE`` (the parameter that turns batched guidance on). Every family also
-declares ``UINT8_CONVERSION`` (how its docs turn float frames into uint8: :func:`to_uint8_frames`) and takes
-an ``fps`` row key (:func:`fps_field`, or :func:`fps_is` where the pipeline has a frame-rate parameter of its
-own). The helpers here keep those modules short without hiding the diffusers calls a reader wants to see.
+model, ``load``, ``render`` and ``build_tiny`` in its ``FAMILY = Family(...)`` record
+(``family.py``). Every family takes an ``fps`` row key (:func:`fps_field`, or :func:`fps_is`
+where the pipeline has a frame-rate parameter of its own) and converts float frames to uint8 as
+its docs do (:func:`to_uint8_frames`). The helpers here keep those modules short without hiding
+the diffusers calls a reader wants to see: each family still makes its own pipeline call and its
+own decode, and :func:`rendered_videos` does what every render does after them.
 """
 
 from __future__ import annotations
@@ -63,6 +62,36 @@ def image_field(description: str, **kwargs: Any) -> Any:
 def video_field(description: str, **kwargs: Any) -> Any:
     """An input video file (or another row's output), handled like an image field."""
     return Field(description=description, json_schema_extra={"input": "video"}, **kwargs)
+
+
+def scalar_type(annotation: Any) -> type:
+    """The one value type of a parameter's annotation (``int | None`` -> int, ``Path`` and ``Literal["a"]`` -> str):
+    its column type in the results table. A parameter must have one (``Family`` checks it)."""
+    import types
+    import typing
+
+    args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]
+    if typing.get_origin(annotation) is typing.Literal:
+        annotation = type(typing.get_args(annotation)[0])
+    if annotation is Path:
+        return str
+    if annotation not in (bool, int, float, str):
+        raise TypeError(f"{annotation!r} is not one of bool, int, float, str, Path (or one of them | None)")
+    return annotation
+
+
+def check_packed_frames(value: int, factor: int, model: str) -> int:
+    """Refuse a frame count that a VAE packing the frames after the first by ``factor`` would not give back
+    (Wan 4, Mochi 6, LTX 8: the pipelines round such a count down, silently or with a warning)."""
+    if (value - 1) % factor:
+        below = (value - 1) // factor * factor + 1
+        raise ValueError(
+            f"must be {factor}k+1 ({model}'s VAE packs the frames after the first by {factor} and would turn "
+            f"{value} into {below} frames); nearest: {below} or {below + factor}"
+        )
+    return value
 
 
 def input_fields(params_cls: type[VideoParams]) -> dict[str, str]:
@@ -146,10 +175,38 @@ def prompt_lists(params_list: list[Any]) -> dict[str, list[str]]:
     }
 
 
-def one_call(videos: list[np.ndarray], fps: int, denoise_s: float, decode_s: float, scheduler: Any = None) -> list[Rendered]:
-    """The videos of one pipeline call (``render_batch``), each timed at its share of the call: time / videos."""
-    count = len(videos)
-    return [Rendered(frames, fps, denoise_s / count, decode_s / count, scheduler) for frames in videos]
+def rendered_videos(
+    pipe: Any,
+    watch: Stopwatch,
+    denoise_s: float,
+    videos: list[np.ndarray],
+    conversion: Uint8Conversion,
+    fps: int,
+    scheduler: Any = None,
+) -> list[Rendered]:
+    """The end of every render: the float frames in [0, 1] that one pipeline call's latents decoded to, one array
+    per video, as :class:`Rendered` videos.
+
+    Each video is converted to uint8 as the family's docs convert it, the pipeline's offload hooks
+    are reset as after its own decode (a no-op without offload), and ``watch``'s lap since the
+    denoising (``denoise_s``, the call itself) is the decode. A video's times are its share of the
+    call's: time / videos.
+    """
+    frames = [to_uint8_frames(video, conversion) for video in videos]
+    pipe.maybe_free_model_hooks()
+    decode_s = watch.lap()
+    count = len(frames)
+    return [Rendered(one, fps, denoise_s / count, decode_s / count, scheduler) for one in frames]
+
+
+def decode_latents(pipe: Any, latents: torch.Tensor, *args: Any, **kwargs: Any) -> np.ndarray:
+    """Float frames (frames, height, width, 3) in [0, 1]: ``pipe.decode_latents(latents, *args, **kwargs)`` and the
+    numpy postprocess, the decode that the UNet video pipelines (AnimateDiff, SVD, ModelScope...) run after their loop."""
+    import torch
+
+    with torch.no_grad():
+        video = pipe.decode_latents(latents, *args, **kwargs)
+    return pipe.video_processor.postprocess_video(video=video, output_type="np")[0]
 
 
 @dataclass(frozen=True)

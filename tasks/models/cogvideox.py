@@ -29,20 +29,14 @@ from pydantic import Field, field_validator
 from ._tiny import t5_text_parts
 from .base import (
     LoadOptions, Rendered, Stopwatch, VideoParams,
-    fps_field, from_pretrained, one_call, prompt_lists, to_uint8_frames,
+    fps_field, from_pretrained, prompt_lists, rendered_videos,
 )
+from .family import Family
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
-FAMILY = "cogvideox"
-PIPELINE_CLASS = "CogVideoXPipeline"
-#: The parameter that turns on classifier-free guidance, which this pipeline runs as one [unconditional,
-#: conditional] batch: what ``guidance_cutoff`` halves (tasks.denoiser_hooks).
-BATCHED_GUIDANCE = "guidance_scale"
-DESCRIPTION = "CogVideoX 2B / 5B: text -> video, 49 frames at 720x480, 8 fps (docs: 2b in float16, 5b in bfloat16)"
-DEPRECATED = False
 #: The docs' frames are PIL images (the pipeline's default output): ``numpy_to_pil`` rounds.
 UINT8_CONVERSION = "round"
 
@@ -167,19 +161,10 @@ def decode(pipe, latents: torch.Tensor, num_frames: int | None) -> np.ndarray:
         return pipe.video_processor.postprocess_video(video=video, output_type="np")[0]
 
 
-def render(pipe, params: Params, generator: torch.Generator, device: str) -> Rendered:
-    """Render one video: a batch of one."""
-    return render_batch(pipe, [params], [generator], device)[0]
-
-
-#: The parameters that may differ between the videos of one call (``videosweep run --batch``); the seed always may.
-BATCH_FIELDS = ("prompt", "negative_prompt")
-
-
 def render_batch(pipe, params_list: list[Params], generators: list[torch.Generator], device: str) -> list[Rendered]:
-    """Render videos whose parameters differ only in :data:`BATCH_FIELDS` in one pipeline call, each with its generator.
+    """Render videos whose parameters differ only in ``batch_fields`` in one pipeline call, each with its generator.
 
-    The denoising loop and the decode are timed apart (:func:`~.base.one_call` shares them out).
+    The denoising loop and the decode are timed apart (:func:`~.base.rendered_videos` shares them out).
     """
     params = params_list[0]  # the call's parameters; only the prompts differ
     check_call(pipe, params)
@@ -203,9 +188,8 @@ def render_batch(pipe, params_list: list[Params], generators: list[torch.Generat
     denoise_s = watch.lap()
 
     # 2. decode exactly as the pipeline does after its loop, one video at a time, each as it decodes alone
-    videos = [to_uint8_frames(decode(pipe, one, params.num_frames), UINT8_CONVERSION) for one in latents.split(1)]
-    decode_s = watch.lap()
-    return one_call(videos, params.fps, denoise_s, decode_s)
+    videos = [decode(pipe, one, params.num_frames) for one in latents.split(1)]
+    return rendered_videos(pipe, watch, denoise_s, videos, UINT8_CONVERSION, params.fps)
 
 
 # -- the tiny checkpoint -------------------------------------------------------------------------
@@ -298,3 +282,18 @@ def build_tiny(path: Path) -> None:
         scheduler=tiny_scheduler(),
     )
     save_with_fp16_variant(pipe, path)  # fp32 configs: the docs' plain from_pretrained(folder) loads float32
+
+
+FAMILY = Family(
+    name="cogvideox",
+    pipeline_class="CogVideoXPipeline",
+    description="CogVideoX 2B / 5B: text -> video, 49 frames at 720x480, 8 fps (docs: 2b in float16, 5b in bfloat16)",
+    models=MODELS,
+    params=Params,
+    load=load,
+    render=render_batch,
+    build_tiny=build_tiny,
+    uint8_conversion=UINT8_CONVERSION,
+    batch_fields=("prompt", "negative_prompt"),
+    batched_guidance="guidance_scale",
+)

@@ -19,18 +19,12 @@ from pydantic import Field
 
 from . import cogvideox
 from ._tiny import t5_text_parts
-from .base import LoadOptions, Rendered, Stopwatch, from_pretrained, image_field, to_uint8_frames
+from .base import LoadOptions, Rendered, Stopwatch, from_pretrained, image_field, rendered_videos
+from .family import Family, one_video_per_call
 
 if TYPE_CHECKING:
     import torch
 
-FAMILY = "cogvideox-i2v"
-PIPELINE_CLASS = "CogVideoXImageToVideoPipeline"
-#: The parameter that turns on classifier-free guidance, which this pipeline runs as one [unconditional,
-#: conditional] batch: what ``guidance_cutoff`` halves (tasks.denoiser_hooks).
-BATCHED_GUIDANCE = "guidance_scale"
-DESCRIPTION = "CogVideoX 5B-I2V: image (+ text) -> video from the image, 49 frames at 720x480, 8 fps (docs: bfloat16)"
-DEPRECATED = False
 #: The docs' frames are PIL images (the pipeline's default output): ``numpy_to_pil`` rounds.
 UINT8_CONVERSION = "round"
 
@@ -102,10 +96,7 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
 
     # 3. decode exactly as the pipeline does after its loop (the same code as text-to-video)
     frames = cogvideox.decode(pipe, latents, params.num_frames)
-    decode_s = watch.lap()
-    return Rendered(
-        frames=to_uint8_frames(frames, UINT8_CONVERSION), fps=params.fps, denoise_s=denoise_s, decode_s=decode_s
-    )
+    return rendered_videos(pipe, watch, denoise_s, [frames], UINT8_CONVERSION, params.fps)[0]
 
 
 def build_tiny(path: Path) -> None:
@@ -127,3 +118,17 @@ def build_tiny(path: Path) -> None:
         scheduler=cogvideox.tiny_scheduler(),
     )
     save_with_fp16_variant(pipe, path)  # fp32 configs: the docs' plain from_pretrained(folder) loads float32
+
+
+FAMILY = Family(
+    name="cogvideox-i2v",
+    pipeline_class="CogVideoXImageToVideoPipeline",
+    description="CogVideoX 5B-I2V: image (+ text) -> video from the image, 49 frames at 720x480, 8 fps (docs: bfloat16)",
+    models=MODELS,
+    params=Params,
+    load=load,
+    render=one_video_per_call(render),
+    build_tiny=build_tiny,
+    uint8_conversion=UINT8_CONVERSION,
+    batched_guidance="guidance_scale",
+)

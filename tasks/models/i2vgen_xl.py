@@ -41,24 +41,19 @@ from .base import (
     Rendered,
     Stopwatch,
     VideoParams,
+    decode_latents,
     fold_fps,
     fps_is,
     from_pretrained,
     global_generator,
     image_field,
-    to_uint8_frames,
+    rendered_videos,
 )
+from .family import Family, one_video_per_call
 
 if TYPE_CHECKING:
     import torch
 
-FAMILY = "i2vgen-xl"
-PIPELINE_CLASS = "I2VGenXLPipeline"
-#: The parameter that turns on classifier-free guidance, which this pipeline runs as one [unconditional,
-#: conditional] batch: what ``guidance_cutoff`` halves (tasks.denoiser_hooks).
-BATCHED_GUIDANCE = "guidance_scale"
-DESCRIPTION = "deprecated in diffusers: I2VGen-XL: image + prompt -> video, target_fps conditioning, DDIM"
-DEPRECATED = True
 #: The docs' frames are PIL images (the pipeline's default output): ``numpy_to_pil`` rounds.
 UINT8_CONVERSION = "round"
 
@@ -102,7 +97,6 @@ def load(options: LoadOptions, device: str):
 
 def render(pipe, params: Params, generator: torch.Generator, device: str) -> Rendered:
     """Render one video; the denoising loop and the VAE decode are timed apart."""
-    import torch
     from diffusers.utils import load_image
 
     # 1. the conditioning image, as loaded: the pipeline crops and resizes it itself
@@ -129,13 +123,8 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
     denoise_s = watch.lap()
 
     # 3. decode exactly as the pipeline does after its loop
-    with torch.no_grad():
-        video = pipe.decode_latents(latents, decode_chunk_size=params.decode_chunk_size)
-    frames = pipe.video_processor.postprocess_video(video=video, output_type="np")[0]
-    decode_s = watch.lap()
-    return Rendered(
-        frames=to_uint8_frames(frames, UINT8_CONVERSION), fps=params.target_fps, denoise_s=denoise_s, decode_s=decode_s
-    )
+    frames = decode_latents(pipe, latents, decode_chunk_size=params.decode_chunk_size)
+    return rendered_videos(pipe, watch, denoise_s, [frames], UINT8_CONVERSION, params.target_fps)[0]
 
 
 def build_tiny(path: Path) -> None:
@@ -199,3 +188,18 @@ def build_tiny(path: Path) -> None:
         scheduler=scheduler,
     )
     save_with_fp16_variant(pipe, path)  # fp32 configs: the docs' plain from_pretrained(folder) loads float32
+
+
+FAMILY = Family(
+    name="i2vgen-xl",
+    pipeline_class="I2VGenXLPipeline",
+    description="deprecated in diffusers: I2VGen-XL: image + prompt -> video, target_fps conditioning, DDIM",
+    models=MODELS,
+    params=Params,
+    load=load,
+    render=one_video_per_call(render),
+    build_tiny=build_tiny,
+    uint8_conversion=UINT8_CONVERSION,
+    batched_guidance="guidance_scale",
+    deprecated=True,
+)

@@ -40,22 +40,15 @@ from pydantic import Field, field_validator
 
 from ._tiny import t5_text_parts
 from .base import (
-    LoadOptions, Rendered, Stopwatch, VideoParams,
-    fold_fps, fps_is, from_pretrained, global_generator, one_call, prompt_lists, to_uint8_frames,
+    LoadOptions, Rendered, Stopwatch, VideoParams, check_packed_frames, fold_fps, fps_is, from_pretrained,
+    global_generator, prompt_lists, rendered_videos,
 )
+from .family import Family
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
-FAMILY = "ltx"
-PIPELINE_CLASS = "LTXPipeline"
-#: The parameter that turns on classifier-free guidance, which this pipeline runs as one [unconditional,
-#: conditional] batch: what ``guidance_cutoff`` halves (tasks.denoiser_hooks).
-BATCHED_GUIDANCE = "guidance_scale"
-DESCRIPTION = "LTX-Video: text -> video, DiT with a T5 encoder and a 32x / 8x Video-VAE, frame_rate conditioning"
-DEPRECATED = False
-GPU_DTYPE = "bfloat16"  # the docs' dtype; `dtype: auto` on a GPU means this
 #: The docs' frames are PIL images (the pipeline's default output): ``numpy_to_pil`` rounds.
 UINT8_CONVERSION = "round"
 
@@ -68,17 +61,6 @@ MODELS = {
 TEMPORAL_FACTOR = 8
 #: Pixels per latent on each side (``vae.spatial_compression_ratio``); ``check_inputs`` refuses others.
 SPATIAL_FACTOR = 32
-
-
-def check_num_frames(value: int) -> int:
-    """Refuse a frame count the VAE would silently cut: it decodes (latent frames - 1) * 8 + 1 frames."""
-    if (value - 1) % TEMPORAL_FACTOR:
-        below = (value - 1) // TEMPORAL_FACTOR * TEMPORAL_FACTOR + 1
-        raise ValueError(
-            f"must be 8k+1 (LTX's VAE packs the frames after the first by {TEMPORAL_FACTOR}, "
-            f"so {value} would give {below}); nearest: {below} or {below + TEMPORAL_FACTOR}"
-        )
-    return value
 
 
 class Params(VideoParams):
@@ -122,7 +104,7 @@ class Params(VideoParams):
     @field_validator("num_frames")
     @classmethod
     def _num_frames_8k_plus_1(cls, value: int) -> int:
-        return check_num_frames(value)
+        return check_packed_frames(value, TEMPORAL_FACTOR, "LTX")
 
 
 def load(options: LoadOptions, device: str):
@@ -184,19 +166,10 @@ def decode(
         return pipe.video_processor.postprocess_video(video, output_type="np")[0]
 
 
-def render(pipe, params: Params, generator: torch.Generator, device: str) -> Rendered:
-    """Render one video: a batch of one."""
-    return render_batch(pipe, [params], [generator], device)[0]
-
-
-#: The parameters that may differ between the videos of one call (``videosweep run --batch``); the seed always may.
-BATCH_FIELDS = ("prompt", "negative_prompt")
-
-
 def render_batch(pipe, params_list: list[Params], generators: list[torch.Generator], device: str) -> list[Rendered]:
-    """Render videos whose parameters differ only in :data:`BATCH_FIELDS` in one pipeline call, each with its generator.
+    """Render videos whose parameters differ only in ``batch_fields`` in one pipeline call, each with its generator.
 
-    The denoising loop and the decode are timed apart (:func:`~.base.one_call` shares them out).
+    The denoising loop and the decode are timed apart (:func:`~.base.rendered_videos` shares them out).
     """
     params = params_list[0]  # the call's parameters; only the prompts differ
 
@@ -224,9 +197,8 @@ def render_batch(pipe, params_list: list[Params], generators: list[torch.Generat
     videos = []
     for one, each, generator in zip(latents.split(1), params_list, generators):
         with global_generator(generator, device) as stream:
-            videos.append(to_uint8_frames(decode(pipe, one, each, stream), UINT8_CONVERSION))
-    decode_s = watch.lap()
-    return one_call(videos, params.frame_rate, denoise_s, decode_s)
+            videos.append(decode(pipe, one, each, stream))
+    return rendered_videos(pipe, watch, denoise_s, videos, UINT8_CONVERSION, params.frame_rate)
 
 
 # -- the tiny checkpoint -------------------------------------------------------------------------
@@ -321,3 +293,20 @@ def build_tiny(path: Path) -> None:
         transformer=tiny_transformer(),
     )
     save_with_fp16_variant(pipe, path)  # fp32 configs: the docs' plain from_pretrained(folder) loads float32
+
+
+FAMILY = Family(
+    name="ltx",
+    pipeline_class="LTXPipeline",
+    description="LTX-Video: text -> video, DiT with a T5 encoder and a 32x / 8x Video-VAE, frame_rate conditioning",
+    models=MODELS,
+    params=Params,
+    load=load,
+    render=render_batch,
+    build_tiny=build_tiny,
+    uint8_conversion=UINT8_CONVERSION,
+    batch_fields=("prompt", "negative_prompt"),
+    batched_guidance="guidance_scale",
+    # the docs' dtype; `dtype: auto` on a GPU means this
+    gpu_dtype="bfloat16",
+)

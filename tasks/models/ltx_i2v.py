@@ -16,21 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import ltx
-from .base import LoadOptions, Rendered, Stopwatch, from_pretrained, global_generator, image_field, to_uint8_frames
+from .base import LoadOptions, Rendered, Stopwatch, from_pretrained, global_generator, image_field, rendered_videos
+from .family import Family, one_video_per_call
 
 if TYPE_CHECKING:
     import torch
 
-FAMILY = "ltx-i2v"
-PIPELINE_CLASS = "LTXImageToVideoPipeline"
-#: The parameter that turns on classifier-free guidance, which this pipeline runs as one [unconditional,
-#: conditional] batch: what ``guidance_cutoff`` halves (tasks.denoiser_hooks).
-BATCHED_GUIDANCE = "guidance_scale"
-DESCRIPTION = "LTX-Video: image (+ text) -> video, the image as first frame; same repo and parameters as ltx"
-DEPRECATED = False
-GPU_DTYPE = "bfloat16"  # the docs' dtype; `dtype: auto` on a GPU means this
-#: The hub repo is shared with text-to-video, so is the tiny checkpoint.
-TINY_NAME = "ltx"
 #: The docs' frames are PIL images (the pipeline's default output): ``numpy_to_pil`` rounds.
 UINT8_CONVERSION = ltx.UINT8_CONVERSION
 
@@ -85,12 +76,27 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
     #    its decode noise and the decoder's noise continuing the generator's stream (see ltx's module docstring)
     with global_generator(generator, device) as stream:
         frames = ltx.decode(pipe, latents, params, stream, cast_to_vae_dtype=False)
-    decode_s = watch.lap()
-    return Rendered(
-        frames=to_uint8_frames(frames, UINT8_CONVERSION), fps=params.frame_rate, denoise_s=denoise_s, decode_s=decode_s
-    )
+    return rendered_videos(pipe, watch, denoise_s, [frames], UINT8_CONVERSION, params.frame_rate)[0]
 
 
 def build_tiny(path: Path) -> None:
-    """The tiny checkpoint is ltx's (``TINY_NAME``); building it here gives the same folder."""
+    """The tiny checkpoint is ltx's (``tiny_base``); building it here gives the same folder."""
     ltx.build_tiny(path)
+
+
+FAMILY = Family(
+    name="ltx-i2v",
+    pipeline_class="LTXImageToVideoPipeline",
+    description="LTX-Video: image (+ text) -> video, the image as first frame; same repo and parameters as ltx",
+    models=MODELS,
+    params=Params,
+    load=load,
+    render=one_video_per_call(render),
+    build_tiny=build_tiny,
+    uint8_conversion=UINT8_CONVERSION,
+    batched_guidance="guidance_scale",
+    # the docs' dtype; `dtype: auto` on a GPU means this
+    gpu_dtype="bfloat16",
+    # The hub repo is shared with text-to-video, so is the tiny checkpoint.
+    tiny_base="ltx",
+)

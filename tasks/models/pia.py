@@ -27,29 +27,24 @@ Departures from the docs, both forced by this stack:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from pydantic import Field, ValidationInfo, field_validator
 
 from . import animatediff
-from .base import LoadOptions, Rendered, Stopwatch, VideoParams, fps_field, from_pretrained, image_field, to_uint8_frames
+from .base import (
+    LoadOptions, Rendered, Stopwatch, VideoParams,
+    decode_latents, fps_field, from_pretrained, image_field, rendered_videos,
+)
+from .family import Component, Family, one_video_per_call
 
 if TYPE_CHECKING:
     import torch
 
-FAMILY = "pia"
-PIPELINE_CLASS = "PIAPipeline"
-#: The parameter that turns on classifier-free guidance, which this pipeline runs as one [unconditional,
-#: conditional] batch: what ``guidance_cutoff`` halves (tasks.denoiser_hooks).
-BATCHED_GUIDANCE = "guidance_scale"
-DESCRIPTION = "deprecated in diffusers: PIA: image + prompt -> video, a PIA MotionAdapter in SD 1.5, FreeInit, 10 fps"
-DEPRECATED = True
 #: The docs' frames are PIL images (the pipeline's default output, written with ``export_to_gif``):
 #: ``numpy_to_pil`` rounds.
 UINT8_CONVERSION = "round"
 
-TINY_NAME = "animatediff"  # the same tiny SD 1.5 base; the adapter folder is PIA's own
-BASE_PIPELINE_CLASS = "StableDiffusionPipeline"  # adapters ride on a plain SD 1.5 repo
 #: Short keys for the released checkpoints: the SD 1.5 base and PIA's adapter, as the docs pair them.
 MODELS = {
     "pia": {
@@ -59,8 +54,6 @@ MODELS = {
     },
 }
 
-#: Parts stored in repos of their own: a row may name another (hub id or folder).
-COMPONENTS = {"adapter": "PIA MotionAdapter (motion modules and 9-channel conv_in)"}
 
 #: The default ``fps``: the rate the docs' ``export_to_gif(frames, "pia-animation.gif")`` writes at, its
 #: default 10. The pipeline takes no fps (this family wrote AnimateDiff's 8 before ``fps`` was a row key).
@@ -128,7 +121,6 @@ def load(options: LoadOptions, device: str):
 
 def render(pipe, params: Params, generator: torch.Generator, device: str) -> Rendered:
     """Render one video; the denoising loop and the VAE decode are timed apart."""
-    import torch
     from diffusers.utils import load_image
 
     # 1. FreeInit on or off: the cached pipeline keeps the last job's setting otherwise
@@ -168,14 +160,8 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
     denoise_s = watch.lap()
 
     # 4. decode exactly as the pipeline does after its loop (all frames in one VAE call, sliced)
-    with torch.no_grad():
-        video = pipe.decode_latents(latents)
-    frames = pipe.video_processor.postprocess_video(video=video, output_type="np")[0]
-    pipe.maybe_free_model_hooks()  # what the pipeline does after decoding; a no-op without offload
-    decode_s = watch.lap()
-    return Rendered(
-        frames=to_uint8_frames(frames, UINT8_CONVERSION), fps=params.fps, denoise_s=denoise_s, decode_s=decode_s
-    )
+    frames = decode_latents(pipe, latents)
+    return rendered_videos(pipe, watch, denoise_s, [frames], UINT8_CONVERSION, params.fps)[0]
 
 
 def build_tiny(path: Path) -> None:
@@ -186,3 +172,25 @@ def build_tiny(path: Path) -> None:
 def build_tiny_adapter(path: Path) -> None:
     """The tiny PIA adapter: motion modules plus the 9-channel conv_in (latents, mask, image latents)."""
     animatediff.build_tiny_motion_adapter(path, conv_in_channels=9)
+
+
+FAMILY = Family(
+    name="pia",
+    pipeline_class="PIAPipeline",
+    description="deprecated in diffusers: PIA: image + prompt -> video, a PIA MotionAdapter in SD 1.5, FreeInit, 10 fps",
+    models=MODELS,
+    params=Params,
+    load=load,
+    render=one_video_per_call(render),
+    build_tiny=build_tiny,
+    uint8_conversion=UINT8_CONVERSION,
+    batched_guidance="guidance_scale",
+    components={
+        "adapter": Component(description="PIA MotionAdapter (motion modules and 9-channel conv_in)", build_tiny=build_tiny_adapter),
+    },
+    # the same tiny SD 1.5 base; the adapter folder is PIA's own
+    tiny_base="animatediff",
+    # adapters ride on a plain SD 1.5 repo
+    base_pipeline_class="StableDiffusionPipeline",
+    deprecated=True,
+)

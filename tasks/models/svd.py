@@ -13,17 +13,14 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from .base import LoadOptions, Rendered, Stopwatch, VideoParams, from_pretrained, image_field, one_call, to_uint8_frames
+from .base import (
+    LoadOptions, Rendered, Stopwatch, VideoParams, decode_latents, from_pretrained, image_field, rendered_videos,
+)
+from .family import Family
 
 if TYPE_CHECKING:
     import torch
 
-FAMILY = "svd"
-PIPELINE_CLASS = "StableVideoDiffusionPipeline"
-#: The parameter that turns on classifier-free guidance, which this pipeline runs as one [unconditional,
-#: conditional] batch: what ``guidance_cutoff`` halves (tasks.denoiser_hooks).
-BATCHED_GUIDANCE = "max_guidance_scale"
-DESCRIPTION = "Stable Video Diffusion: image -> video, motion_bucket_id / fps / noise_aug_strength conditioning"
 #: The docs' frames are PIL images (the pipeline's default output): ``numpy_to_pil`` rounds.
 UINT8_CONVERSION = "round"
 
@@ -66,21 +63,11 @@ def load(options: LoadOptions, device: str):
     return pipe.to(device)
 
 
-def render(pipe, params: Params, generator: torch.Generator, device: str) -> Rendered:
-    """Render one video: a batch of one."""
-    return render_batch(pipe, [params], [generator], device)[0]
-
-
-#: The parameters that may differ between the videos of one call (``videosweep run --batch``); the seed always may.
-BATCH_FIELDS = ("image",)
-
-
 def render_batch(pipe, params_list: list[Params], generators: list[torch.Generator], device: str) -> list[Rendered]:
-    """Render videos whose parameters differ only in :data:`BATCH_FIELDS` in one pipeline call, each with its generator.
+    """Render videos whose parameters differ only in ``batch_fields`` in one pipeline call, each with its generator.
 
-    The denoising loop and the decode are timed apart (:func:`~.base.one_call` shares them out).
+    The denoising loop and the decode are timed apart (:func:`~.base.rendered_videos` shares them out).
     """
-    import torch
     from diffusers.utils import load_image
 
     params = params_list[0]  # the call's parameters; only the images differ
@@ -109,15 +96,8 @@ def render_batch(pipe, params_list: list[Params], generators: list[torch.Generat
     # 3. decode exactly as the pipeline does after its loop, one video at a time: a decode chunk of
     #    the batch's frames would run the temporal decoder across two videos
     num_frames = latents.shape[1]
-    videos = []
-    with torch.no_grad():
-        for one in latents.split(1):
-            video = pipe.decode_latents(one, num_frames, params.decode_chunk_size or num_frames)
-            videos.append(
-                to_uint8_frames(pipe.video_processor.postprocess_video(video=video, output_type="np")[0], UINT8_CONVERSION)
-            )
-    decode_s = watch.lap()
-    return one_call(videos, params.fps, denoise_s, decode_s)
+    videos = [decode_latents(pipe, one, num_frames, params.decode_chunk_size or num_frames) for one in latents.split(1)]
+    return rendered_videos(pipe, watch, denoise_s, videos, UINT8_CONVERSION, params.fps)
 
 
 def build_tiny(path: Path) -> None:
@@ -193,3 +173,18 @@ def build_tiny(path: Path) -> None:
         feature_extractor=CLIPImageProcessor(crop_size=224, size=224),
     )
     save_with_fp16_variant(pipe, path)  # fp32 configs: the docs' plain from_pretrained(folder) loads float32
+
+
+FAMILY = Family(
+    name="svd",
+    pipeline_class="StableVideoDiffusionPipeline",
+    description="Stable Video Diffusion: image -> video, motion_bucket_id / fps / noise_aug_strength conditioning",
+    models=MODELS,
+    params=Params,
+    load=load,
+    render=render_batch,
+    build_tiny=build_tiny,
+    uint8_conversion=UINT8_CONVERSION,
+    batch_fields=("image",),
+    batched_guidance="max_guidance_scale",
+)

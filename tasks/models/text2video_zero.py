@@ -33,18 +33,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, ValidationInfo, field_validator
 
 from ._tiny import clip_text_parts, sd_vae
-from .base import LoadOptions, Rendered, Stopwatch, VideoParams, fps_field, from_pretrained, to_uint8_frames
+from .base import LoadOptions, Rendered, Stopwatch, VideoParams, fps_field, from_pretrained, rendered_videos
+from .family import Family, one_video_per_call
 
 if TYPE_CHECKING:
     import torch
 
-FAMILY = "text2video-zero"
-PIPELINE_CLASS = "TextToVideoZeroPipeline"
-DESCRIPTION = (
-    "deprecated in diffusers: Text2Video-Zero: text -> video from any SD 1.5, "
-    "motion-field warped latents and cross-frame attention"
-)
-DEPRECATED = True
 #: The docs convert the pipeline's float frames by hand: ``[(r * 255).astype("uint8") for r in result]``.
 UINT8_CONVERSION = "truncate"
 
@@ -160,10 +154,7 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
     with torch.no_grad():
         frames = pipe.decode_latents(latents)
         frames, _ = pipe.run_safety_checker(frames, pipe._execution_device, pipe.text_encoder.dtype)
-    decode_s = watch.lap()
-    return Rendered(
-        frames=to_uint8_frames(frames, UINT8_CONVERSION), fps=params.fps, denoise_s=denoise_s, decode_s=decode_s
-    )
+    return rendered_videos(pipe, watch, denoise_s, [frames], UINT8_CONVERSION, params.fps)[0]
 
 
 # -- the tiny checkpoint -------------------------------------------------------------------------
@@ -233,3 +224,19 @@ def build_tiny(path: Path) -> None:
         feature_extractor=CLIPImageProcessor(crop_size=32, size=32),  # the tiny checker's 32 px input
     )
     save_with_fp16_variant(pipe, path)  # fp32 configs: the docs' plain from_pretrained(folder) loads float32
+
+
+FAMILY = Family(
+    name="text2video-zero",
+    pipeline_class="TextToVideoZeroPipeline",
+    description="deprecated in diffusers: Text2Video-Zero: text -> video from any SD 1.5, "
+    "motion-field warped latents and cross-frame attention",
+    models=MODELS,
+    params=Params,
+    load=load,
+    render=one_video_per_call(render),
+    build_tiny=build_tiny,
+    uint8_conversion=UINT8_CONVERSION,
+    frames_param="video_length",
+    deprecated=True,
+)

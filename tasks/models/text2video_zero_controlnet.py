@@ -46,28 +46,19 @@ from .base import (
     Stopwatch,
     fps_field,
     from_pretrained,
-    to_uint8_frames,
+    rendered_videos,
     torch_dtype,
     video_field,
 )
+from .family import Component, Family, one_video_per_call
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
-FAMILY = "text2video-zero-controlnet"
-PIPELINE_CLASS = "StableDiffusionControlNetPipeline"
-DESCRIPTION = (
-    "Text2Video-Zero with control: prompt + pose or edge video -> video, an SD 1.5 ControlNet with cross-frame "
-    "attention and one shared latent (pose videos must already show skeletons: no pose estimation here)"
-)
-DEPRECATED = False  # the pipeline is current; only CrossFrameAttnProcessor's module is under deprecated/
 #: The docs write the pipeline's default PIL frames (``imageio.mimsave``): ``numpy_to_pil`` rounds.
 UINT8_CONVERSION = "round"
 
-#: The tiny SD 1.5 of the plain Text2Video-Zero family: all seven parts of the real repo (safety
-#: checker included) and an 8x VAE, as stable-diffusion-v1-5. The ControlNet folder is this family's.
-TINY_NAME = "text2video-zero"
 
 #: Short keys for the checkpoints the docs pair (the docs still name runwayml/stable-diffusion-v1-5,
 #: which moved to stable-diffusion-v1-5/stable-diffusion-v1-5).
@@ -82,8 +73,6 @@ MODELS = {
     },
 }
 
-#: Parts stored in repos of their own: a row may name another (hub id or folder).
-COMPONENTS = {"controlnet": "ControlNetModel (pose or canny)"}
 
 #: The clip is one batch (twice that with guidance) and the docs' processor materialises every
 #: self-attention map: memory grows with every frame. The docs use 8 frames.
@@ -228,21 +217,26 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
     ).images
     denoise_s = watch.lap()
 
-    # 4. decode exactly as the pipeline does after its loop: VAE, safety checker (it blacks out
-    #    flagged frames), postprocess without denormalising those, then free offload hooks
+    # 4. decode exactly as the pipeline does after its loop
+    video = decode_frames(pipe, latents, generator)
+    return rendered_videos(pipe, watch, denoise_s, [video], UINT8_CONVERSION, params.fps or fps)[0]
+
+
+# -- helpers shared with the Video Instruct-Pix2Pix family ----------------------------------------
+
+
+def decode_frames(pipe, latents: torch.Tensor, generator: torch.Generator | None = None) -> np.ndarray:
+    """Float frames (frames, H, W, 3) in [0, 1]: the decode after the loop of ``StableDiffusionControlNetPipeline``
+    (which hands the VAE the call's generator) and of ``StableDiffusionInstructPix2PixPipeline`` (which does not:
+    ``generator=None``; an AutoencoderKL draws nothing): VAE, safety checker (it blacks out flagged frames),
+    postprocess without denormalising those."""
+    import torch
+
     with torch.no_grad():
         image = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False, generator=generator)[0]
         image, nsfw = pipe.run_safety_checker(image, pipe._execution_device, prompt_dtype(pipe))
     denormalize = [True] * len(image) if nsfw is None else [not flagged for flagged in nsfw]
-    video = pipe.image_processor.postprocess(image, output_type="np", do_denormalize=denormalize)
-    pipe.maybe_free_model_hooks()
-    decode_s = watch.lap()
-    return Rendered(
-        frames=to_uint8_frames(video, UINT8_CONVERSION), fps=params.fps or fps, denoise_s=denoise_s, decode_s=decode_s
-    )
-
-
-# -- helpers shared with the Video Instruct-Pix2Pix family ----------------------------------------
+    return pipe.image_processor.postprocess(image, output_type="np", do_denormalize=denormalize)
 
 
 def prompt_dtype(pipe) -> torch.dtype:
@@ -334,7 +328,7 @@ def _gaussian_blur(pixels: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def build_tiny(path: Path) -> None:
-    """The shared tiny base (``TINY_NAME``): the plain Text2Video-Zero family's SD 1.5, built by its function."""
+    """The shared tiny base (``tiny_base``): the plain Text2Video-Zero family's SD 1.5, built by its function."""
     from .text2video_zero import build_tiny as build_sd15
 
     build_sd15(path)
@@ -373,3 +367,23 @@ def build_tiny_controlnet(path: Path) -> None:
         for conv in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
             torch.nn.init.normal_(conv.weight, std=0.1)
     controlnet.save_pretrained(path)
+
+
+FAMILY = Family(
+    name="text2video-zero-controlnet",
+    pipeline_class="StableDiffusionControlNetPipeline",
+    description="Text2Video-Zero with control: prompt + pose or edge video -> video, an SD 1.5 ControlNet with cross-frame "
+    "attention and one shared latent (pose videos must already show skeletons: no pose estimation here)",
+    models=MODELS,
+    params=Params,
+    load=load,
+    render=one_video_per_call(render),
+    build_tiny=build_tiny,
+    uint8_conversion=UINT8_CONVERSION,
+    components={
+        "controlnet": Component(description="ControlNetModel (pose or canny)", build_tiny=build_tiny_controlnet),
+    },
+    # The tiny SD 1.5 of the plain Text2Video-Zero family: all seven parts of the real repo (safety
+    # checker included) and an 8x VAE, as stable-diffusion-v1-5. The ControlNet folder is this family's.
+    tiny_base="text2video-zero",
+)

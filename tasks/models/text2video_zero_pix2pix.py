@@ -36,18 +36,15 @@ from pydantic import Field
 
 from ._tiny import clip_text_parts, sd_vae
 from .base import (
-    ResizedVideoParams, LoadOptions, Rendered, Stopwatch, fps_field, from_pretrained, to_uint8_frames, video_field,
+    ResizedVideoParams, LoadOptions, Rendered, Stopwatch, fps_field, from_pretrained, rendered_videos, video_field,
 )
+from .family import Family, one_video_per_call
 from ..video import output_size, read_video
-from .text2video_zero_controlnet import MAX_FRAMES, prompt_dtype
+from .text2video_zero_controlnet import MAX_FRAMES, decode_frames
 
 if TYPE_CHECKING:
     import torch
 
-FAMILY = "text2video-zero-pix2pix"
-PIPELINE_CLASS = "StableDiffusionInstructPix2PixPipeline"
-DESCRIPTION = "Video Instruct-Pix2Pix (Text2Video-Zero): video + edit instruction -> edited video, cross-frame attention"
-DEPRECATED = False  # the pipeline is current; only CrossFrameAttnProcessor's module is under deprecated/
 #: The docs write the pipeline's default PIL frames (``imageio.mimsave``): ``numpy_to_pil`` rounds.
 UINT8_CONVERSION = "round"
 
@@ -99,8 +96,6 @@ def load(options: LoadOptions, device: str):
 
 def render(pipe, params: Params, generator: torch.Generator, device: str) -> Rendered:
     """Render one video; input encoding + denoising and the VAE decode are timed apart."""
-    import torch
-
     # 1. the input frames: the video's first num_frames, resized to the output size if one is given
     frames, fps = read_video(params.video, params.num_frames, MAX_FRAMES)
     width, height = output_size(frames[0].size, params.width, params.height, pipe.vae_scale_factor)
@@ -123,18 +118,9 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
     ).images
     denoise_s = watch.lap()
 
-    # 3. decode exactly as the pipeline does after its loop: VAE, safety checker (it blacks out
-    #    flagged frames), postprocess without denormalising those, then free offload hooks
-    with torch.no_grad():
-        image = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
-        image, nsfw = pipe.run_safety_checker(image, pipe._execution_device, prompt_dtype(pipe))
-    denormalize = [True] * len(image) if nsfw is None else [not flagged for flagged in nsfw]
-    video = pipe.image_processor.postprocess(image, output_type="np", do_denormalize=denormalize)
-    pipe.maybe_free_model_hooks()
-    decode_s = watch.lap()
-    return Rendered(
-        frames=to_uint8_frames(video, UINT8_CONVERSION), fps=params.fps or fps, denoise_s=denoise_s, decode_s=decode_s
-    )
+    # 3. decode exactly as the pipeline does after its loop (the ControlNet family's decode, without a generator)
+    video = decode_frames(pipe, latents)
+    return rendered_videos(pipe, watch, denoise_s, [video], UINT8_CONVERSION, params.fps or fps)[0]
 
 
 def build_tiny(path: Path) -> None:
@@ -197,3 +183,16 @@ def build_tiny(path: Path) -> None:
         feature_extractor=CLIPImageProcessor(crop_size=32, size=32),  # the tiny checker's 32 px input
     )
     save_with_fp16_variant(pipe, path)  # fp32 configs: the docs' plain from_pretrained(folder) loads float32
+
+
+FAMILY = Family(
+    name="text2video-zero-pix2pix",
+    pipeline_class="StableDiffusionInstructPix2PixPipeline",
+    description="Video Instruct-Pix2Pix (Text2Video-Zero): video + edit instruction -> edited video, cross-frame attention",
+    models=MODELS,
+    params=Params,
+    load=load,
+    render=one_video_per_call(render),
+    build_tiny=build_tiny,
+    uint8_conversion=UINT8_CONVERSION,
+)

@@ -33,19 +33,13 @@ from pydantic import Field
 from ._tiny import clip_text_parts
 from .base import (
     LoadOptions, Rendered, Stopwatch, VideoParams,
-    fps_field, from_pretrained, one_call, prompt_lists, to_uint8_frames,
+    decode_latents, fps_field, from_pretrained, prompt_lists, rendered_videos,
 )
+from .family import Family
 
 if TYPE_CHECKING:
     import torch
 
-FAMILY = "text-to-video-sd"
-PIPELINE_CLASS = "TextToVideoSDPipeline"
-#: The parameter that turns on classifier-free guidance, which this pipeline runs as one [unconditional,
-#: conditional] batch: what ``guidance_cutoff`` halves (tasks.denoiser_hooks).
-BATCHED_GUIDANCE = "guidance_scale"
-DESCRIPTION = "deprecated in diffusers: ModelScope / Zeroscope text -> video (UNet3D, DDIM), 10 fps"
-DEPRECATED = True
 #: The docs export the pipeline's default numpy frames with ``export_to_video``: ``(frame * 255).astype(np.uint8)``.
 UINT8_CONVERSION = "truncate"
 
@@ -96,15 +90,6 @@ def load(options: LoadOptions, device: str):
     return pipe.to(device)
 
 
-def render(pipe, params: Params, generator: torch.Generator, device: str) -> Rendered:
-    """Render one video: a batch of one."""
-    return render_batch(pipe, [params], [generator], device)[0]
-
-
-#: The parameters that may differ between the videos of one call (``videosweep run --batch``); the seed always may.
-BATCH_FIELDS = ("prompt", "negative_prompt")
-
-
 def batchable(params: dict) -> bool:
     """Whether a row may share a call: not with ``eta > 0``, whose DDIM noise the pipeline draws for the
     videos' frames flattened into one batch, from a list of one generator per video (IndexError)."""
@@ -112,14 +97,12 @@ def batchable(params: dict) -> bool:
 
 
 def render_batch(pipe, params_list: list[Params], generators: list[torch.Generator], device: str) -> list[Rendered]:
-    """Render videos whose parameters differ only in :data:`BATCH_FIELDS` in one pipeline call, each with its generator.
+    """Render videos whose parameters differ only in ``batch_fields`` in one pipeline call, each with its generator.
 
-    The denoising loop and the decode are timed apart (:func:`~.base.one_call` shares them out).
+    The denoising loop and the decode are timed apart (:func:`~.base.rendered_videos` shares them out).
 
     Rows with ``eta > 0`` never come here together (:func:`batchable`).
     """
-    import torch
-
     params = params_list[0]  # the call's parameters; only the prompts differ
 
     # 1. encode the prompts and denoise; stop at the latents (diffusers draws each video's noise from its own generator)
@@ -139,15 +122,8 @@ def render_batch(pipe, params_list: list[Params], generators: list[torch.Generat
 
     # 2. decode exactly as the pipeline does after its loop (all of a video's frames in one VAE call, sliced),
     #    one video at a time, so that a VAE call never holds two videos' frames
-    with torch.no_grad():
-        videos = [pipe.decode_latents(one) for one in latents.split(1)]
-    frames = [
-        to_uint8_frames(pipe.video_processor.postprocess_video(video=video, output_type="np")[0], UINT8_CONVERSION)
-        for video in videos
-    ]
-    pipe.maybe_free_model_hooks()  # what the pipeline does after decoding; a no-op without offload
-    decode_s = watch.lap()
-    return one_call(frames, params.fps, denoise_s, decode_s)
+    videos = [decode_latents(pipe, one) for one in latents.split(1)]
+    return rendered_videos(pipe, watch, denoise_s, videos, UINT8_CONVERSION, params.fps)
 
 
 def build_tiny(path: Path) -> None:
@@ -203,3 +179,20 @@ def build_tiny(path: Path) -> None:
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler
     )
     save_with_fp16_variant(pipe, path)  # fp32 configs: the docs' plain from_pretrained(folder) loads float32
+
+
+FAMILY = Family(
+    name="text-to-video-sd",
+    pipeline_class="TextToVideoSDPipeline",
+    description="deprecated in diffusers: ModelScope / Zeroscope text -> video (UNet3D, DDIM), 10 fps",
+    models=MODELS,
+    params=Params,
+    load=load,
+    render=render_batch,
+    build_tiny=build_tiny,
+    uint8_conversion=UINT8_CONVERSION,
+    batch_fields=("prompt", "negative_prompt"),
+    batchable=batchable,
+    batched_guidance="guidance_scale",
+    deprecated=True,
+)

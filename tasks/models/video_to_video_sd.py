@@ -32,19 +32,14 @@ from typing import TYPE_CHECKING
 from pydantic import Field, ValidationInfo, field_validator
 
 from .base import (
-    ResizedVideoParams, LoadOptions, Rendered, Stopwatch, fps_field, from_pretrained, to_uint8_frames, video_field,
+    ResizedVideoParams, LoadOptions, Rendered, Stopwatch,
+    decode_latents, fps_field, from_pretrained, rendered_videos, video_field,
 )
+from .family import Family, one_video_per_call
 
 if TYPE_CHECKING:
     import torch
 
-FAMILY = "video-to-video-sd"
-PIPELINE_CLASS = "VideoToVideoSDPipeline"
-#: The parameter that turns on classifier-free guidance, which this pipeline runs as one [unconditional,
-#: conditional] batch: what ``guidance_cutoff`` halves (tasks.denoiser_hooks).
-BATCHED_GUIDANCE = "guidance_scale"
-DESCRIPTION = "deprecated in diffusers: Zeroscope XL video + prompt -> video (upscale / re-render), strength, DPM++"
-DEPRECATED = True
 #: The docs export the pipeline's default numpy frames with ``export_to_video``: ``(frame * 255).astype(np.uint8)``.
 UINT8_CONVERSION = "truncate"
 
@@ -52,10 +47,6 @@ UINT8_CONVERSION = "truncate"
 MODELS = {
     "zeroscope-xl": {"source": "cerspense/zeroscope_v2_XL", "variant": "none"},  # the docs load it without one
 }
-
-#: The tiny checkpoint is text-to-video-sd's: the same UNet3DConditionModel repo layout,
-#: loaded here with VideoToVideoSDPipeline (its model_index.json names TextToVideoSDPipeline).
-TINY_NAME = "text-to-video-sd"
 
 
 class Params(ResizedVideoParams):
@@ -101,8 +92,6 @@ def load(options: LoadOptions, device: str):
 
 def render(pipe, params: Params, generator: torch.Generator, device: str) -> Rendered:
     """Render one video; input encoding + denoising and the VAE decode are timed apart."""
-    import torch
-
     from ..video import output_size, read_video
 
     # 1. the input frames, resized as in the docs; the VAE needs sides divisible by its scale
@@ -127,18 +116,31 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
     denoise_s = watch.lap()
 
     # 3. decode exactly as the pipeline does after its loop (all frames in one VAE call, sliced)
-    with torch.no_grad():
-        decoded = pipe.decode_latents(latents)
-    frames = pipe.video_processor.postprocess_video(video=decoded, output_type="np")[0]
-    pipe.maybe_free_model_hooks()  # what the pipeline does after decoding; a no-op without offload
-    decode_s = watch.lap()
-    return Rendered(
-        frames=to_uint8_frames(frames, UINT8_CONVERSION), fps=params.fps or fps, denoise_s=denoise_s, decode_s=decode_s
-    )
+    frames = decode_latents(pipe, latents)
+    return rendered_videos(pipe, watch, denoise_s, [frames], UINT8_CONVERSION, params.fps or fps)[0]
 
 
 def build_tiny(path: Path) -> None:
-    """The shared tiny checkpoint (``TINY_NAME``): text-to-video-sd's, built by its function."""
+    """The shared tiny checkpoint (``tiny_base``): text-to-video-sd's, built by its function."""
     from .text_to_video_sd import build_tiny as build_text_to_video_sd
 
     build_text_to_video_sd(path)
+
+
+FAMILY = Family(
+    name="video-to-video-sd",
+    pipeline_class="VideoToVideoSDPipeline",
+    description="deprecated in diffusers: Zeroscope XL video + prompt -> video (upscale / re-render), strength, DPM++",
+    models=MODELS,
+    params=Params,
+    load=load,
+    render=one_video_per_call(render),
+    build_tiny=build_tiny,
+    uint8_conversion=UINT8_CONVERSION,
+    frames_param=None,  # the input video decides
+    batched_guidance="guidance_scale",
+    # The tiny checkpoint is text-to-video-sd's: the same UNet3DConditionModel repo layout,
+    # loaded here with VideoToVideoSDPipeline (its model_index.json names TextToVideoSDPipeline).
+    tiny_base="text-to-video-sd",
+    deprecated=True,
+)

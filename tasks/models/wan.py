@@ -22,18 +22,14 @@ from pydantic import Field, field_validator
 
 from ._tiny import t5_text_parts
 from .base import (
-    LoadOptions, Rendered, Stopwatch, VideoParams,
-    fps_field, from_pretrained, one_call, prompt_lists, to_uint8_frames,
+    LoadOptions, Rendered, Stopwatch, VideoParams, check_packed_frames, fps_field, from_pretrained, prompt_lists,
+    rendered_videos,
 )
+from .family import Family
 
 if TYPE_CHECKING:
     import torch
 
-FAMILY = "wan"
-PIPELINE_CLASS = "WanPipeline"
-DESCRIPTION = "Wan 2.1 / 2.2: text -> video, flow-matching DiT with a UMT5 text encoder (2.2 A14B: two experts)"
-DEPRECATED = False
-GPU_DTYPE = "bfloat16"  # as the docs load it; `dtype: auto` on a GPU means this
 #: The docs export the pipeline's default numpy frames with ``export_to_video``: ``(frame * 255).astype(np.uint8)``.
 UINT8_CONVERSION = "truncate"
 
@@ -48,17 +44,6 @@ MODELS = {
 FPS = 16
 #: Frames after the first are packed by 4 in the VAE's latents (``vae.config.scale_factor_temporal``).
 TEMPORAL_FACTOR = 4
-
-
-def check_num_frames(value: int) -> int:
-    """Refuse a frame count the pipeline would silently round (it warns and rounds down)."""
-    if (value - 1) % TEMPORAL_FACTOR:
-        below = (value - 1) // TEMPORAL_FACTOR * TEMPORAL_FACTOR + 1
-        raise ValueError(
-            f"must be 4k+1 (Wan's VAE packs the frames after the first by {TEMPORAL_FACTOR}); "
-            f"nearest: {below} or {below + TEMPORAL_FACTOR}"
-        )
-    return value
 
 
 class Params(VideoParams):
@@ -89,7 +74,7 @@ class Params(VideoParams):
     @field_validator("num_frames")
     @classmethod
     def _num_frames_4k_plus_1(cls, value: int) -> int:
-        return check_num_frames(value)
+        return check_packed_frames(value, TEMPORAL_FACTOR, "Wan")
 
 
 def load(options: LoadOptions, device: str):
@@ -154,19 +139,10 @@ def decode(pipe, latents: torch.Tensor):
         return pipe.video_processor.postprocess_video(video, output_type="np")[0]
 
 
-def render(pipe, params: Params, generator: torch.Generator, device: str) -> Rendered:
-    """Render one video: a batch of one."""
-    return render_batch(pipe, [params], [generator], device)[0]
-
-
-#: The parameters that may differ between the videos of one call (``videosweep run --batch``); the seed always may.
-BATCH_FIELDS = ("prompt", "negative_prompt")
-
-
 def render_batch(pipe, params_list: list[Params], generators: list[torch.Generator], device: str) -> list[Rendered]:
-    """Render videos whose parameters differ only in :data:`BATCH_FIELDS` in one pipeline call, each with its generator.
+    """Render videos whose parameters differ only in ``batch_fields`` in one pipeline call, each with its generator.
 
-    The denoising loop and the decode are timed apart (:func:`~.base.one_call` shares them out).
+    The denoising loop and the decode are timed apart (:func:`~.base.rendered_videos` shares them out).
     """
     params = params_list[0]  # the call's parameters; only the prompts differ
 
@@ -189,9 +165,8 @@ def render_batch(pipe, params_list: list[Params], generators: list[torch.Generat
     denoise_s = watch.lap()
 
     # 2. decode exactly as the pipeline does after its loop, one video at a time, each as it decodes alone
-    videos = [to_uint8_frames(decode(pipe, one), UINT8_CONVERSION) for one in latents.split(1)]
-    decode_s = watch.lap()
-    return one_call(videos, params.fps, denoise_s, decode_s, scheduler)
+    videos = [decode(pipe, one) for one in latents.split(1)]
+    return rendered_videos(pipe, watch, denoise_s, videos, UINT8_CONVERSION, params.fps, scheduler)
 
 
 # -- the tiny checkpoint -------------------------------------------------------------------------
@@ -253,3 +228,19 @@ def build_tiny(path: Path) -> None:
         transformer=tiny_transformer(),
     )
     save_with_fp16_variant(pipe, path)  # fp32 configs: the docs' plain from_pretrained(folder) loads float32
+
+
+FAMILY = Family(
+    name="wan",
+    pipeline_class="WanPipeline",
+    description="Wan 2.1 / 2.2: text -> video, flow-matching DiT with a UMT5 text encoder (2.2 A14B: two experts)",
+    models=MODELS,
+    params=Params,
+    load=load,
+    render=render_batch,
+    build_tiny=build_tiny,
+    uint8_conversion=UINT8_CONVERSION,
+    batch_fields=("prompt", "negative_prompt"),
+    # as the docs load it; `dtype: auto` on a GPU means this
+    gpu_dtype="bfloat16",
+)

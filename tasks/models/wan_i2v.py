@@ -20,16 +20,12 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from . import wan
 from ._tiny import t5_text_parts
-from .base import LoadOptions, Rendered, Stopwatch, from_pretrained, image_field, to_uint8_frames
+from .base import LoadOptions, Rendered, Stopwatch, from_pretrained, image_field, rendered_videos
+from .family import Family, one_video_per_call
 
 if TYPE_CHECKING:
     import torch
 
-FAMILY = "wan-i2v"
-PIPELINE_CLASS = "WanImageToVideoPipeline"
-DESCRIPTION = "Wan 2.1 / 2.2: image (+ text) -> video, the image as first frame; size from its aspect ratio"
-DEPRECATED = False
-GPU_DTYPE = "bfloat16"  # as the docs load it; `dtype: auto` on a GPU means this
 #: The docs export the pipeline's default numpy frames with ``export_to_video``: ``(frame * 255).astype(np.uint8)``.
 UINT8_CONVERSION = "truncate"
 
@@ -161,10 +157,7 @@ def render(pipe, params: Params, generator: torch.Generator, device: str) -> Ren
 
     # 3. decode exactly as the pipeline does after its loop (the same code as text-to-video)
     frames = wan.decode(pipe, latents)
-    decode_s = watch.lap()
-    return Rendered(
-        frames=to_uint8_frames(frames, UINT8_CONVERSION), fps=params.fps, denoise_s=denoise_s, decode_s=decode_s, scheduler=scheduler
-    )
+    return rendered_videos(pipe, watch, denoise_s, [frames], UINT8_CONVERSION, params.fps, scheduler)[0]
 
 
 def build_tiny(path: Path) -> None:
@@ -199,3 +192,18 @@ def build_tiny(path: Path) -> None:
         transformer=wan.tiny_transformer(in_channels=36, image_dim=16),
     )
     save_with_fp16_variant(pipe, path)  # fp32 configs: the docs' plain from_pretrained(folder) loads float32
+
+
+FAMILY = Family(
+    name="wan-i2v",
+    pipeline_class="WanImageToVideoPipeline",
+    description="Wan 2.1 / 2.2: image (+ text) -> video, the image as first frame; size from its aspect ratio",
+    models=MODELS,
+    params=Params,
+    load=load,
+    render=one_video_per_call(render),
+    build_tiny=build_tiny,
+    uint8_conversion=UINT8_CONVERSION,
+    # as the docs load it; `dtype: auto` on a GPU means this
+    gpu_dtype="bfloat16",
+)

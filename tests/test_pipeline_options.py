@@ -6,12 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.manifest import ManifestError, load_manifest
-from tasks.metrics import psnr
-from tasks.plan import in_order
-from tasks.render import RunContext, render_job
-from tasks.tuning import compile_cache_dir, compile_targets, use_compile_cache
-from tasks.video import read_mp4
+from videosweep.tasks.manifest import ManifestError, load_manifest
+from videosweep.tasks.metrics import psnr
+from videosweep.tasks.plan import in_order
+from videosweep.tasks.render import RunContext, render_job
+from videosweep.tasks.pipeline_options import PipelineOptions, compile_targets, load_options, option_kind, pixel_options
+from videosweep.tasks.pipeline_setup import compile_cache_dir, use_compile_cache
+from videosweep.tasks.video import read_mp4
 
 from .conftest import ROCKET
 
@@ -35,6 +36,29 @@ def test_pixel_options_change_the_job_id_and_speed_options_do_not(tmp_path):
     assert chunked.job_id == jobs[0].job_id, "forward chunking only trades memory for time"
     assert chunked.options == {"forward_chunking": 2} and chunked.pipeline_key == jobs[0].pipeline_key
 
+
+
+def test_every_option_declares_what_it_changes():
+    """Its field's kind decides where an option counts: the job id (pixels), the pipeline key (load), neither (speed)."""
+    kinds = {name: option_kind(name) for name in PipelineOptions.model_fields}
+    assert kinds == {
+        "scheduler": "pixels",
+        "scheduler_config": "pixels",
+        "offload": "load",
+        "vae_slicing": "speed",
+        "vae_tiling": "pixels",
+        "forward_chunking": "speed",
+        "freeu": "pixels",
+        "compile": "load",
+        "channels_last": "load",
+        "cudnn_benchmark": "speed",
+        "attention": "load",
+        "step_cache": "pixels",
+        "guidance_cutoff": "pixels",
+    }
+    chosen = {"scheduler": "ddim", "offload": "model", "vae_slicing": True, "compile": {"vae": "default"}}
+    assert pixel_options(chosen) == {"scheduler": "ddim"}
+    assert load_options(chosen) == (("compile", '{"vae": "default"}'), ("offload", "model"))
 
 @pytest.mark.parametrize(
     "row, message",

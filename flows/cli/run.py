@@ -1,0 +1,131 @@
+"""``run``, ``plan`` and ``validate``: a manifest rendered, placed, or checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from videosweep.tasks.text import printable, printable_lines
+from videosweep.tasks.watchdog import DEFAULT_HANG_TIMEOUT_S
+
+from .arguments import (
+    CELL_LIMIT,
+    BatchOpt,
+    DeviceOpt,
+    ForceOpt,
+    HangTimeoutOpt,
+    ManifestArg,
+    MaxJobsOpt,
+    MaxManifestOpt,
+    OverlapExportOpt,
+    WorkersOpt,
+    limits,
+    load,
+    out,
+    plain_errors,
+)
+
+
+def run(
+    manifest: ManifestArg,
+    out_dir: Annotated[
+        Optional[Path], typer.Option("--out", help="output root (default: outputs/<manifest name>)")
+    ] = None,
+    device: DeviceOpt = None,
+    force: ForceOpt = False,
+    workers: WorkersOpt = None,
+    dask_address: Annotated[
+        Optional[str], typer.Option("--dask-address", help="an existing Dask scheduler, e.g. tcp://host:8786")
+    ] = None,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="render only the jobs whose last attempt failed")
+    ] = False,
+    hang_timeout: HangTimeoutOpt = DEFAULT_HANG_TIMEOUT_S,
+    overlap_export: OverlapExportOpt = True,
+    batch: BatchOpt = 1,
+    max_jobs: MaxJobsOpt = None,
+    max_manifest_mb: MaxManifestOpt = None,
+) -> None:
+    """Render every job of MANIFEST; jobs already rendered into the output root are skipped."""
+    from videosweep.tasks import children
+
+    children.start_reaper()  # before any child process: each carries this run's mark and ends with it
+    bounds = limits(max_jobs, max_manifest_mb)
+    table = load(manifest, device, bounds)  # fail fast, before Prefect starts
+    from videosweep.flows import process
+    from videosweep.flows.cluster import start_prefect_api
+    from videosweep.flows.render import default_out_root, run_manifest
+    from videosweep.tasks.outroot import check_manifest_location, check_room, claim
+    from videosweep.tasks.results import pending
+    from videosweep.tasks.render.cache import warm_up
+
+    process.quiet_libraries()
+    out_root = out_dir or default_out_root(table.name)
+    # the setup must work before anything starts: the root free, writable and roomy (exit 2 if not)
+    with plain_errors(), claim(out_root, None, table.name):
+        check_manifest_location(manifest, out_root)
+        check_room(out_root, pending(table, out_root, force, retry_failed)[1])
+        process.resume_hint = "finished jobs are kept; the same command renders the rest"
+        prefect_api = start_prefect_api()  # its server boots while torch and diffusers import
+        warm_up()
+        prefect_api()
+        summary = run_manifest(
+            str(manifest), str(out_root), table.device, force, workers, dask_address,
+            retry_failed=retry_failed, hang_timeout=hang_timeout or None, overlap_export=overlap_export, batch=batch,
+            limits=bounds,
+        )
+    typer.echo(summary.format())
+    raise typer.Exit(1 if summary.failed else 0)
+
+
+def plan(
+    manifest: ManifestArg,
+    device: DeviceOpt = None,
+    workers: WorkersOpt = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="output root whose finished jobs are left out")] = None,
+    force: Annotated[bool, typer.Option("--force", help="plan every job, finished or not")] = False,
+    batch: BatchOpt = 1,
+    max_jobs: MaxJobsOpt = None,
+    max_manifest_mb: MaxManifestOpt = None,
+) -> None:
+    """Show how a run would place MANIFEST's jobs: shards, workers, estimated cost, pipeline loads."""
+    bounds = limits(max_jobs, max_manifest_mb)
+    table = load(manifest, device, bounds)
+    from videosweep.flows.render import plan_manifest
+    from videosweep.tasks.plan import naive_loads
+
+    with plain_errors():
+        out_root = str(out_dir) if out_dir else None
+        placed, todo = plan_manifest(str(manifest), table.device, workers, force, out_root, batch, bounds)
+    typer.echo(f"{len(todo)} of {len(table.jobs)} jobs to render (cost: megapixel-frame-steps)")
+    typer.echo(printable_lines(placed.format()))
+    typer.echo(f"pipeline loads: {placed.loads} planned, {naive_loads(todo, placed.workers)} in manifest order")
+
+
+def validate(
+    manifest: ManifestArg,
+    device: DeviceOpt = None,
+    show_all: Annotated[bool, typer.Option("--all", help="print every job, not the first 20")] = False,
+    max_jobs: MaxJobsOpt = None,
+    max_manifest_mb: MaxManifestOpt = None,
+) -> None:
+    """Expand and check MANIFEST without rendering: print the job table, or every problem."""
+    table = load(manifest, device, limits(max_jobs, max_manifest_mb))
+    shown = table.jobs if show_all else table.jobs[:20]
+    swept = list(dict.fromkeys(key for job in table.jobs for key in job.coords))
+    grid = Table(title=Text(f"{table.name}: {len(table.jobs)} jobs on {table.device}"), title_justify="left")
+    grid.add_column("job_id", no_wrap=True, min_width=16)
+    for column in ["origin", "model", *swept, "dtype"]:
+        grid.add_column(Text(printable(column, CELL_LIMIT)))
+    for job in shown:
+        cells = [job.job_id, job.origin, job.model, *(str(job.coords.get(key, "")) for key in swept), job.dtype]
+        grid.add_row(*(Text(printable(cell, CELL_LIMIT)) for cell in cells))
+    out.print(grid)
+    if len(shown) < len(table.jobs):
+        out.print(f"... and {len(table.jobs) - len(shown)} more (--all prints them)")
+    for spec in table.grids:
+        out.print(Text(printable("grid: " + ", ".join(f"{axis}={key}" for axis, key in spec.items()))))

@@ -1,0 +1,168 @@
+"""Where a plan's jobs render: in this process batch by batch, or on the Dask workers shard by shard as they free up.
+
+Dask executes; which shard a worker takes next is ours, because only the flow knows which
+pipeline a worker holds (:class:`Dispatcher`): a worker takes its own planned shards in order,
+and one that runs dry takes a shard still queued for another, preferring one whose pipeline it
+holds. If a worker dies, the jobs it had not recorded go to the workers still alive, for
+:data:`RECOVERY_ROUNDS` rounds; then they are recorded as failed (``WorkerLost``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
+
+from videosweep.tasks.jobs import Job
+from videosweep.tasks.plan import Plan, Shard, make_plan
+from videosweep.tasks.progress import JobProgress
+from videosweep.tasks.record import JobRecord
+from videosweep.tasks.render import RunContext
+from videosweep.tasks.render.cache import warm_up
+from videosweep.tasks.render.loop import Renderer, render_shard, worker_lost
+from videosweep.tasks.results import run_records
+
+#: Rounds of handing the jobs of lost workers to the remaining ones, before they are recorded as failed.
+RECOVERY_ROUNDS = 2
+
+
+# Resuming comes from the records on disk (a job with an ok record is skipped), so no Prefect cache.
+@task(name="render-job", task_run_name="{name}", cache_policy=NO_CACHE)
+def render_batch_task(name: str, renderer: Renderer, jobs: list[Job]) -> list[JobRecord]:
+    """Render one job (or a batch in one pipeline call) here; exports go on beside the next: the records finished meanwhile."""
+    return renderer(jobs)
+
+
+@task(name="render-shard", task_run_name="{name}", cache_policy=NO_CACHE)
+def render_shard_task(name: str, jobs: list[Job], run: RunContext, attempts: dict, queued_at: datetime) -> list[JobRecord]:
+    return render_shard(jobs, run, attempts, queued_at)
+
+
+def render_plan(plan: Plan, run: RunContext, attempts: dict[str, int], progress: JobProgress) -> None:
+    """Render ``plan`` level by level (a level's jobs take videos of the levels before), here or on the flow's
+    Dask workers; every record goes to ``progress``. Stops after a level in which the disk filled."""
+    distributed = on_dask()
+    if distributed and plan.shards:
+        # every worker imports torch and diffusers now, all at once, rather than in its first job
+        FlowRunContext.get().task_runner.client.run(warm_up)
+    for level in plan.levels:
+        (_render_on_dask if distributed else _render_here)(level, run, attempts, progress)
+        if progress.stopped:  # the disk is full: what is done is recorded, the rest waits for a rerun
+            return
+
+
+def on_dask() -> bool:
+    """Whether this flow runs its tasks on Dask (``DaskTaskRunner``), not in its own process."""
+    from prefect_dask import DaskTaskRunner
+
+    context = FlowRunContext.get()
+    return context is not None and isinstance(context.task_runner, DaskTaskRunner)
+
+
+def _render_here(level: list[Shard], run: RunContext, attempts: dict[str, int], progress: JobProgress) -> None:
+    """A level's jobs in this process, one Prefect task per batch; its videos are all out before the next level."""
+    with Renderer(run, attempts) as renderer:
+        for jobs in renderer.batches([job for shard in level for job in shard.jobs]):
+            progress.start(jobs[0])
+            name = jobs[0].job_id + (f" +{len(jobs) - 1}" if len(jobs) > 1 else "")
+            for record in render_batch_task(name, renderer, jobs):
+                progress.finish(record)
+        for record in renderer.drain():
+            progress.finish(record)
+
+
+def _render_on_dask(level: list[Shard], run: RunContext, attempts: dict[str, int], progress: JobProgress) -> None:
+    """Hand a level's shards to the workers as they free up; give the jobs of a lost worker to the others."""
+    client = FlowRunContext.get().task_runner.client  # the runner's own: its cluster starts on first use
+
+    shards, pending = level, [job for shard in level for job in shard.jobs]
+    for _ in range(1 + RECOVERY_ROUNDS):
+        addresses = sorted(client.scheduler_info(n_workers=-1)["workers"])
+        if any(shard.worker >= len(addresses) for shard in shards):  # fewer workers than planned for: plan again
+            shards = make_plan(pending, max(1, len(addresses)), run.batch).shards
+        _dispatch(client, Dispatcher(shards, len(addresses)), addresses, run, attempts, progress)
+        # the records on disk are the truth: a worker that died mid-shard wrote the jobs it finished
+        recorded = {record["job_id"] for record in run_records(run.out_root, run.run_id)}
+        pending = [job for job in pending if job.job_id not in recorded]
+        if not pending or progress.stopped:
+            return
+        workers = len(client.scheduler_info(n_workers=-1)["workers"]) or 1
+        shards = make_plan(pending, workers, run.batch).shards  # what is left
+    for job in pending:
+        progress.finish(worker_lost(job, run, attempts.get(job.job_id, 0) + 1))
+
+
+def _dispatch(client, dispatcher: Dispatcher, addresses: list[str], run, attempts, progress: JobProgress) -> None:
+    """One shard in flight per worker, the next one chosen by ``dispatcher`` when it finishes.
+
+    A shard is pinned to its worker but may run on another if that worker is gone (Dask's loose
+    restrictions), so a lost worker's queue still gets rendered. A GPU resource is asked for only
+    where every worker declares one: a task asking for it would wait forever.
+    """
+    import dask
+    import distributed
+
+    gpu_slots = all("GPU" in info.get("resources", {}) for info in client.scheduler_info(n_workers=-1)["workers"].values())
+    queued_at = datetime.now(timezone.utc)  # every job of the level waits from now until a worker takes it
+    in_flight: dict[distributed.Future, tuple[int, object]] = {}
+    finished = distributed.as_completed(loop=client.loop)  # shards are added as they are handed out
+
+    def hand_out(slot: int) -> None:
+        if progress.stopped:
+            return
+        shard = dispatcher.next_for(slot)
+        if shard is None:
+            return
+        annotations = {"workers": [addresses[slot]], "allow_other_workers": True}
+        if gpu_slots:
+            annotations["resources"] = {"GPU": 1}
+        with dask.annotate(**annotations):
+            future = render_shard_task.submit(shard.name, shard.jobs, run, attempts, queued_at)
+        in_flight[future.wrapped_future] = (slot, future)
+        finished.add(future.wrapped_future)
+
+    for slot in range(len(addresses)):
+        hand_out(slot)
+    for wrapped in finished:
+        slot, future = in_flight.pop(wrapped)
+        if future.state.is_completed():
+            for record in future.result():
+                progress.finish(record)
+        hand_out(slot)
+
+
+class Dispatcher:
+    """The shards of one level, handed to workers as they free up.
+
+    A worker takes its own planned shards in order. One that has none left takes a shard still
+    queued for another worker: one whose pipeline it holds if there is any, else any, always from
+    the worker with the most queued cost and from the end of its queue, so the owner's run of
+    shards (and its loaded pipeline) stays unbroken as long as possible.
+    """
+
+    def __init__(self, shards: list[Shard], workers: int) -> None:
+        self.queues: list[list[Shard]] = [[shard for shard in shards if shard.worker == w] for w in range(workers)]
+        self.held: dict[int, tuple] = {}  # worker -> the pipeline of the last shard it took
+        self.stolen = 0
+
+    @property
+    def queued(self) -> int:
+        return sum(map(len, self.queues))
+
+    def next_for(self, worker: int) -> Shard | None:
+        if self.queues[worker]:
+            shard = self.queues[worker].pop(0)
+        else:
+            victims = [w for w, queue in enumerate(self.queues) if queue]
+            if not victims:
+                return None
+            held = self.held.get(worker)
+            same = [w for w in victims if any(shard.pipeline_key == held for shard in self.queues[w])]
+            victim = self.queues[max(same or victims, key=lambda w: sum(shard.cost for shard in self.queues[w]))]
+            place = max(i for i, shard in enumerate(victim) if not same or shard.pipeline_key == held)
+            shard = victim.pop(place)
+            self.stolen += 1
+        self.held[worker] = shard.pipeline_key
+        return shard
