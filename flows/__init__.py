@@ -12,6 +12,12 @@ _DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_UI_ENABLED": "false",
     "PREFECT_LOGGING_LEVEL": "WARNING",
+    # ... on the terminal; a flow run's and its task runs' INFO lines (each job's start and end,
+    # Prefect's state changes) still go to the API, where a Prefect UI shows them: their loggers
+    # pass INFO, the console handler shows WARNING and above only.
+    "PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL": "INFO",
+    "PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL": "INFO",
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
     "DO_NOT_TRACK": "1",
     # Hugging Face: no telemetry, no download progress bars, warnings only when they matter.

@@ -25,6 +25,37 @@ def worker_count(workers: int | None, device: str) -> int:
     return 1
 
 
+#: Seconds to wait for a Dask scheduler given with --dask-address to take a connection.
+CONNECT_TIMEOUT_S = 5.0
+DASK_PORT = 8786  # a Dask scheduler's default port
+
+
+def check_scheduler(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """InputError, naming ``address`` and what to do, unless something takes a connection there.
+
+    Checked before Prefect or a Dask client starts (a client retries for 30 s, then prints a
+    long traceback). Only ``tcp://`` and ``tls://`` addresses (or a bare ``host:port``) are
+    checked here; another transport is left to Dask.
+    """
+    import socket
+
+    scheme, _, rest = address.rpartition("://")
+    if scheme not in ("", "tcp", "tls"):
+        return
+    host, _, port_text = rest.rpartition(":") if ":" in rest else (rest, "", str(DASK_PORT))
+    host = host.strip("[]")  # an IPv6 address is written [::1]:8786
+    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise InputError(f"--dask-address {address}: not an address of a Dask scheduler; give tcp://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port_text)), timeout=timeout_s).close()
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+        raise InputError(
+            f"--dask-address {address}: no Dask scheduler answers there ({reason}); start one there "
+            "(`dask scheduler`, then its workers) or fix the address, or leave --dask-address out to render here"
+        ) from None
+
+
 def dask_runner(workers: int, address: str | None, device: str):
     """A prefect-dask task runner for ``workers`` slots (or the cluster at ``address``); None for this process only.
 

@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from prefect import flow
+from prefect.states import Failed
 
 from videosweep.tasks.errors import InputError
 from videosweep.tasks.text import markdown_code_block
 from videosweep.tasks.watchdog import DEFAULT_HANG_TIMEOUT_S
 
-from .render import run_manifest
+from .render import artifact_key, run_manifest
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
@@ -59,7 +60,10 @@ def queued_manifest(
         manifest, out, device=device, force=force, workers=workers,
         hang_timeout=hang_timeout, overlap_export=overlap_export, batch=batch, limits=limits,
     )
-    create_markdown_artifact(markdown_code_block(summary.format()), key="videosweep-summary", description="what the run did")
+    key = f"{artifact_key(Path(out).name)}-run"  # one per output root: two manifests' summaries never share a key
+    create_markdown_artifact(markdown_code_block(summary.format()), key=key, description="what the run did")
+    if summary.failed:  # as the child run: a run with failed jobs does not end Completed
+        return Failed(message=f"{summary.failed} of {summary.total} jobs failed", data=summary)
     return summary
 
 
@@ -73,9 +77,9 @@ class DeploymentSpec:
     queue: str
     description: str
 
-    @property
-    def full_name(self) -> str:
-        return f"{queued_manifest.name}/{self.name}"
+    def name_on(self, pool: str | None) -> str:
+        """The deployment's name on ``pool``: prefect.yaml's on its own pool, suffixed with any other pool's."""
+        return self.name if pool in (None, self.pool) else f"{self.name}-{pool}"
 
 
 @cache
@@ -89,10 +93,8 @@ def deployment_spec() -> DeploymentSpec:
     )
 
 
-@contextmanager
-def api_client() -> Iterator[SyncPrefectClient]:
-    """A client of the Prefect server at ``PREFECT_API_URL``; ValueError, saying what to do, if there is none."""
-    from prefect.client.orchestration import get_client
+def server_url() -> str:
+    """``PREFECT_API_URL``; InputError, saying what to do, if it is not set (checked before anything starts)."""
     from prefect.settings import PREFECT_API_URL
 
     url = PREFECT_API_URL.value()
@@ -101,6 +103,15 @@ def api_client() -> Iterator[SyncPrefectClient]:
             "no Prefect server: start one (`prefect server start`) and set PREFECT_API_URL, "
             "e.g. export PREFECT_API_URL=http://127.0.0.1:4200/api"
         )
+    return url
+
+
+@contextmanager
+def api_client() -> Iterator[SyncPrefectClient]:
+    """A client of the Prefect server at ``PREFECT_API_URL``; InputError, saying what to do, if there is none."""
+    from prefect.client.orchestration import get_client
+
+    url = server_url()
     with get_client(sync_client=True) as client:
         problem = client.api_healthcheck()
         if problem is not None:
@@ -114,36 +125,38 @@ def queue_name(priority: int) -> str:
     return f"priority-{priority}"
 
 
-def ensure_deployment(client: SyncPrefectClient) -> UUID:
-    """Create what is missing of the work pool, its queues and the deployment (updated to this code); its id."""
+def ensure_deployment(client: SyncPrefectClient, pool: str | None = None) -> UUID:
+    """Create what is missing of the work pool (``pool``, else prefect.yaml's), its queues and the deployment
+    on it (updated to this code); its id. A deployment has one pool: each other pool gets its own."""
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
     from prefect.utilities.callables import parameter_schema
     from prefect.workers.process import ProcessWorker
 
     spec = deployment_spec()
+    pool = pool or spec.pool
     try:
-        client.read_work_pool(spec.pool)
+        client.read_work_pool(pool)
     except ObjectNotFound:
         template = ProcessWorker.get_default_base_job_template()
         try:
-            client.create_work_pool(WorkPoolCreate(name=spec.pool, type=ProcessWorker.type, base_job_template=template))
+            client.create_work_pool(WorkPoolCreate(name=pool, type=ProcessWorker.type, base_job_template=template))
         except ObjectAlreadyExists:  # a worker or another submit made it meanwhile
             pass
-    existing = {queue.name for queue in client.read_work_queues(work_pool_name=spec.pool)}
+    existing = {queue.name for queue in client.read_work_queues(work_pool_name=pool)}
     # in ascending order: a queue created at priority N moves those at N or later one down, keeping their order
     for priority in PRIORITIES:
         if queue_name(priority) not in existing:
             try:
-                client.create_work_queue(queue_name(priority), priority=priority, work_pool_name=spec.pool)
+                client.create_work_queue(queue_name(priority), priority=priority, work_pool_name=pool)
             except ObjectAlreadyExists:
                 pass
     flow_id = client.create_flow_from_name(queued_manifest.name)
     return client.create_deployment(  # an upsert: same flow and name, same deployment
         flow_id=flow_id,
-        name=spec.name,
+        name=spec.name_on(pool),
         entrypoint=spec.entrypoint,
-        work_pool_name=spec.pool,
+        work_pool_name=pool,
         work_queue_name=spec.queue,
         description=spec.description,
         pull_steps=[],
@@ -163,8 +176,10 @@ def submit(
     workers: int | None = None,
     force: bool = False,
     rendering: dict[str, Any] | None = None,
+    pool: str | None = None,
 ) -> FlowRun:
-    """Queue a run of ``manifest`` (a frozen copy) into ``out`` at ``at`` (now if None).
+    """Queue a run of ``manifest`` (a frozen copy) into ``out`` at ``at`` (now if None), on the work pool ``pool``
+    (default: prefect.yaml's), for a worker serving that pool.
 
     ``rendering``: how its jobs render (``hang_timeout``, ``overlap_export``, ``batch``, ``limits``), as
     `videosweep run` takes them; the flow's defaults where left out.
@@ -174,7 +189,7 @@ def submit(
     queue = queue_name(priority)
     parameters = {"manifest": str(manifest), "out": str(out), "device": device, "force": force, "workers": workers}
     return client.create_flow_run_from_deployment(
-        ensure_deployment(client),
+        ensure_deployment(client, pool),
         parameters=parameters | (rendering or {}),
         state=Scheduled(scheduled_time=at or datetime.now(timezone.utc)),
         work_queue_name=queue,
@@ -183,17 +198,15 @@ def submit(
 
 
 def submitted_runs(client: SyncPrefectClient, limit: int = 50) -> list[FlowRun]:
-    """The deployment's runs, latest first (none if nothing was ever submitted)."""
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    """The runs of the deployments (one per work pool), latest first (none if nothing was ever submitted)."""
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowFilter, FlowFilterName
     from prefect.client.schemas.sorting import FlowRunSort
-    from prefect.exceptions import ObjectNotFound
 
-    try:
-        deployment = client.read_deployment_by_name(deployment_spec().full_name)
-    except ObjectNotFound:
+    deployments = client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=[queued_manifest.name])))
+    if not deployments:
         return []
     return client.read_flow_runs(
-        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[each.id for each in deployments])),
         sort=FlowRunSort.EXPECTED_START_TIME_DESC,
         limit=limit,
     )
@@ -248,7 +261,7 @@ def serve(pool: str | None = None, limit: int = 1) -> None:
     from prefect.workers.process import ProcessWorker
 
     with api_client() as client:
-        ensure_deployment(client)
+        ensure_deployment(client, pool)
 
     async def work() -> None:
         async with ProcessWorker(work_pool_name=pool or deployment_spec().pool, limit=limit) as worker:

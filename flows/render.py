@@ -7,13 +7,15 @@ or Dask workers, shard by shard) is ``flows.dispatch``'s.
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import time
 from pathlib import Path
 
-from prefect import flow, task
+from prefect import flow, tags, task
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed, State
 
 from videosweep.tasks import children
 from videosweep.tasks.devices import resolve_device
@@ -24,6 +26,7 @@ from videosweep.tasks.plan import Plan, make_plan
 from videosweep.tasks.progress import job_progress
 from videosweep.tasks.provenance import write_lock
 from videosweep.tasks.render import RunContext
+from videosweep.tasks.render.labels import run_tags
 from videosweep.tasks.report import Outputs, draw_outputs, results_rows, summary_markdown
 from videosweep.tasks.results import pending, read_results, run_records
 from videosweep.tasks.summary import RunSummary
@@ -55,7 +58,7 @@ def render_manifest(
     overlap_export: bool = True,
     batch: int = 1,
     limits: dict[str, int] | None = None,
-) -> RunSummary:
+) -> RunSummary | State:
     """Render every job of ``manifest`` not yet rendered into ``out`` (all of them with ``force``).
 
     ``retry_failed`` renders only the jobs whose last attempt failed; ``hang_timeout`` cancels a
@@ -63,12 +66,17 @@ def render_manifest(
     the next one renders; ``batch`` renders up to that many consecutive jobs that differ only in
     their seed and per-video inputs in one pipeline call (tasks.render.batches); ``limits`` raises
     the manifest's bounds (fields of tasks.manifest.Limits: ``max_jobs``, ``max_manifest_bytes``).
+
+    The run's summary; when a job failed, a Failed state ("N of M jobs failed") with the summary
+    as its data, so the Prefect UI does not call the run Completed (:func:`run_manifest` unwraps it).
     """
     device = (device or "cpu") if on_dask() else resolve_device(device)
     table = load_manifest(manifest, device, Limits(**(limits or {})))
     out_root = Path(out) if out else default_out_root(table.name)
     run = RunContext.new(out_root, device, table, hang_timeout, overlap_export, batch)
-    with claim(out_root, run.run_id, table.name):  # one run per output root; tidies what a killed run left
+    labels = run_tags(table.name, table.jobs)
+    _tag_flow_run(labels)
+    with tags(*labels), claim(out_root, run.run_id, table.name):  # one run per output root; tidies what a killed run left
         done, todo = pending(table, out_root, force, retry_failed)
         check_room(out_root, todo)
         keep_reserve(out_root)
@@ -82,14 +90,43 @@ def render_manifest(
         # grids and report where the workers are (no frames in this process), then the UI's artifacts
         outputs = draw_outputs_task.submit(out_root, table.grids, [job.job_id for job in table.jobs]).result()
         _publish(table.name, out_root, outputs)
-    return RunSummary.of(run, total=len(table.jobs), records=records, wall_s=wall_s, outputs=outputs)
+    summary = RunSummary.of(run, total=len(table.jobs), records=records, wall_s=wall_s, outputs=outputs)
+    if summary.failed:
+        return Failed(message=f"{summary.failed} of {summary.total} jobs failed", data=summary)
+    return summary
+
+
+def _tag_flow_run(labels: list[str]) -> None:
+    """Tag this flow run with the manifest's name and models (known only once the flow has read the manifest)."""
+    from prefect.client.orchestration import get_client
+    from prefect.context import FlowRunContext
+
+    flow_run = FlowRunContext.get().flow_run
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(flow_run.id, tags=list(dict.fromkeys([*flow_run.tags, *labels])))
+    except Exception:  # noqa: BLE001 - the UI's view of a run never ends it
+        logging.getLogger("videosweep.flows").debug("could not tag the flow run", exc_info=True)
+
+
+def _summary(state: State) -> RunSummary:
+    """The summary a run of the flow returned, Completed or Failed because jobs failed; what the flow raised, raised."""
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def artifact_key(name: str) -> str:
+    """The prefix of a run's artifact keys: one per manifest (or output root), as Prefect keys allow."""
+    return "videosweep-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def _publish(name: str, out_root: Path, outputs: Outputs) -> None:
     """The summary and the results table as artifacts of this flow run, for the Prefect UI."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    key = "videosweep-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    key = artifact_key(name)
     attempts = read_results(out_root)
     summary = summary_markdown(out_root, attempts, outputs)
     create_markdown_artifact(summary, key=f"{key}-summary", description=markdown(out_root))
@@ -123,7 +160,7 @@ def run_manifest(
         "limits": limits,
     }
     if runner is None:
-        return render_manifest(manifest, out, device, workers=1, **options)
+        return _summary(render_manifest(manifest, out, device, workers=1, **options, return_state=True))
     share_prefect_api()
     if dask_address:
         from distributed import Client
@@ -132,7 +169,8 @@ def run_manifest(
             slots = len(client.scheduler_info(n_workers=-1)["workers"])
     # a worker pinned to one GPU sees it as "cuda"
     worker_device = "cuda" if device.startswith("cuda") else device
-    return render_manifest.with_options(task_runner=runner)(manifest, out, worker_device, workers=slots, **options)
+    flow = render_manifest.with_options(task_runner=runner)
+    return _summary(flow(manifest, out, worker_device, workers=slots, **options, return_state=True))
 
 
 def plan_manifest(

@@ -114,6 +114,20 @@ class Grid:
         }
 
 
+def grid_sidecar(video: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The sidecar of a grid mp4 (``<name>.json`` beside it, naming it) and what it says; None if ``video`` is no grid."""
+    sidecar = video.with_suffix(".json")
+    try:
+        described = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(described, dict) or not isinstance(described.get("cells"), list):
+        return None
+    if Path(str(described.get("mp4"))).name != video.name:
+        return None
+    return sidecar, described
+
+
 @dataclass(frozen=True)
 class _Record:
     job_id: str

@@ -86,13 +86,7 @@ def claim(out_root: Path, run_id: str | None, manifest: str) -> Iterator[None]:
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        handle.seek(0)
-        holder = _holder_text(handle.read())
-        handle.close()
-        raise RootBusy(
-            f"{out_root} is being rendered by another run ({holder}); wait for it to finish, "
-            "or give this run another output root with --out"
-        ) from None
+        raise _busy(out_root, handle) from None
     _HELD[key] = (threading.get_ident(), handle)
     try:
         try:
@@ -113,6 +107,39 @@ def claim(out_root: Path, run_id: str | None, manifest: str) -> Iterator[None]:
         handle.truncate(0)
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
+
+
+def check_free(out_root: Path) -> None:
+    """RootBusy, as :func:`claim` words it, if another run holds ``out_root`` now; creates nothing.
+
+    For a command that should refuse before it reads the manifest or starts anything; the run
+    still takes the root with :func:`claim` (the root may be taken in between).
+    """
+    key = out_root.resolve()
+    holder = _HELD.get(key)
+    if holder is not None and holder[0] == threading.get_ident():
+        return
+    try:
+        handle = open(key / STATE_DIR / "lock")
+    except OSError:  # no lock file (never rendered into), or not readable: claim says what is wrong
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)  # refused while a run holds it exclusively
+        except BlockingIOError:
+            raise _busy(out_root, handle) from None
+        fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _busy(out_root: Path, handle) -> RootBusy:
+    """The refusal naming the run that holds ``out_root`` (its lock file ``handle``, which is closed)."""
+    handle.seek(0)
+    holder = _holder_text(handle.read())
+    handle.close()
+    return RootBusy(
+        f"{out_root} is being rendered by another run ({holder}); wait for it to finish, "
+        "or give this run another output root with --out"
+    )
 
 
 def usable_root(out_root: Path) -> Path:

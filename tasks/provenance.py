@@ -131,5 +131,6 @@ def read_embedded_record(video: Path) -> dict[str, Any]:
     except ValueError:
         record = None
     if not isinstance(record, dict) or "job_id" not in record:
-        raise ReproduceError(f"{video} carries no videosweep record (its '{METADATA_TAG}' tag is {text!r})")
+        tag = f"its '{METADATA_TAG}' tag is {text!r}" if text else f"no '{METADATA_TAG}' tag: not rendered by videosweep"
+        raise ReproduceError(f"{video} carries no videosweep record ({tag})")
     return record

@@ -20,7 +20,7 @@ from typing import Any
 
 from .errors import ReproduceError
 from .files import write_atomic
-from .jobs import Job
+from .jobs import Job, describe
 from .layout import KEPT_INPUTS_DIR, RERUNS_DIR, RESULTS_DIR, job_frames_path, job_video_path
 from .manifest import Manifest, job_from_row
 from .models import FAMILIES, file_sha256, known_models
@@ -37,21 +37,49 @@ VERSIONS = ("torch_version", "diffusers_version", "transformers_version", "pytho
 # -- reading records back -------------------------------------------------------------------------
 
 
-def find_record(out_root: Path, prefix: str) -> dict[str, Any]:
-    """The record of the one job whose id starts with ``prefix``: its latest ``ok`` attempt, else its latest."""
+def find_record(out_root: Path, ref: str) -> dict[str, Any]:
+    """The record of the job ``ref`` names: ``#N``, the job numbered N in its manifest (as progress and messages
+    say "job N"), else the one job whose id starts with ``ref``. Its latest ``ok`` attempt, else its latest."""
     from .query import latest_attempts
 
     table = _results(out_root)
     known = table["job_id"].unique()
-    matches = sorted(job_id for job_id in known if job_id.startswith(prefix))
+    if ref.startswith("#"):
+        matches = _by_number(table, ref, out_root)
+    else:
+        matches = sorted(job_id for job_id in known if job_id.startswith(ref))
     if not matches:
-        raise ReproduceError(f"no job id in {out_root / RESULTS_DIR} starts with {prefix!r} ({len(known)} jobs there)")
+        raise ReproduceError(f"no job id in {out_root / RESULTS_DIR} starts with {ref!r} ({len(known)} jobs there)")
     if len(matches) > 1:
         shown = ", ".join(matches[:10]) + (f" and {len(matches) - 10} more" if len(matches) > 10 else "")
-        raise ReproduceError(f"job id prefix {prefix!r} is ambiguous, it matches {shown}; give more characters")
+        raise ReproduceError(f"job id prefix {ref!r} is ambiguous, it matches {shown}; give more characters")
     attempts = table[table["job_id"] == matches[0]]
     ok = attempts[attempts["status"] == "ok"]
     return _records(latest_attempts(ok if len(ok) else attempts))[0]
+
+
+def _by_number(table, ref: str, out_root: Path) -> list[str]:
+    """The one job id recorded with the job number of ``ref`` (``#N``); ReproduceError if none or several."""
+    if not ref[1:].isdigit():
+        raise ReproduceError(f"{ref!r}: give #N (job N, as progress numbers the jobs) or a job id or prefix of one")
+    numbered = table[table["job_index"] == int(ref[1:])]
+    matches = sorted(numbered["job_id"].unique())
+    if not matches:
+        numbers = table["job_index"]
+        raise ReproduceError(
+            f"no job {ref} in {out_root / RESULTS_DIR} (its jobs are numbered {numbers.min()} to {numbers.max()})"
+        )
+    if len(matches) > 1:  # records of several manifests, or of a manifest edited between runs
+        rows = numbered.drop_duplicates("job_id").sort_values("job_id")
+        shown = "; ".join(f"{row.job_id} of {row.manifest_name}" for row in rows.head(10).itertuples())
+        raise ReproduceError(f"{ref} names {len(matches)} recorded jobs ({shown}); give a job id")
+    return matches
+
+
+def job_label(record: dict[str, Any]) -> str:
+    """``job 3 (sweep, motion_bucket_id=60, seed=42), id 2d9a0d512b3933e6``: which job a record is."""
+    coords = json.loads(record.get("sweep_json") or "{}")
+    return f"{describe(record['job_index'], record['origin'], coords)}, id {record['job_id']}"
 
 
 def readable(record: dict[str, Any]) -> str:
@@ -193,12 +221,12 @@ class RerunOutcome:
     message: str
 
 
-def plan_rerun(out_root: Path, prefix: str, sets: list[str], device: str, into: Path | None = None) -> Rerun:
-    """Rebuild the recorded job whose id starts with ``prefix`` (with ``sets`` applied) for ``device``, without rendering.
+def plan_rerun(out_root: Path, ref: str, sets: list[str], device: str, into: Path | None = None) -> Rerun:
+    """Rebuild the recorded job ``ref`` names (:func:`find_record`), with ``sets`` applied, for ``device``, without rendering.
 
     Without ``sets`` the rebuilt job must have the recorded id: a changed model folder or input is refused, naming what changed.
     """
-    record = find_record(out_root, prefix)
+    record = find_record(out_root, ref)
     parent = record["job_id"]
     changes = parse_sets(sets)
     row = {**record_row(record), **changes}

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from videosweep.flows.cli import app
 from videosweep.flows.queue import api_client, submitted_runs
+from videosweep.flows.render import artifact_key
 from videosweep.tasks.manifest import load_manifest
 from videosweep.tasks.models import file_sha256
 from videosweep.tasks.results import read_results, write_record
@@ -129,12 +130,17 @@ def test_progress_counts_the_manifest_jobs_and_estimates_the_rest(tmp_path):
     assert progress_of(tmp_path / "none", "abc", total=3, since=None).eta_s is None
 
 
-def test_queue_commands_refuse_to_run_without_a_server():
+def test_queue_commands_refuse_to_run_without_a_server(tmp_path):
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with temporary_settings(restore_defaults={PREFECT_API_URL}):  # an ephemeral API would die with the command
-        result = videosweep("status")
-    assert result.exit_code == 2 and "no Prefect server" in result.output and "PREFECT_API_URL" in result.output
+    manifest = tiny_manifest(tmp_path, "unserved", [1])
+    for command in (["status"], ["submit", manifest, "--out", tmp_path / "out"]):
+        with temporary_settings(restore_defaults={PREFECT_API_URL}):  # an ephemeral API would die with the command
+            started = time.perf_counter()
+            result = videosweep(*command)
+            seconds = time.perf_counter() - started
+        assert result.exit_code == 2 and "no Prefect server" in result.output and "PREFECT_API_URL" in result.output
+        assert seconds < 5, (command, seconds)  # refused before the manifest is read or anything starts
 
 
 # -- on a real Prefect server --------------------------------------------------------------------
@@ -291,7 +297,7 @@ def test_two_submissions_run_one_after_another_by_priority(server, tmp_path):
     with on(url), api_client() as client:  # the run's summary, for the Prefect UI
         mine = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[done_first.id]))
         (summary,) = client.read_artifacts(artifact_filter=mine)
-    assert summary.key == "videosweep-summary" and "2 jobs: 2 ok, 0 failed" in summary.data
+    assert summary.key == f"{artifact_key(out_first.name)}-run" and "2 jobs: 2 ok, 0 failed" in summary.data
     for out, jobs in ((out_first, 2), (out_second, 1)):
         records = read_results(out)
         copy = next((out / "submissions").glob("*/*.yaml"))

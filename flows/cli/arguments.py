@@ -19,7 +19,9 @@ CELL_LIMIT = 200  # characters of a table cell on the terminal
 
 ManifestArg = Annotated[Path, typer.Argument(help="a YAML, CSV or Parquet manifest")]
 OutArg = Annotated[Path, typer.Argument(help="an output root (the folder holding results/)")]
-JobArg = Annotated[str, typer.Argument(help="a job id, or a unique prefix of one")]
+JobArg = Annotated[
+    str, typer.Argument(help="a job id, a unique prefix of one, or #N: job N of the manifest (as progress numbers them)")
+]
 DeviceOpt = Annotated[
     Optional[str], typer.Option("--device", help="cpu, cuda or cuda:N (default: cuda if a GPU is visible, else cpu)")
 ]

@@ -26,6 +26,10 @@ from .arguments import (
 )
 
 RunArg = Annotated[str, typer.Argument(help="a submitted run's name (e.g. crimson-lemur) or a prefix of its id")]
+PoolOpt = Annotated[
+    Optional[str],
+    typer.Option("--pool", help="work pool (default: prefect.yaml's, videosweep): submit queues runs there, worker serves it"),
+]
 
 
 def submit(
@@ -46,14 +50,18 @@ def submit(
     batch: BatchOpt = 1,
     max_jobs: MaxJobsOpt = None,
     max_manifest_mb: MaxManifestOpt = None,
+    pool: PoolOpt = None,
 ) -> None:
     """Queue MANIFEST on the Prefect server (PREFECT_API_URL) for `videosweep worker`; a frozen copy of it runs."""
     from datetime import datetime
 
+    from videosweep.flows.queue import api_client, server_url
+    from videosweep.flows.queue import submit as queue_run
+
+    with plain_errors():
+        server_url()  # no server: refused before the manifest's models are resolved (or built)
     bounds = limits(max_jobs, max_manifest_mb)
     table = load(manifest, device, bounds)  # checked here, on this machine; the worker's device if --device is not given
-    from videosweep.flows.queue import api_client
-    from videosweep.flows.queue import submit as queue_run
     from videosweep.flows.render import default_out_root
     from videosweep.tasks.submission import freeze_manifest, start_time
 
@@ -64,7 +72,9 @@ def submit(
             copy = freeze_manifest(manifest, out_root)
             rendering = {"hang_timeout": hang_timeout or None, "overlap_export": overlap_export, "batch": batch}
             rendering |= {"limits": bounds} if bounds else {}
-            run = queue_run(client, copy, out_root, len(table.jobs), when, priority, device, workers, force, rendering)
+            run = queue_run(
+                client, copy, out_root, len(table.jobs), when, priority, device, workers, force, rendering, pool
+            )
     starts = when.strftime("%Y-%m-%d %H:%M") if when else "as soon as a worker is free"
     typer.echo(f"queued {run.name} ({run.id}): {table.name}, {len(table.jobs)} jobs, priority {priority}")
     typer.echo(f"starts:   {starts}")
@@ -124,9 +134,7 @@ def cancel(run: RunArg) -> None:
 
 
 def worker(
-    pool: Annotated[
-        Optional[str], typer.Option("--pool", help="work pool to serve (default: prefect.yaml's, videosweep)")
-    ] = None,
+    pool: PoolOpt = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="runs at once (each uses every GPU it sees)")] = 1,
 ) -> None:
     """Serve submitted runs on this machine, one after another (PREFECT_API_URL: the Prefect server)."""

@@ -24,10 +24,11 @@ def rerun(
 ) -> None:
     """Render a recorded job again from its record; say whether the video is bit-identical, or make a derived job (--set)."""
     from videosweep.tasks.devices import resolve_device
-    from videosweep.tasks.reproduce import plan_rerun, run_rerun
+    from videosweep.tasks.reproduce import job_label, plan_rerun, run_rerun
 
     with plain_errors():
         planned = plan_rerun(out_root, job_id, sets or [], resolve_device(device), into)
+    typer.echo(printable(f"recorded {job_label(planned.record)}"))
     for line in planned.differences:
         typer.echo(printable(f"differs from the record: {line}", MESSAGE_LIMIT))
     for line in planned.notes:

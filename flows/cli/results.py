@@ -10,7 +10,7 @@ from rich.text import Text
 
 from videosweep.tasks.text import printable
 
-from .arguments import JobArg, OutArg, out, plain_errors, refuse
+from .arguments import MESSAGE_LIMIT, JobArg, OutArg, out, plain_errors, refuse
 
 
 def results(
@@ -78,17 +78,38 @@ def results(
 
 
 def show(out_root: OutArg, job_id: JobArg) -> None:
-    """Print the full record of a job (its latest ok attempt), readable."""
-    from videosweep.tasks.reproduce import find_record, readable
+    """Print the full record of a job (its latest ok attempt), readable: JOB_ID is an id, a prefix of one, or #N."""
+    from videosweep.tasks.reproduce import find_record, job_label, readable
 
     with plain_errors():
-        typer.echo(readable(find_record(out_root, job_id)), nl=False)
+        record = find_record(out_root, job_id)
+    typer.echo(printable(f"# {job_label(record)}"))  # a YAML comment: the output stays YAML
+    typer.echo(readable(record), nl=False)
 
 
-def inspect(video: Annotated[Path, typer.Argument(help="an mp4 rendered by videosweep")]) -> None:
-    """Print the record a video carries in its container metadata."""
+def inspect(video: Annotated[Path, typer.Argument(help="an mp4 rendered by videosweep, or a grid of them")]) -> None:
+    """Print the record a video carries in its container metadata; for a sweep grid, what its sidecar says."""
+    from videosweep.tasks.grid import grid_sidecar
     from videosweep.tasks.provenance import read_embedded_record
     from videosweep.tasks.reproduce import readable
 
-    with plain_errors():
-        typer.echo(readable(read_embedded_record(video)), nl=False)
+    found = grid_sidecar(video) if video.is_file() else None
+    if found is None:
+        with plain_errors():
+            typer.echo(readable(read_embedded_record(video)), nl=False)
+        return
+    sidecar, grid = found
+    axes = ", ".join(f"{axis}={grid[axis]}" for axis in ("x", "y") if grid.get(axis))
+    axes += f", z={grid['z']} ({grid['z']}={grid.get('z_value')})" if grid.get("z") else ""
+    lines = [
+        f"{video}: a sweep grid drawn by videosweep, not one job's video: it carries no record",
+        f"sidecar: {sidecar}",
+        f"grid: {axes}; {grid.get('rows')} x {grid.get('cols')} cells, {grid.get('frames')} frames at "
+        f"{grid.get('fps')} fps, {grid.get('width')}x{grid.get('height')}",
+        "cells (videosweep show OUT JOB prints a cell's record):",
+    ]
+    for cell in grid["cells"]:
+        where = ", ".join(f"{grid[axis]}={cell.get(axis)}" for axis in ("x", "y") if grid.get(axis))
+        lines.append(f"  {where}: {cell.get('job_id') or 'no job'} ({cell.get('status')})")
+    for line in lines:
+        typer.echo(printable(line, MESSAGE_LIMIT))

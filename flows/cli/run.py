@@ -27,6 +27,7 @@ from .arguments import (
     load,
     out,
     plain_errors,
+    refuse,
 )
 
 
@@ -51,10 +52,13 @@ def run(
     max_manifest_mb: MaxManifestOpt = None,
 ) -> None:
     """Render every job of MANIFEST; jobs already rendered into the output root are skipped."""
+    if force and retry_failed:
+        refuse("--force renders every job again, --retry-failed only the failed ones: give one of them, not both")
     from videosweep.tasks import children
 
-    children.start_reaper()  # before any child process: each carries this run's mark and ends with it
     bounds = limits(max_jobs, max_manifest_mb)
+    _refuse_at_once(manifest, out_dir, dask_address, bounds)
+    children.start_reaper()  # before any child process: each carries this run's mark and ends with it
     table = load(manifest, device, bounds)  # fail fast, before Prefect starts
     from videosweep.flows import process
     from videosweep.flows.cluster import start_prefect_api
@@ -80,6 +84,24 @@ def run(
         )
     typer.echo(summary.format())
     raise typer.Exit(1 if summary.failed else 0)
+
+
+def _refuse_at_once(manifest: Path, out_dir: Path | None, dask_address: str | None, bounds: dict[str, int]) -> None:
+    """Exit 2 at once, before the manifest's models are resolved (or built) or anything starts, if the output root
+    is busy (as the run's claim would say) or nothing answers at ``--dask-address``."""
+    from videosweep.flows.cluster import check_scheduler
+    from videosweep.tasks.manifest import Limits, run_name
+    from videosweep.tasks.outroot import check_free
+
+    with plain_errors():
+        if dask_address:
+            check_scheduler(dask_address)
+        if out_dir is None and (name := run_name(manifest, Limits(**bounds))):  # None: load says what is wrong
+            from videosweep.flows.render import default_out_root  # Prefect's import (2 s), not its server
+
+            out_dir = default_out_root(name)
+        if out_dir is not None:
+            check_free(out_dir)
 
 
 def plan(

@@ -51,6 +51,7 @@ __all__ = [
     "Problem",
     "job_from_row",
     "load_manifest",
+    "run_name",
 ]
 
 
@@ -88,6 +89,21 @@ def load_manifest(path: str | Path, device: str, limits: Limits | None = None) -
     return Manifest(
         path=path, name=expansion.name, sha256=hashlib.sha256(data).hexdigest(), device=device, jobs=jobs, grids=grids
     )
+
+
+def run_name(path: str | Path, limits: Limits | None = None) -> str | None:
+    """The run's name (``name:``, else the file's stem) as :func:`load_manifest` gives it, from the file alone: no
+    row checked, no model resolved or built. None where the file is refused (load_manifest says why)."""
+    limits = limits or Limits()
+    path = Path(path)
+    try:
+        data = _read_manifest(path, limits)
+    except ManifestError:
+        return None
+    if path.suffix.lower() not in YAML_SUFFIXES:
+        return path.stem
+    expansion = _expand_yaml(path, data, limits)
+    return None if expansion.problems else expansion.name
 
 
 def job_from_row(

@@ -9,7 +9,7 @@ cache (tasks.render.cache) for the next batch, and the next renderer.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 
 from ..errors import stops_run
@@ -26,13 +26,22 @@ class Renderer:
 
     ``attempts`` counts the records earlier runs left per job (the next attempt is one more);
     ``queued_at`` is when the jobs were handed out (their start, where None). Use it as a context
-    manager: leaving it waits for the export in hand.
+    manager: leaving it waits for the export in hand. ``on_start`` is told of each job as its batch
+    starts, ``on_record`` of each record as it is written (a run log's lines: flows.dispatch).
     """
 
-    def __init__(self, run: RunContext, attempts: dict[str, int], queued_at: datetime | None = None) -> None:
+    def __init__(
+        self,
+        run: RunContext,
+        attempts: dict[str, int],
+        queued_at: datetime | None = None,
+        on_start: Callable[[Job], None] | None = None,
+        on_record: Callable[[JobRecord], None] | None = None,
+    ) -> None:
         self.run = run
         self.attempts = attempts
         self.queued_at = queued_at
+        self.on_start, self.on_record = on_start, on_record
         self.stopped = False  # a record said the disk is full: no batch starts after it
         self._exporter = Exporter(run.overlap_export)
 
@@ -46,6 +55,8 @@ class Renderer:
     def __call__(self, jobs: list[Job]) -> list[JobRecord]:
         """Render one batch and hand each of its jobs to the export thread, in order: the records written meanwhile."""
         records = []
+        for job in jobs if self.on_start else ():
+            self.on_start(job)
         for rendering in start_batch(jobs, self.run, self.attempts, self.queued_at):
             records += self._exporter.hand_over(rendering)
         return self._seen(records)
@@ -61,6 +72,8 @@ class Renderer:
 
     def _seen(self, records: list[JobRecord]) -> list[JobRecord]:
         self.stopped = self.stopped or any(map(stops_run, records))
+        for record in records if self.on_record else ():
+            self.on_record(record)
         return records
 
     def __enter__(self) -> Renderer:
@@ -70,14 +83,17 @@ class Renderer:
         self._exporter.close()
 
 
-def render_shard(jobs: list[Job], run: RunContext, attempts: dict[str, int], queued_at: datetime) -> list[JobRecord]:
-    """Render a shard's jobs in this process (one Prefect task on a Dask worker): their records, in order.
+def render_shard(
+    jobs: list[Job], run: RunContext, attempts: dict[str, int], queued_at: datetime, on_start=None, on_record=None
+) -> list[JobRecord]:
+    """Render a shard's jobs in this process (one Prefect task on a Dask worker): their records, in order
+    (``on_start``, ``on_record``: as :class:`Renderer`'s).
 
     Idempotent: when Dask hands a shard out again after its worker died, the jobs that worker
     had already recorded (this attempt's part file exists) are not rendered twice.
     """
     todo = [job for job in jobs if not is_recorded(run.out_root, job.job_id, attempt_of(job, attempts))]
-    with Renderer(run, attempts, queued_at) as renderer:
+    with Renderer(run, attempts, queued_at, on_start, on_record) as renderer:
         return renderer.render(todo)
 
 
