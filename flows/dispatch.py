@@ -95,6 +95,8 @@ class JobLog:
         Prefect 3 records a task run from its events, a moment after it ends: one the API does not
         know yet is tried again at the next call, or for up to ``wait_s`` seconds now.
         """
+        if not self.failed:  # the usual case: no client, no call to the API
+            return
         import time
 
         from prefect.client.orchestration import get_client

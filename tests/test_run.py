@@ -79,10 +79,14 @@ def test_the_run_ends_with_the_declared_grids_the_report_and_prefect_artifacts(d
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
+    from videosweep.tasks.text import markdown
+
     with get_client(sync_client=True) as client:
         keys = {"videosweep-demo-summary", "videosweep-demo-results"}
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=list(keys))))
-    assert {artifact.key for artifact in artifacts} == keys
+    # other tests of the session render manifests named "demo" too: this run's artifacts name its output root
+    artifacts = [artifact for artifact in artifacts if markdown(str(out)) in (artifact.description or "")]
+    assert sorted(artifact.key for artifact in artifacts) == sorted(keys)
     table = next(artifact for artifact in artifacts if artifact.type == "table")
     rows = table.data if isinstance(table.data, list) else json.loads(table.data)
     assert len(rows) == 8 and {row["status"] for row in rows} == {"ok"}

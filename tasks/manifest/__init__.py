@@ -31,12 +31,12 @@ from typing import Any
 from ..jobs import Job
 from .chains import _make_jobs
 from .entries import _Entry
-from .expansion import _check_grids, _expand_yaml
+from .expansion import _check_grids, _expand_yaml, _parse_yaml
 from .inputs import IMAGE_SUFFIXES
 from .job_options import JobOptions
 from .limits import TABLE_SUFFIXES, YAML_SUFFIXES, Limits
 from .messages import ManifestError, Problem
-from .reading import _read_manifest
+from .reading import _read_manifest, _run_name
 from .rows import _RowChecker
 from .tables import _read_table
 
@@ -93,17 +93,20 @@ def load_manifest(path: str | Path, device: str, limits: Limits | None = None) -
 
 def run_name(path: str | Path, limits: Limits | None = None) -> str | None:
     """The run's name (``name:``, else the file's stem) as :func:`load_manifest` gives it, from the file alone: no
-    row checked, no model resolved or built. None where the file is refused (load_manifest says why)."""
-    limits = limits or Limits()
+    sweep expanded, no row checked, no model resolved or built. None where it is refused (load_manifest says why)."""
     path = Path(path)
+    problems: list = []
+    if path.suffix.lower() not in YAML_SUFFIXES:  # a table's run is named by its file: nothing to read
+        name = _run_name(path, None, False, problems)
+        return None if problems else name
     try:
-        data = _read_manifest(path, limits)
-    except ManifestError:
+        doc, problem = _parse_yaml(path, _read_manifest(path, limits or Limits()))
+    except (ManifestError, UnicodeDecodeError):
         return None
-    if path.suffix.lower() not in YAML_SUFFIXES:
-        return path.stem
-    expansion = _expand_yaml(path, data, limits)
-    return None if expansion.problems else expansion.name
+    if problem is not None or not isinstance(doc, dict):
+        return None
+    name = _run_name(path, doc.get("name"), "name" in doc, problems)
+    return None if problems else name
 
 
 def job_from_row(

@@ -17,21 +17,29 @@ from .reading import _run_name
 MANIFEST_KEYS = ("name", "description", "defaults", "rows", "sweep", "zip", "seeds", "grid")
 
 
-def _expand_yaml(path: Path, data: bytes, limits: Limits) -> _Expansion:
+def _parse_yaml(path: Path, data: bytes) -> tuple[Any, Problem | None]:
+    """The YAML document of ``data`` (aliases still shared, not expanded), or why it is not one."""
     import yaml
 
     where = _cut(str(path), 300)
     text = data.decode("utf-8")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser: the same documents, far faster
     try:
-        doc = yaml.load(text, Loader=loader)  # noqa: S506 (a safe loader)
+        return yaml.load(text, Loader=loader), None  # noqa: S506 (a safe loader)
     except yaml.YAMLError as exc:
-        return _Expansion(path.stem, problems=[Problem(where, None, f"not valid YAML: {_yaml_error(text, exc)}")])
+        return None, Problem(where, None, f"not valid YAML: {_yaml_error(text, exc)}")
     except RecursionError:
-        return _Expansion(path.stem, problems=[Problem(where, None, f"nested deeper than {MAX_YAML_DEPTH} levels")])
+        return None, Problem(where, None, f"nested deeper than {MAX_YAML_DEPTH} levels")
     except ValueError as exc:  # a scalar no type takes (an integer of 5000 digits)
         reason = _cut(str(exc).split(";")[0], 300)
-        return _Expansion(path.stem, problems=[Problem(where, None, f"not valid YAML: a value no type takes ({reason})")])
+        return None, Problem(where, None, f"not valid YAML: a value no type takes ({reason})")
+
+
+def _expand_yaml(path: Path, data: bytes, limits: Limits) -> _Expansion:
+    where = _cut(str(path), 300)
+    doc, problem = _parse_yaml(path, data)
+    if problem is not None:
+        return _Expansion(path.stem, problems=[problem])
     size_problem = _yaml_size_problem(doc, limits)
     if size_problem:
         return _Expansion(path.stem, problems=[Problem(where, None, size_problem)])
