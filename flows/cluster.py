@@ -72,8 +72,11 @@ def dask_runner(workers: int, address: str | None, device: str):
         return DaskTaskRunner(address=address)
     if workers == 1:
         return None
+    from . import process
+
     slots = {"n_workers": workers, "threads_per_worker": 1, "resources": {"GPU": 1}, "dashboard_address": None,
-             "preload": ["videosweep.tasks.children"]}  # its workers leave Ctrl-C to the run (tasks.children.dask_setup)
+             # its workers leave Ctrl-C to the run (tasks.children.dask_setup) and log to the run's log file
+             "preload": ["videosweep.tasks.children", "videosweep.flows.process"], **process.dask_logging()}
     if device.startswith("cuda"):
         if importlib.util.find_spec("dask_cuda") is None:
             raise InputError(
@@ -95,6 +98,13 @@ def share_prefect_api() -> None:
     start_prefect_api()()
 
 
+def local_prefect_server() -> bool:
+    """Whether this process's flows need a Prefect API server of their own (no PREFECT_API_URL names one)."""
+    from prefect.settings import PREFECT_API_URL
+
+    return not PREFECT_API_URL.value()
+
+
 def start_prefect_api() -> Callable[[], None]:
     """Start this process's ephemeral Prefect API server on a thread; return the call that waits for it.
 
@@ -103,9 +113,7 @@ def start_prefect_api() -> Callable[[], None]:
     diffusers (5 s here, 17-19 s on a fresh GPU machine). Nothing to start where PREFECT_API_URL
     names a server already.
     """
-    from prefect.settings import PREFECT_API_URL
-
-    if PREFECT_API_URL.value():
+    if not local_prefect_server():
         return lambda: None
     failed: list[BaseException] = []
 

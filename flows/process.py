@@ -5,6 +5,8 @@
   nothing done); 130 interrupted by Ctrl-C (143 by SIGTERM).
 - The log file (``$VIDEOSWEEP_HOME/logs/``) takes what libraries log (Prefect's flow and task
   logs, tracebacks of a crash): the terminal shows the progress bar, warnings and the summary.
+  Dask's scheduler, nannies and workers (worker processes too, through :func:`dask_setup`) log
+  there as well; their ERROR lines, something wrong, also reach the terminal.
 - Ctrl-C: a terminal sends SIGINT to the whole process group, so the Prefect API server and Dask
   workers would die each in its own way (tracebacks, and a flow retrying a dead server for a
   minute). The command blocks SIGINT before it starts any of them (a child inherits a blocked
@@ -58,10 +60,7 @@ def setup_logging() -> None:
     ours = logging.getLogger("videosweep")
     ours.setLevel(logging.INFO)
     ours.propagate = False
-    terminal = logging.StreamHandler(sys.stderr)
-    terminal.setLevel(logging.WARNING)
-    terminal.setFormatter(_TerminalFormatter("warning: %(message)s"))
-    ours.handlers[:] = [terminal, log_file]
+    ours.handlers[:] = [_terminal(logging.WARNING, "warning: %(message)s"), log_file]
 
 
 def _prune_logs(folder: Path, keep: int = KEPT_LOGS) -> None:
@@ -83,23 +82,88 @@ class _TerminalFormatter(logging.Formatter):
         return printable(super().format(record), 2000)
 
 
+class _Terminal(logging.StreamHandler):
+    """Lines for sys.stderr as it is when each is written: while the startup line or the progress bar shows, rich
+    holds sys.stderr and prints a line above itself (written to the stream of before, it would land after the bar)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _ignored) -> None:
+        pass
+
+
+def _terminal(level: int, layout: str) -> logging.Handler:
+    handler = _Terminal()
+    handler.setLevel(level)
+    handler.setFormatter(_TerminalFormatter(layout))
+    return handler
+
+
 def quiet_libraries() -> None:
-    """Send what Prefect and other libraries log to the log file instead of the terminal (call after importing prefect)."""
+    """Send what Prefect, Dask and other libraries log to the log file instead of the terminal (call after importing
+    prefect); Dask's ERROR lines also to the terminal."""
     if not _owned:
         return
-    log_file = _file_handler()
+    _route_library_logs(_file_handler())
+
+
+#: Dask's loggers: INFO and WARNING lines (a dashboard it cannot start, a worker it kills at shutdown) are for the
+#: log file; ERROR and above (workers that died, a task that could not run) also for the terminal.
+DASK_LOGGERS = ("distributed", "dask", "dask_cuda")
+#: The log file a run's local Dask workers write to (set in their environment by :func:`dask_logging`).
+LOG_FILE_VARIABLE = "VIDEOSWEEP_LOG_FILE"
+
+
+def _route_library_logs(log_file: logging.Handler) -> None:
     for name in ("", "uvicorn", "fastapi", "prefect._internal"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [h for h in logger.handlers if not isinstance(h, logging.StreamHandler)] + [log_file]
+    terminal = _terminal(logging.ERROR, "%(name)s: %(message)s")
+    for name in DASK_LOGGERS:  # and on to the root's log file
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [terminal]
+        logger.propagate = True
+
+
+def dask_logging() -> dict[str, object]:
+    """Keyword arguments for a local Dask cluster whose processes log as this one does (none unless it owns its logs).
+
+    Distributed gives each worker process a handler of its own that writes INFO to stderr; the
+    workers find the log file's path in their environment instead (Dask's
+    ``distributed.nanny.environ``, which LocalCUDACluster keeps too) for :func:`dask_setup`, a
+    preload. ``silence_logs`` sets Dask's terminal handlers, in every process of the cluster, to
+    a level: ERROR, as here (distributed's default, WARNING, lets warnings through; before the
+    preload runs in a worker, its own handler is the one on the terminal).
+    """
+    if not _owned:
+        return {}
+    import dask
+
+    dask.config.set({f"distributed.nanny.environ.{LOG_FILE_VARIABLE}": str(log_path())})
+    return {"silence_logs": logging.ERROR}
+
+
+def dask_setup(worker) -> None:
+    """Dask's preload hook, in each worker process of a run's local cluster (flows.cluster): what it logs goes to
+    the run's log file, marked with its pid; ERROR and above also to the terminal."""
+    path = os.environ.get(LOG_FILE_VARIABLE)
+    if path:
+        layout = "%(asctime)s %(levelname)s %(name)s [worker %(process)d]: %(message)s"
+        _route_library_logs(_open_log(Path(path), layout))
 
 
 def _file_handler() -> logging.Handler:
     handler = next((h for h in logging.getLogger("videosweep").handlers if isinstance(h, logging.FileHandler)), None)
-    if handler is None:
-        path = log_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(path, delay=True, encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    return handler or _open_log(log_path(), "%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _open_log(path: Path, layout: str) -> logging.Handler:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, delay=True, encoding="utf-8")  # appends: a run's worker processes share it
+    handler.setFormatter(logging.Formatter(layout))
     return handler
 
 

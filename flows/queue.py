@@ -6,6 +6,10 @@ queued run places its jobs as ``videosweep run`` does (one Dask worker per visib
 ``workers``); the render flow itself is its subflow. Runs wait in the queues ``priority-1`` (first)
 to ``priority-5`` of one process work pool; a worker takes the most urgent queue's oldest run as
 soon as it has a free slot. Everything here talks to the API at ``PREFECT_API_URL``.
+
+A queued run has one name, ``<manifest name>-<6 hex digits>`` (``tasks.submission.queued_run_name``):
+the deployment's flow run has it, its render subflow takes it, and ``status``/``cancel`` accept it,
+a prefix of the run's id, or the manifest's name where that names one run.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ PREFECT_YAML = Path(__file__).resolve().parent.parent / "prefect.yaml"
 PRIORITIES = range(1, 6)  # Prefect's order: 1 runs first
 DEFAULT_PRIORITY = 3
 JOBS_LABEL = "videosweep.jobs"  # a submitted run's job count, for status
+MANIFEST_LABEL = "videosweep.manifest"  # its manifest's name, which status and cancel accept
+SHOWN_RUNS = 10  # runs named in a message that asks to choose one
 
 
 @flow(name="videosweep-queued", validate_parameters=False)
@@ -53,12 +59,17 @@ def queued_manifest(
     batch: int = 1,
     limits: dict[str, int] | None = None,
 ) -> RunSummary:
-    """Render a submitted manifest (its frozen copy) into ``out``, on this worker's GPUs, as `videosweep run` would."""
+    """Render a submitted manifest (its frozen copy) into ``out``, on this worker's GPUs, as `videosweep run` would.
+
+    The render flow run is named as this one: a queued run has one name, in `videosweep status` and the Prefect UI.
+    """
     from prefect.artifacts import create_markdown_artifact
+    from prefect.context import FlowRunContext
 
     summary = run_manifest(
         manifest, out, device=device, force=force, workers=workers,
         hang_timeout=hang_timeout, overlap_export=overlap_export, batch=batch, limits=limits,
+        run_name=FlowRunContext.get().flow_run.name.replace("{", "{{").replace("}", "}}"),  # Prefect formats it
     )
     key = f"{artifact_key(Path(out).name)}-run"  # one per output root: two manifests' summaries never share a key
     create_markdown_artifact(markdown_code_block(summary.format()), key=key, description="what the run did")
@@ -177,23 +188,28 @@ def submit(
     force: bool = False,
     rendering: dict[str, Any] | None = None,
     pool: str | None = None,
+    name: str | None = None,
 ) -> FlowRun:
     """Queue a run of ``manifest`` (a frozen copy) into ``out`` at ``at`` (now if None), on the work pool ``pool``
-    (default: prefect.yaml's), for a worker serving that pool.
+    (default: prefect.yaml's), for a worker serving that pool; ``name``: the manifest's (default: its file stem).
 
     ``rendering``: how its jobs render (``hang_timeout``, ``overlap_export``, ``batch``, ``limits``), as
     `videosweep run` takes them; the flow's defaults where left out.
     """
     from prefect.states import Scheduled
 
+    from videosweep.tasks.submission import queued_run_name
+
     queue = queue_name(priority)
+    name = name or Path(manifest).stem
     parameters = {"manifest": str(manifest), "out": str(out), "device": device, "force": force, "workers": workers}
     return client.create_flow_run_from_deployment(
         ensure_deployment(client, pool),
         parameters=parameters | (rendering or {}),
         state=Scheduled(scheduled_time=at or datetime.now(timezone.utc)),
         work_queue_name=queue,
-        labels={JOBS_LABEL: jobs},
+        name=queued_run_name(name),
+        labels={JOBS_LABEL: jobs, MANIFEST_LABEL: name},
     )
 
 
@@ -212,16 +228,33 @@ def submitted_runs(client: SyncPrefectClient, limit: int = 50) -> list[FlowRun]:
     )
 
 
+def manifest_name(run: FlowRun) -> str:
+    """The name of the manifest a submitted run renders (its file's stem for a run submitted without the label)."""
+    return str(run.labels.get(MANIFEST_LABEL) or Path(run.parameters["manifest"]).stem)
+
+
 def find_run(client: SyncPrefectClient, ref: str) -> FlowRun:
-    """A submitted run by its name or a prefix of its id; LookupError naming the choices otherwise."""
+    """The submitted run ``ref`` names: its name, its manifest's name, or a prefix of its id, in that order.
+
+    InputError if none does, or if ``ref`` names several (a manifest submitted twice): it lists them.
+    """
     runs = submitted_runs(client, limit=200)
-    named = [run for run in runs if run.name == ref] or [run for run in runs if str(run.id).startswith(ref.lower())]
-    if len(named) == 1:
-        return named[0]
-    if not named:
-        raise InputError(f"no submitted run named {ref!r} or with an id starting so; `videosweep status` lists them")
-    choices = ", ".join(f"{run.name} ({str(run.id)[:8]})" for run in named)
-    raise InputError(f"{ref!r} names {len(named)} runs: {choices}; give more of the id")
+    for matches, what in (
+        ([run for run in runs if run.name == ref], "name"),
+        ([run for run in runs if manifest_name(run) == ref], "manifest name"),
+        ([run for run in runs if str(run.id).startswith(ref.lower())], "id prefix"),
+    ):
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            choices = "; ".join(
+                f"{run.name} ({run.state_name}, {str(run.id)[:8]})" for run in matches[:SHOWN_RUNS]
+            ) + (f" and {len(matches) - SHOWN_RUNS} more" if len(matches) > SHOWN_RUNS else "")
+            raise InputError(f"{what} {ref!r} matches {len(matches)} runs: {choices}; give the run's name or id")
+    raise InputError(
+        f"no submitted run named {ref!r}, of a manifest so named, or with an id starting so;"
+        " `videosweep status` lists them"
+    )
 
 
 def running_jobs(client: SyncPrefectClient, run: FlowRun) -> int:

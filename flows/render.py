@@ -23,12 +23,12 @@ from videosweep.tasks.jobs import Job
 from videosweep.tasks.manifest import Limits, load_manifest
 from videosweep.tasks.outroot import check_room, claim, keep_reserve
 from videosweep.tasks.plan import Plan, make_plan
-from videosweep.tasks.progress import job_progress
+from videosweep.tasks.progress import job_progress, startup
 from videosweep.tasks.provenance import write_lock
 from videosweep.tasks.render import RunContext
 from videosweep.tasks.render.labels import run_tags
 from videosweep.tasks.report import Outputs, draw_outputs, results_rows, summary_markdown
-from videosweep.tasks.results import pending, read_results, run_records
+from videosweep.tasks.results import compact_after_run, pending, read_results, run_records
 from videosweep.tasks.summary import RunSummary
 from videosweep.tasks.text import markdown
 from videosweep.tasks.watchdog import DEFAULT_HANG_TIMEOUT_S
@@ -86,6 +86,7 @@ def render_manifest(
         with job_progress(len(todo)) as progress:
             render_plan(plan, run, done.attempts, progress)
         wall_s = time.perf_counter() - started
+        compact_after_run(out_root)  # many small parts into one, before the reads below (the root is still held)
         records = run_records(out_root, run.run_id, progress.records)  # a full disk may have kept one off the disk
         # grids and report where the workers are (no frames in this process), then the UI's artifacts
         outputs = draw_outputs_task.submit(out_root, table.grids, [job.job_id for job in table.jobs]).result()
@@ -145,8 +146,10 @@ def run_manifest(
     overlap_export: bool = True,
     batch: int = 1,
     limits: dict[str, int] | None = None,
+    run_name: str | None = None,
 ) -> RunSummary:
-    """Run the flow here, or with its tasks on Dask: a local cluster of ``workers``, or ``dask_address``."""
+    """Run the flow here, or with its tasks on Dask: a local cluster of ``workers``, or ``dask_address``;
+    ``run_name`` names its flow run (a queued run's, so that it has one name), else Prefect does."""
     children.start_reaper()  # before the Prefect server or a Dask worker starts: they end with this process
     device = device or resolve_device(None)
     slots = worker_count(workers, device)
@@ -160,8 +163,10 @@ def run_manifest(
         "limits": limits,
     }
     if runner is None:
-        return _summary(render_manifest(manifest, out, device, workers=1, **options, return_state=True))
+        flow = render_manifest.with_options(flow_run_name=run_name)
+        return _summary(flow(manifest, out, device, workers=1, **options, return_state=True))
     share_prefect_api()
+    startup.show(f"connecting to Dask at {dask_address}…" if dask_address else f"starting {slots} Dask workers…")
     if dask_address:
         from distributed import Client
 
@@ -169,7 +174,7 @@ def run_manifest(
             slots = len(client.scheduler_info(n_workers=-1)["workers"])
     # a worker pinned to one GPU sees it as "cuda"
     worker_device = "cuda" if device.startswith("cuda") else device
-    flow = render_manifest.with_options(task_runner=runner)
+    flow = render_manifest.with_options(task_runner=runner, flow_run_name=run_name)
     return _summary(flow(manifest, out, worker_device, workers=slots, **options, return_state=True))
 
 

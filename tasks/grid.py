@@ -3,8 +3,11 @@
 Columns take the values of an x parameter, rows those of an optional y parameter, and an
 optional z parameter makes one grid per value. Records that would still share a cell (several
 seeds and no axis for seed) make one grid per value of the parameters that separate them.
-Every grid is written to ``OUT/grids/<name>.mp4`` with an animated preview (WebP or GIF) and a
-``<name>.json`` sidecar describing it, all atomically (temporary name, then rename).
+A parameter that varies in a grid besides its axes is shown, never left out or called fixed:
+one that moves with an axis (a zip) under that axis's values, any other in the title and per cell
+in the sidecar. A value left unset reads "default". Every grid is written to
+``OUT/grids/<name>.mp4`` with an animated preview (WebP or GIF) and a ``<name>.json`` sidecar
+describing it, all atomically (temporary name, then rename).
 
 Memory stays bounded by the grid's size, not the sweep's: each cell is shrunk to its place in
 the grid frame by frame as it is decoded.
@@ -23,7 +26,7 @@ import math
 import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +62,7 @@ class Cell:
     y: Any
     status: str  # ok | failed | skipped | missing (no record, or its video is gone) | unreadable
     box: tuple[int, int, int, int]  # (left, top, width, height) in the grid's pixels
+    params: dict[str, Any] = field(default_factory=dict)  # its values of what varies in the grid besides the axes
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,9 @@ class Grid:
     z: str | None
     z_value: Any
     group: dict[str, Any]  # the values that make this grid one of several: z, and parameters that would collide
-    fixed: dict[str, Any]  # parameters with one value across the grid
+    fixed: dict[str, Any]  # parameters with one value, set, across the grid
+    defaults: list[str]  # parameters left unset (the pipeline's own default) across the grid
+    moving: _Moving  # parameters that vary besides the axes: zipped with x or y, or cell by cell
     x_values: list[Any]
     y_values: list[Any]
     frames: int
@@ -99,16 +105,31 @@ class Grid:
             "z_value": self.z_value,
             "group": self.group,
             "fixed": self.fixed,
+            "defaults": self.defaults,
             "rows": len(self.y_values) or 1,
             "cols": len(self.x_values),
             "x_values": self.x_values,
             "y_values": self.y_values,
+            "x_partners": self.moving.x,
+            "y_partners": self.moving.y,
+            "x_labels": [_axis_text(self.x, value, self.moving.x, col) for col, value in enumerate(self.x_values)],
+            "y_labels": [_axis_text(self.y, value, self.moving.y, row) for row, value in enumerate(self.y_values)],
+            "per_cell": self.moving.per_cell,
             "frames": self.frames,
             "fps": self.fps,
             "width": self.width,
             "height": self.height,
             "cells": [
-                {"row": c.row, "col": c.col, "job_id": c.job_id, "x": c.x, "y": c.y, "status": c.status, "box": c.box}
+                {
+                    "row": c.row,
+                    "col": c.col,
+                    "job_id": c.job_id,
+                    "x": c.x,
+                    "y": c.y,
+                    "status": c.status,
+                    "box": c.box,
+                    "params": c.params,
+                }
                 for c in self.cells
             ],
         }
@@ -205,14 +226,24 @@ def draw_grids(
             name += "-" + _digest(json.dumps(group_key, default=str))
         taken.add(name)
         members = groups[group_key]
-        fixed = {}  # what the title states: every parameter with one value in this grid (z and splits included)
+        fixed, defaults = {}, []  # every parameter with one value in this grid (z and splits included), set or not
         for key in names:
             values = _values(members, key)
             if key not in (x, y) and len(values) == 1:
-                fixed[key] = values.pop()
-        title_items = [f"{key}={_label(value)}" for key, value in _title_order(fixed, group_names).items()]
+                value = values.pop()
+                if _known(value):
+                    fixed[key] = value
+                else:
+                    defaults.append(key)
+        moving = _moving(members, [key for key in names if key not in (x, y, *fixed, *defaults)], spec)
+        title_items = [f"{key}={_label(value)}" for key, value in group.items()]  # an unset one says "default"
+        title_items += moving.title_items(x, y)
+        title_items += [f"{key}={_label(value)}" for key, value in _title_order(fixed, group_names).items()]
         grids.append(
-            _draw(out_root, name, title_items, spec, members, box, group, fixed, fit, (max_width, max_height), formats)
+            _draw(
+                out_root, name, title_items, replace(spec, moving=moving), members, box, group, fixed, defaults, fit,
+                (max_width, max_height), formats,
+            )
         )
     return grids
 
@@ -310,13 +341,14 @@ def _listing(names: list[str]) -> str:
 
 
 def _label(value: Any) -> str:
-    """A value as a cell or title shows it: 0.02, 180, rocket.png (a path's file name), none.
+    """A value as a cell or title shows it: 0.02, 180, rocket.png (a path's file name), default (unset: the
+    pipeline's own default).
 
     Only a path is shortened to its last part: text with a slash in it ("a cat / a dog",
     "[bold]x[/bold]", a prompt over two lines) is shown whole.
     """
-    if value is None:
-        return "none"
+    if not _known(value):
+        return "default"
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, str) and _is_path(value):
@@ -345,12 +377,56 @@ def _digest(text: str) -> str:
 
 
 def _title_order(fixed: dict[str, Any], group_names: list[str]) -> dict[str, Any]:
-    """What makes this grid one of several first, then model and seed, then the rest by name.
+    """The fixed values the title states after what makes this grid one of several: model and seed, then the
+    rest by name. Parameters left unset (the pipeline's own default) are not spelled out: the sidecar lists them."""
+    first = [name for name in ["model", "seed"] if name in fixed and name not in group_names]
+    return {name: fixed[name] for name in dict.fromkeys(first + sorted(fixed)) if name not in group_names}
 
-    Parameters left unset (the pipeline's own default) are not spelled out: the sidecar keeps them.
-    """
-    first = [name for name in [*group_names, "model", "seed"] if name in fixed]
-    return {name: fixed[name] for name in dict.fromkeys(first + sorted(fixed)) if _known(fixed[name])}
+
+@dataclass(frozen=True)
+class _Moving:
+    """The parameters that vary within one grid besides its axes, as shown: each zipped with an axis (one value
+    per axis value, drawn under it), or varying cell by cell (named in the title, kept per cell in the sidecar)."""
+
+    x: dict[str, list[Any]]  # name -> its value at each x value (None where no record of this grid has that x)
+    y: dict[str, list[Any]]
+    per_cell: list[str]
+
+    def title_items(self, x: str, y: str | None) -> list[str]:
+        items = [f"{name} moves with {x}" for name in self.x] + [f"{name} moves with {y}" for name in self.y]
+        return items + [f"{name} varies per cell" for name in self.per_cell]
+
+
+def _moving(records: list[_Record], names: list[str], spec: _AxisSpec) -> _Moving:
+    """Sort ``names`` (parameters that vary among ``records``) into those that follow x, those that follow y and
+    the rest, from the records themselves: a parameter follows an axis when each axis value has one value of it."""
+    moving = _Moving({}, {}, [])
+    axes = [(spec.x, spec.x_values, moving.x)] + ([(spec.y, spec.y_values, moving.y)] if spec.y else [])
+    for name in names:
+        for axis, axis_values, partners in axes:
+            along = _function_of(records, axis, name)
+            if along is not None:
+                partners[name] = [along.get(value) for value in axis_values]
+                break
+        else:
+            moving.per_cell.append(name)
+    return moving
+
+
+def _function_of(records: list[_Record], axis: str, name: str) -> dict[Any, Any] | None:
+    """``name``'s one value at each value of ``axis`` among ``records``; None if some axis value has two."""
+    along: dict[Any, Any] = {}
+    for record in records:
+        value = record.params.get(name)
+        if along.setdefault(record.params.get(axis), value) != value:
+            return None
+    return along
+
+
+def _axis_text(axis: str | None, value: Any, partners: dict[str, list[Any]], index: int) -> str:
+    """``max_guidance_scale=3, min_guidance_scale=1``: an axis value and the values that move with it."""
+    pairs = [(axis, value), *((name, values[index]) for name, values in partners.items())]
+    return ", ".join(f"{name}={_label(at)}" for name, at in pairs)
 
 
 # -- drawing -----------------------------------------------------------------------------------------
@@ -363,6 +439,14 @@ class _AxisSpec:
     z: str | None
     x_values: list[Any]
     y_values: list[Any]  # [None] without a y axis
+    moving: _Moving = field(default_factory=lambda: _Moving({}, {}, []))  # in this grid, besides x and y
+
+    def column_lines(self, col: int) -> list[str]:
+        """Column ``col``'s label: its x value, then each zipped parameter's value there."""
+        return [_label(self.x_values[col])] + [f"{name}={_label(at[col])}" for name, at in self.moving.x.items()]
+
+    def row_lines(self, row: int) -> list[str]:
+        return [_label(self.y_values[row])] + [f"{name}={_label(at[row])}" for name, at in self.moving.y.items()]
 
 
 @dataclass
@@ -550,11 +634,12 @@ def _layout(spec: _AxisSpec, box: tuple[int, int], title: str | list[str], cap: 
     cols, rows = len(spec.x_values), len(spec.y_values)
     row_labels = 0
     if spec.y:
-        widest = max([_length(bold, drawable(spec.y))] + [_length(font, drawable(_label(v))) for v in spec.y_values])
+        labels = [text for row in range(rows) for text in spec.row_lines(row)]
+        widest = max([_length(bold, drawable(spec.y))] + [_length(font, drawable(text)) for text in labels])
         row_labels = min(math.ceil(widest) + 2 * pad, cap_w // 4)
 
     def place(lines: list[str]) -> _Layout:
-        top = len(lines) * line + 2 * pad + 2 * line  # title, x axis name, column values
+        top = len(lines) * line + 2 * pad + (2 + len(spec.moving.x)) * line  # title, x axis name, column labels
         room_w = cap_w - row_labels - (cols + 1) * gap
         room_h = cap_h - top - (rows + 1) * gap - pad
         scale = min(room_w / (cols * box[0]), room_h / (rows * box[1]))
@@ -607,10 +692,11 @@ def _static_layer(layout: _Layout, spec: _AxisSpec, cells: list[Cell]) -> np.nda
         fill=TEXT,
         anchor="mm",
     )
-    for col, value in enumerate(spec.x_values):
+    for col in range(len(spec.x_values)):  # the value, then a line per parameter zipped with x
         center = layout.origin(0, col)[0] + layout.cell[0] / 2
-        text = _fit_text(_label(value), font, layout.cell[0])
-        _text(draw, (center, title_h + line * 1.5), text, font, fill=DIM, anchor="mm")
+        for index, label in enumerate(spec.column_lines(col)):
+            text = _fit_text(label, font, layout.cell[0])
+            _text(draw, (center, title_h + line * (1.5 + index)), text, font, fill=DIM, anchor="mm")
     if spec.y:
         labels_right = layout.left + layout.row_labels - pad
         _text(
@@ -621,10 +707,12 @@ def _static_layer(layout: _Layout, spec: _AxisSpec, cells: list[Cell]) -> np.nda
             fill=TEXT,
             anchor="rm",
         )
-        for row, value in enumerate(spec.y_values):
-            middle = layout.origin(row, 0)[1] + layout.cell[1] / 2
-            text = _fit_text(_label(value), font, layout.row_labels - 2 * pad)
-            _text(draw, (labels_right, middle), text, font, fill=DIM, anchor="rm")
+        for row in range(len(spec.y_values)):  # the value, then those zipped with y: as many lines as the row holds
+            labels = spec.row_lines(row)[: max(1, layout.cell[1] // line)]
+            first = layout.origin(row, 0)[1] + layout.cell[1] / 2 - (len(labels) - 1) * line / 2
+            for index, label in enumerate(labels):
+                text = _fit_text(label, font, layout.row_labels - 2 * pad)
+                _text(draw, (labels_right, first + index * line), text, font, fill=DIM, anchor="rm")
 
     # cells: black behind a video (its letterbox), grey and labelled where there is none
     for cell in cells:
@@ -647,6 +735,7 @@ def _draw(
     box: tuple[int, int],
     group: dict[str, Any],
     fixed: dict[str, Any],
+    defaults: list[str],
     fit: str,
     cap: tuple[int, int],
     formats: tuple[str, ...],
@@ -690,7 +779,9 @@ def _draw(
                 elif status == "ok":
                     status = "missing"  # recorded, but its video is gone
                 box = (*layout.origin(row, col), *layout.cell)
-                cells.append(Cell(row, col, record.job_id if record else None, x_value, y_value, status, box))
+                shown = [*spec.moving.x, *spec.moving.y, *spec.moving.per_cell]
+                params = {name: record.params.get(name) for name in shown} if record else {}
+                cells.append(Cell(row, col, record.job_id if record else None, x_value, y_value, status, box, params))
 
     # 3. compose every frame: the grid runs at the most common frame rate, as long as its longest clip
     counts = Counter(clip.fps for clip in clips.values())
@@ -726,6 +817,8 @@ def _draw(
         z_value=group.get(spec.z) if spec.z else None,
         group=group,
         fixed=fixed,
+        defaults=defaults,
+        moving=spec.moving,
         x_values=spec.x_values,
         y_values=spec.y_values if spec.y else [],
         frames=frames,

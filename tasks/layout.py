@@ -3,6 +3,7 @@
 ```
 OUT/videos/<job_id>.mp4 (.mkv)   results/part-*.parquet   grids/   report.html   manifest.lock.yaml
 OUT/inputs/<sha256><suffix>      reruns/                  .videosweep/ (the run holding the root)
+OUT/posters/<job_id>.jpg (report.html's first frames)
 ```
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 VIDEOS_DIR = "videos"
 RESULTS_DIR = "results"
 GRIDS_DIR = "grids"
+#: Each video's first frame, a small JPEG that report.html shows until the video plays (tasks.report_data).
+POSTERS_DIR = "posters"
 REPORT_NAME = "report.html"
 #: The last run's expanded job table, revisions and input hashes resolved (tasks.provenance.write_lock).
 LOCK_FILE = "manifest.lock.yaml"
@@ -22,7 +25,7 @@ RERUNS_DIR = "reruns"
 STATE_DIR = ".videosweep"
 
 #: Folders a run owns and files it writes at the top of the root: no manifest may live there.
-OWNED_DIRS = (STATE_DIR, RESULTS_DIR, GRIDS_DIR, VIDEOS_DIR, KEPT_INPUTS_DIR)
+OWNED_DIRS = (STATE_DIR, RESULTS_DIR, GRIDS_DIR, VIDEOS_DIR, KEPT_INPUTS_DIR, POSTERS_DIR)
 WRITTEN_FILES = (LOCK_FILE, REPORT_NAME)
 
 

@@ -48,7 +48,9 @@ DISK_MARGIN_BYTES = 256 * 2**20
 
 
 class RootBusy(InputError):
-    """Another run holds the output root."""
+    """Another run holds the output root (``holder``: which, in words)."""
+
+    holder = "another run"
 
 
 class NoRoom(InputError):
@@ -136,10 +138,12 @@ def _busy(out_root: Path, handle) -> RootBusy:
     handle.seek(0)
     holder = _holder_text(handle.read())
     handle.close()
-    return RootBusy(
+    busy = RootBusy(
         f"{out_root} is being rendered by another run ({holder}); wait for it to finish, "
         "or give this run another output root with --out"
     )
+    busy.holder = holder
+    return busy
 
 
 def usable_root(out_root: Path) -> Path:

@@ -320,7 +320,45 @@ def step_cache_refusal(pipeline_class: str, cache_type: str) -> str | None:
             f"step_cache: deep_cache skips a UNet's deep blocks, and {pipeline_class} denoises with a transformer;"
             " use first_block"
         )
+    if cache_type == "first_block" and transformer and not _first_block_cacheable(getattr(diffusers, pipeline_class)):
+        return (
+            f"step_cache: diffusers {diffusers.__version__} has no first-block cache for {pipeline_class}'s transformer"
+            " blocks (it knows Wan's, LTX's, CogVideoX's and Mochi's among others); drop step_cache"
+        )
     return None
+
+
+def _first_block_cacheable(pipeline: type) -> bool:
+    """Whether diffusers' first-block cache knows the blocks of ``pipeline``'s transformer.
+
+    The cache looks each block's class up in diffusers' ``TransformerBlockRegistry`` and fails on an
+    unknown one when the first job starts; it then reads the block's ``hidden_states`` argument by
+    name, and fails on a registered block whose forward calls it otherwise (Kandinsky 5's
+    ``visual_embed`` in diffusers 0.42). A transformer's block classes live in (or are imported
+    into) its model module, so a module that holds no such class cannot be cached.
+    """
+    import inspect
+    import sys
+    import typing
+
+    from diffusers.hooks._helpers import TransformerBlockRegistry
+
+    hint = typing.get_type_hints(pipeline.__init__).get("transformer")
+    models = [kind for kind in (typing.get_args(hint) or (hint,)) if inspect.isclass(kind)]
+
+    def registered(kind: type) -> bool:
+        try:
+            TransformerBlockRegistry.get(kind)
+        except ValueError:
+            return False
+        return "hidden_states" in inspect.signature(kind.forward).parameters
+
+    return any(
+        registered(value)
+        for model in models
+        for value in vars(sys.modules[model.__module__]).values()
+        if inspect.isclass(value)
+    )
 
 
 def guidance_cutoff_refusal(family: Any, params: Any) -> str | None:

@@ -13,6 +13,7 @@ import difflib
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +26,9 @@ from .models import FAMILIES
 FORMATS = ("table", "csv", "json", "parquet")
 SHORT_ID = 8  # characters of a job_id shown to people; programs get the whole id
 CELL_LIMIT = 500  # characters of a value shown in a terminal table (a 100k-character prompt); exports keep all
-_TIMES = ("total_s", "denoise_s")  # the timings a per-value summary averages
+FIT_LIMIT = 40  # characters of a terminal column a longer value (a prompt) folds into when the table must fit a width
+_COLUMN_EDGES, _TABLE_EDGE = 3, 1  # a rich table's default box and padding: a border and a space each side per column
+_TIMES = ("render_s", "denoise_s")  # the timings a per-value summary averages (render_s: without the pipeline load)
 _SOFTWARE = {
     "python_version": "python",
     "torch_version": "torch",
@@ -95,6 +98,22 @@ def default_columns(table) -> list[str]:
     return ["job_id", *varying_parameters(table), *status, "total_s", *metric_columns(table)]
 
 
+def attempt_columns(table) -> list[str]:
+    """:func:`default_columns` for a table of every attempt: which attempt, of which run, beside the job."""
+    first, *rest = default_columns(table)
+    return [first, "attempt", "run_id", *rest]
+
+
+def render_seconds(table):
+    """Each row's time without its pipeline load (``total_s - load_s``; all of ``total_s`` where no load is recorded).
+
+    The first job on a pipeline carries its load (30 s against 3 s of rendering): compared with
+    this, one value of a parameter no longer looks slower because its job came first.
+    """
+    load = table["load_s"].fillna(0.0) if "load_s" in table.columns else 0.0
+    return table["total_s"] - load
+
+
 def select(table, where: str | None = None, columns: list[str] | None = None, sort: str | None = None):
     """The rows matching ``where`` (a pandas query), sorted by ``sort``, with ``columns`` (default_columns if None).
 
@@ -153,23 +172,95 @@ def _did_you_mean(name: str, choices) -> str:
 
 
 def parameter_summary(table, parameters: list[str] | None = None):
-    """Per varying parameter and value: jobs, ok jobs, and the means over ok jobs of time and each metric.
+    """Per varying parameter and value: jobs, ok jobs, the means over ok jobs of render time and each metric,
+    and apart from them the pipeline loads of those jobs.
 
     One row per (parameter, value); ``value`` is text, so parameters of any type share the column.
+    ``render_s`` leaves the load out (:func:`render_seconds`): averaged in, the first job's load
+    would make its value look slower. ``loads`` counts the ok jobs that loaded a pipeline (``load_s`` > 0)
+    and ``load_s`` sums their load time.
     """
     import pandas as pd
 
     parameters = varying_parameters(table) if parameters is None else parameters
     _check_columns(table, parameters, "parameter")
-    measures = [name for name in _TIMES if name in table.columns and table[name].notna().any()] + metric_columns(table)
+    if "total_s" in table.columns:
+        table = table.assign(render_s=render_seconds(table))
+    measures = [name for name in _TIMES if name in table.columns and table[name].notna().any()]
+    loads = ["loads", "load_s"] if "load_s" in table.columns and table["load_s"].notna().any() else []
+    metrics = metric_columns(table)
     rows = []
     for name in parameters:
         for value, group in table.groupby(name, sort=True, dropna=False):
             ok = group[group["status"] == "ok"]
-            means = {measure: ok[measure].mean() if len(ok) else math.nan for measure in measures}
-            label = cell_text(value) or "(none)"
-            rows.append({"parameter": name, "value": label, "jobs": len(group), "ok": len(ok), **means})
-    return pd.DataFrame(rows, columns=["parameter", "value", "jobs", "ok", *measures])
+            row = {"parameter": name, "value": cell_text(value) or "(none)", "jobs": len(group), "ok": len(ok)}
+            row |= {measure: ok[measure].mean() if len(ok) else math.nan for measure in measures}
+            if loads:
+                row |= {"loads": int((ok["load_s"] > 0).sum()), "load_s": float(ok["load_s"].sum())}
+            row |= {metric: ok[metric].mean() if len(ok) else math.nan for metric in metrics}
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["parameter", "value", "jobs", "ok", *measures, *loads, *metrics])
+
+
+@dataclass(frozen=True)
+class RunComparison:
+    """The jobs two runs of one output root both rendered, side by side (:func:`compare_runs`)."""
+
+    run_a: str
+    run_b: str
+    table: Any  # one row per job in both runs
+    only_a: int  # jobs run A rendered and run B did not
+    only_b: int
+    keep: list[str]  # the columns that say which job a row is: job, varying parameters, statuses
+
+    def title(self) -> str:
+        return (
+            f"A = run {self.run_a}, B = run {self.run_b}: jobs in both {len(self.table)}, only in A {self.only_a}, "
+            f"only in B {self.only_b}; _diff is B - A, render_s without the pipeline load"
+        )
+
+
+def run_ids(attempts) -> list[str]:
+    """The runs that wrote ``attempts``, in the order they started."""
+    started = attempts.groupby("run_id")["started_at"].min().sort_values(kind="stable")
+    return list(started.index)
+
+
+def resolve_run(attempts, ref: str) -> str:
+    """The run id ``ref`` names: the id, or a prefix of exactly one (``20260101T1200``); a QueryError lists the runs."""
+    runs = run_ids(attempts)
+    matches = [run for run in runs if run == ref] or [run for run in runs if run.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    counts = attempts["run_id"].value_counts()
+    listing = ", ".join(f"{run} (attempts: {counts[run]})" for run in runs)
+    what = "is the start of several runs" if matches else "names no run of this output root"
+    raise QueryError(f"{ref!r} {what}; its runs, oldest first: {listing}")
+
+
+def compare_runs(attempts, run_a: str, run_b: str) -> RunComparison:
+    """The jobs both runs rendered (each by its latest attempt in that run), in manifest order: job, the parameters
+    that vary among them, each run's status, then per measure (render time, each metric) its value in A
+    (``_a``), in B (``_b``) and ``_diff``, B - A. Runs are named as :func:`resolve_run` takes them."""
+    import pandas as pd
+
+    run_a, run_b = resolve_run(attempts, run_a), resolve_run(attempts, run_b)
+    if run_a == run_b:
+        raise QueryError(f"both runs to compare are {run_a}: give two different runs")
+    a = with_swept_columns(latest_attempts(attempts[attempts["run_id"] == run_a])).set_index("job_id", drop=False)
+    b = with_swept_columns(latest_attempts(attempts[attempts["run_id"] == run_b])).set_index("job_id", drop=False)
+    common = [job for job in a.index if job in b.index]
+    only_a, only_b = len(a) - len(common), len(b) - len(common)
+    a, b = a.loc[common], b.loc[common]
+    parameters = varying_parameters(a)
+    columns = {"job_id": common, **{name: a[name].to_numpy() for name in parameters}}
+    columns |= {"status_a": a["status"].to_numpy(), "status_b": b["status"].to_numpy()}
+    measured = [("render_s", render_seconds(a), render_seconds(b))]
+    measured += [(name, a[name], b[name]) for name in metric_columns(pd.concat([a, b]))]
+    for name, in_a, in_b in measured:
+        columns |= {f"{name}_a": in_a.to_numpy(), f"{name}_b": in_b.to_numpy(), f"{name}_diff": (in_b - in_a).to_numpy()}
+    keep = ["job_id", *parameters, "status_a", "status_b"]
+    return RunComparison(run_a, run_b, pd.DataFrame(columns), only_a, only_b, keep)
 
 
 @dataclass(frozen=True)
@@ -250,29 +341,85 @@ def cell_text(value: Any) -> str:
     return str(getattr(value, "item", lambda: value)())
 
 
-def rich_table(frame, title: str | None = None):
-    """``frame`` as a rich Table, job ids shortened to SHORT_ID characters.
+def rich_table(
+    frame,
+    title: str | None = None,
+    *,
+    width: int | None = None,
+    keep: Sequence[str] = (),
+    id_length: int | None = SHORT_ID,
+    hint: str = "",
+):
+    """``frame`` as a rich Table, job ids shortened to ``id_length`` characters (None: whole).
 
     Title, headers and cells are plain ``Text`` made ``printable`` (one line, no escape sequence),
     never rich markup: a prompt may hold ``[bold]``; a cell shows at most CELL_LIMIT characters.
+
+    Given the terminal's ``width``, no header or value is cut or folded mid-word to fit ("motio…"):
+    every column is as wide as its values (a value longer than FIT_LIMIT, a prompt, folds within
+    FIT_LIMIT) and its header, whole for the columns of ``keep`` (a swept parameter's name), else
+    broken after underscores ("motion_" over "score"). The first column, then those of ``keep``,
+    then the others, each in order, are shown while they fit; a caption names those left out (and
+    ``hint``: how to see them).
     """
+    from rich.cells import cell_len
     from rich.table import Table
     from rich.text import Text
 
     from .text import printable
 
-    table = Table(title=Text(printable(title)) if title is not None else None, title_justify="left")
-    for column in frame.columns:
-        numeric = frame[column].dtype.kind in "iuf"
-        # fold rather than cut: on a narrow terminal a long name wraps instead of losing its end
+    texts = {}
+    for name in frame.columns:
+        cells = (cell_text(value) for value in frame[name])
+        texts[name] = [printable(text[:id_length] if name == "job_id" else text, CELL_LIMIT) for text in cells]
+    headers = {name: printable(str(name)) for name in frame.columns}
+    values = {name: max([0] + [min(cell_len(text), FIT_LIMIT) for text in texts[name]]) for name in frame.columns}
+    widths = {name: max(values[name], cell_len(headers[name])) for name in frame.columns}
+    shown = list(frame.columns)
+    if width is not None and _TABLE_EDGE + sum(widths[name] + _COLUMN_EDGES for name in shown) > width:
+        for name in shown:
+            if name not in keep:
+                headers[name] = _break_at_underscores(headers[name], values[name])
+                widths[name] = max(values[name], *map(cell_len, headers[name].splitlines()))
+        chosen, used = set(), _TABLE_EDGE
+        for name in dict.fromkeys([shown[0], *(name for name in shown if name in keep), *shown]):  # first column: always
+            if not chosen or used + widths[name] + _COLUMN_EDGES <= width:
+                chosen.add(name)
+                used += widths[name] + _COLUMN_EDGES
+        shown = [name for name in shown if name in chosen]
+    left_out = [str(name) for name in frame.columns if name not in shown]
+    caption = None
+    if left_out:
+        caption = Text(f"left out to fit {width} characters: {', '.join(left_out)}" + (f" ({hint})" if hint else ""))
+    table = Table(
+        title=Text(printable(title)) if title is not None else None,
+        title_justify="left",
+        caption=caption,
+        caption_justify="left",
+    )
+    for name in shown:
+        numeric = frame[name].dtype.kind in "iuf"
+        fitted = {"min_width": widths[name], "max_width": widths[name]} if width is not None else {}
         table.add_column(
-            Text(printable(column)), justify="right" if numeric else "left", overflow="fold", no_wrap=column == "job_id"
+            Text(headers[name]), justify="right" if numeric else "left", overflow="fold", no_wrap=name == "job_id", **fitted
         )
-    for row in frame.itertuples(index=False):
-        cells = [cell_text(value) for value in row]
-        shown = (text[:SHORT_ID] if name == "job_id" else text for name, text in zip(frame.columns, cells))
-        table.add_row(*(Text(printable(text, CELL_LIMIT)) for text in shown))
+    for row in zip(*(texts[name] for name in shown)):
+        table.add_row(*(Text(text) for text in row))
     return table
+
+
+def _break_at_underscores(header: str, width: int) -> str:
+    """``header`` over several lines, each break after an underscore, each line at most ``width`` characters
+    where its words allow ("first_frame_psnr" at 6: "first_", "frame_", "psnr"; "total_s" whole)."""
+    words = re.findall(r"[^_]*_+|[^_]+", header)
+    if len(words) > 1 and len(words[-1]) <= 2:  # a unit ("total_s") stays with its word
+        words[-2:] = [words[-2] + words[-1]]
+    lines = [""]
+    for word in words:
+        if lines[-1] and len(lines[-1]) + len(word) > width:
+            lines.append("")
+        lines[-1] += word
+    return "\n".join(lines)
 
 
 def export(frame, fmt: str, path: Path | None = None) -> str | None:

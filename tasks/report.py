@@ -1,8 +1,11 @@
-"""``OUT/report.html``: one static page with the run summary, every grid playing, and the sortable results table.
+"""``OUT/report.html``: one static page where a sweep is judged: the summary, the sweep's cells playing in sync
+on any two axes (and a page), filters, a detail panel per job, the results table, the grids and the manifests.
 
-The page is self-contained (inline CSS and JS, nothing fetched from a network) and lives in the
-output root, so the relative paths of videos and grids work when it is opened from the file system.
-Every value from the table or a grid sidecar is escaped.
+The page is self-contained (inline CSS and JS from ``report_page/``, nothing fetched from a network) and
+lives in the output root, so the relative paths of videos, posters and grids work when it is opened
+from the file system. The jobs travel as one JSON object (``tasks.report_data``) in a
+``<script type="application/json">`` that no value can close; the script puts them on the page as text.
+What Python writes as HTML (summary, grids, the per-parameter table, manifests) is escaped.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -21,7 +25,6 @@ from .files import write_atomic
 from .grid import draw_grids
 from .layout import GRIDS_DIR, REPORT_NAME
 from .query import (
-    SHORT_ID,
     RootSummary,
     cell_text,
     default_columns,
@@ -31,6 +34,7 @@ from .query import (
     root_summary,
     with_swept_columns,
 )
+from .report_data import page_data, to_script_json
 from .results import read_results
 from .text import markdown, one_line, shorten
 
@@ -40,10 +44,24 @@ log = logging.getLogger(__name__)
 
 
 def write_report(out_root: Path) -> Path:
-    """Write ``out_root/report.html`` from the results table and ``grids/*.json``, atomically; return its path."""
+    """Write ``out_root/report.html`` from the results table and ``grids/*.json``, atomically; return its path.
+
+    Writes the posters and manifest copies the page links first (``tasks.report_data``)."""
     attempts = read_results(out_root)
-    page = render_report(attempts, read_grids(out_root))
+    grids = read_grids(out_root)
+    page = render_report(attempts, grids, page_data(out_root, attempts))
     return write_atomic(out_root / REPORT_NAME, lambda scratch: scratch.write_text(page, encoding="utf-8"))
+
+
+def refresh_report(out_root: Path, problems: list[str]) -> Path | None:
+    """:func:`write_report`, for a command that added outputs: a page that cannot be written is a line added to
+    ``problems`` (and None), never an error; the videos and the results table are what matter."""
+    try:
+        return write_report(out_root)
+    except Exception as exc:  # noqa: BLE001 - the page is a view of what is on disk, never worth a command
+        problems.append(f"report {out_root / REPORT_NAME}: {_reason(exc)}")
+        log.debug("report not written", exc_info=True)
+        return None
 
 
 def read_grids(out_root: Path) -> list[dict[str, Any]]:
@@ -60,27 +78,68 @@ def read_grids(out_root: Path) -> list[dict[str, Any]]:
     return grids
 
 
-def render_report(attempts, grids: list[dict[str, Any]]) -> str:
-    """The page's HTML for every attempt of an output root (``read_results``) and its grid sidecars."""
+def render_report(attempts, grids: list[dict[str, Any]], data: dict[str, Any]) -> str:
+    """The page's HTML for every attempt of an output root (``read_results``), its grid sidecars and its page data
+    (``tasks.report_data.page_data``)."""
     table = with_swept_columns(latest_attempts(attempts))
-    summary = root_summary(attempts)
-    title = "videosweep: " + (", ".join(summary.manifests) or "no results yet")
-    sections = [_summary_section(summary), _grids_section(grids), _results_section(table)]
-    if not table.empty:
-        sections.append(_parameters_section(table))
-    written = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    names = [axis["name"] for axis in data["axes"]]
+    data = {**data, "start": next(({axis: grid.get(axis) for axis in "xyz"} for grid in grids if grid.get("x") in names), {})}
+    sections = [
+        _summary_section(root_summary(attempts)),
+        _SWEEP,
+        _RESULTS,
+        _grids_section(grids),
+        _parameters_section(table) if not table.empty else "",
+        _manifests_section(data),
+    ]
+    page = resources.files(__package__).joinpath("report_page")
     return _PAGE.format(
-        title=_e(title),
-        style=_STYLE,
-        script=_SCRIPT,
-        body="\n".join(sections),
-        written=_e(written),
+        title=_e(data["title"]),
+        style=page.joinpath("page.css").read_text(encoding="utf-8"),
+        script=page.joinpath("page.js").read_text(encoding="utf-8"),
+        data=to_script_json(data),
+        body="\n".join(section for section in sections if section),
+        written=_e(datetime.now(timezone.utc).isoformat(timespec="seconds")),
     )
 
 
 def _summary_section(summary: RootSummary) -> str:
     items = "".join(f"<dt>{_e(label)}</dt><dd>{_e(text or '-')}</dd>" for label, text in summary.items())
-    return f'<section id="summary"><h2>Summary</h2><dl>{items}</dl></section>'
+    return f'<section id="summary"><h2>Summary</h2><dl class="summary">{items}</dl></section>'
+
+
+# The sweep's controls and the results table's frame; page.js fills them from the page's data.
+_SWEEP = """<section id="sweep"><h2>Sweep</h2>
+<div class="controls">
+<label>X <select id="axis-x"></select></label>
+<label>Y <select id="axis-y"></select></label>
+<label>Page <select id="axis-z"></select></label>
+<span><button type="button" id="page-prev" aria-label="previous page">&#9664;</button>
+<select id="page-value" aria-label="page value"></select>
+<button type="button" id="page-next" aria-label="next page">&#9654;</button></span>
+<label>Shade by <select id="shade"></select></label><span class="legend" id="legend"></span>
+<label>Cell size <input type="range" id="cell-size" min="80" max="480" value="200"></label>
+</div>
+<div class="playback">
+<button type="button" id="play" aria-pressed="false">Play</button>
+<input type="range" id="scrub" min="0" max="0" step="0.01" value="0" aria-label="time">
+<span id="clock"></span>
+<label>Speed <select id="speed"><option value="0.25">0.25x</option><option value="0.5">0.5x</option>
+<option value="1" selected>1x</option><option value="2">2x</option><option value="4">4x</option></select></label>
+<label><input type="checkbox" id="loop" checked> Loop</label>
+</div>
+<details class="filters" open><summary>Filters: <span id="shown-count"></span></summary>
+<div class="filter-groups" id="filter-groups"></div></details>
+<div id="hover-info" aria-live="polite"></div>
+<p class="hint" id="cell-note"></p>
+<div class="grid-wrap" id="sweep-grid"></div>
+<noscript><p>The sweep view needs JavaScript; the grids and tables below do not.</p></noscript>
+</section>"""
+
+_RESULTS = """<section id="results"><h2>Results</h2>
+<div class="table-tools"><input type="search" id="search" placeholder="search ids, values, errors" aria-label="search"></div>
+<div class="table-wrap"><table class="data" id="results-table"></table></div>
+</section>"""
 
 
 def _grids_section(grids: list[dict[str, Any]]) -> str:
@@ -125,29 +184,6 @@ def _cell_label(cell: dict[str, Any]) -> str:
     return f"{cell_text(cell.get('x'))}/{cell_text(cell.get('y'))} ({cell.get('status') or 'missing'})"
 
 
-def _results_section(table) -> str:
-    if table.empty:
-        return '<section id="results"><h2>Results</h2><p class="none">No results yet.</p></section>'
-    columns = default_columns(table)
-    rows = []
-    for record in table.to_dict(orient="records"):
-        cells = []
-        for column in columns:
-            value = record.get(column)
-            if column == "job_id":
-                link = record.get("video_path")
-                text = _e(cell_text(value)[:SHORT_ID])
-                text = f'<a href="{_url(link)}">{text}</a>' if isinstance(link, str) and link else text
-                cells.append(f'<td class="id" title="{_e(cell_text(value))}">{text}</td>')
-            elif column == "status" and cell_text(record.get("error")):
-                cells.append(f'<td title="{_e(cell_text(record["error"]))}">{_e(cell_text(value))}</td>')
-            else:
-                cells.append(_td(value))
-        rows.append(f"<tr>{''.join(cells)}</tr>")
-    caption = f"{len(table)} jobs, the latest attempt of each; click a column to sort"
-    return f'<section id="results"><h2>Results</h2>{_table(columns, rows, caption, "results-table")}</section>'
-
-
 def _parameters_section(table) -> str:
     summary = parameter_summary(table)
     if summary.empty:
@@ -161,7 +197,7 @@ def _parameters_section(table) -> str:
 def _table(columns: list[str], rows: list[str], caption: str, element_id: str) -> str:
     head = "".join(f'<th scope="col" tabindex="0">{_e(column)}</th>' for column in columns)
     return (
-        f'<table class="sortable" id="{element_id}"><caption>{_e(caption)}</caption>'
+        f'<table class="data sortable" id="{element_id}"><caption>{_e(caption)}</caption>'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
@@ -183,67 +219,22 @@ def _e(text: str) -> str:
     return html.escape(text, quote=True)
 
 
-_STYLE = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5rem; color: #1b1b1b; background: #fafafa; }
-h1 { font-size: 1.4rem; } h2 { font-size: 1.15rem; margin-top: 2rem; }
-dl { display: grid; grid-template-columns: max-content auto; gap: .2rem 1rem; }
-dt { font-weight: 600; } dd { margin: 0; }
-figure.grid { display: inline-block; vertical-align: top; margin: 0 1.5rem 1.5rem 0; max-width: 100%; }
-figure.grid video, figure.grid img { display: block; max-width: 100%; height: auto; background: #000; }
-figure.grid [hidden] { display: none; }
-figcaption { font-size: .85rem; color: #444; margin-top: .3rem; max-width: 60em; }
-table { border-collapse: collapse; margin: .5rem 0; background: #fff; }
-caption { text-align: left; color: #555; padding-bottom: .3rem; }
-th, td { border: 1px solid #ddd; padding: .2rem .5rem; }
-th { background: #eee; cursor: pointer; user-select: none; position: sticky; top: 0; }
-th[aria-sort="ascending"]::after { content: " \\25B2"; } th[aria-sort="descending"]::after { content: " \\25BC"; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; } td.id { font-family: monospace; }
-tbody tr:nth-child(even) { background: #f6f6f6; }
-footer { margin-top: 2rem; color: #777; font-size: .8rem; }
-"""
 
-# Sorting: numbers by data-v, text by locale with numeric collation; empty cells last either way.
-# Grids: show the animated preview instead of a video the browser cannot play.
-_SCRIPT = """
-(function () {
-  "use strict";
-  function sortBy(th) {
-    var table = th.closest("table"), body = table.tBodies[0];
-    var index = Array.prototype.indexOf.call(th.parentNode.children, th);
-    var direction = th.getAttribute("aria-sort") === "ascending" ? -1 : 1;
-    function key(row) {
-      var cell = row.cells[index];
-      if (cell.dataset.v !== undefined) { return parseFloat(cell.dataset.v); }
-      return cell.textContent.trim();
-    }
-    var rows = Array.prototype.slice.call(body.rows);
-    rows.sort(function (a, b) {
-      var x = key(a), y = key(b);
-      if (x === "" || y === "") { return (x === "") - (y === ""); }
-      if (typeof x === "number" && typeof y === "number") { return direction * (x - y); }
-      return direction * String(x).localeCompare(String(y), undefined, {numeric: true});
-    });
-    table.querySelectorAll("th").forEach(function (other) { other.removeAttribute("aria-sort"); });
-    th.setAttribute("aria-sort", direction === 1 ? "ascending" : "descending");
-    rows.forEach(function (row) { body.appendChild(row); });
-  }
-  document.querySelectorAll("table.sortable th").forEach(function (th) {
-    th.addEventListener("click", function () { sortBy(th); });
-    th.addEventListener("keydown", function (event) { if (event.key === "Enter") { sortBy(th); } });
-  });
-  document.querySelectorAll("figure.grid").forEach(function (figure) {
-    var video = figure.querySelector("video"), preview = figure.querySelector("img.preview");
-    if (!video || !preview) { return; }
-    function showPreview() { video.hidden = true; preview.hidden = false; }
-    var source = video.querySelector("source");
-    if (!video.canPlayType("video/mp4") || video.networkState === HTMLMediaElement.NETWORK_NO_SOURCE) {
-      showPreview();
-    } else if (source) {
-      source.addEventListener("error", showPreview);
-    }
-  });
-})();
-"""
+def _manifests_section(data: dict[str, Any]) -> str:
+    """Each manifest as written (its kept copy), and the last run's lock file."""
+    parts = []
+    for manifest in data["manifests"]:
+        head = f"{manifest['name']}: {manifest['path']} (sha256 {manifest['sha256'][:12]})"
+        link = f' · <a href="{_url(manifest["file"])}">kept copy</a>' if manifest.get("file") else ""
+        note = f'<p class="none">{_e(manifest["note"])}</p>' if manifest.get("note") else ""
+        text = f'<pre class="manifest">{_e(manifest["text"])}</pre>' if "text" in manifest else ""
+        parts.append(f"<details open><summary>{_e(head)}{link}</summary>{note}{text}</details>")
+    if data["lock"]:
+        parts.append(f'<p>The last run\'s expanded job table: <a href="{_url(data["lock"])}">{_e(data["lock"])}</a></p>')
+    if not parts:
+        return ""
+    return '<section id="manifests"><h2>Manifest</h2>' + "".join(parts) + "</section>"
+
 
 _PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -255,9 +246,15 @@ _PAGE = """<!DOCTYPE html>
 <style>{style}</style>
 </head>
 <body>
+<div class="page">
+<main>
 <h1>{title}</h1>
 {body}
 <footer>written by videosweep at {written}</footer>
+</main>
+<aside id="detail" aria-label="detail"></aside>
+</div>
+<script type="application/json" id="sweep-data">{data}</script>
 <script>{script}</script>
 </body>
 </html>
@@ -288,11 +285,7 @@ def draw_outputs(out_root: Path, grids: list[dict[str, str]], job_ids: list[str]
         except Exception as exc:  # noqa: BLE001 - one grid never costs the others, the report or the summary
             outputs.problems.append(f"grid {axes}: {_reason(exc)}")
             log.debug("grid %s not drawn", axes, exc_info=True)
-    try:
-        outputs.report = write_report(out_root)
-    except Exception as exc:  # noqa: BLE001 - the videos and the results table are what matter
-        outputs.problems.append(f"report {out_root / REPORT_NAME}: {_reason(exc)}")
-        log.debug("report not written", exc_info=True)
+    outputs.report = refresh_report(out_root, outputs.problems)
     return outputs
 
 

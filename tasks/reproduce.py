@@ -373,8 +373,10 @@ def _compare_videos(original: Path, new: Path) -> str:
 def export_manifest(out_root: Path, where: str | None = None) -> str:
     """A YAML manifest that renders exactly the jobs of ``out_root`` that ``where`` (a pandas query) selects.
 
-    Values shared by every selected job go to ``defaults``, the rest to ``rows``; a chained job's
-    source must be selected too (it becomes the row with ``id: job-<source id>``).
+    Values shared by every selected job go to ``defaults``; the rest fold back into ``sweep``, ``zip``
+    and ``seeds`` wherever the selection holds every combination of them (:func:`fold_rows`), and
+    what does not fold stays in ``rows``. A chained job's source must be selected too (it becomes
+    the row with ``id: job-<source id>``); chained selections stay rows.
     """
     import yaml
 
@@ -407,7 +409,80 @@ def export_manifest(out_root: Path, where: str | None = None) -> str:
     rows = [{key: value for key, value in row.items() if key not in defaults} for row in rows]
     header = f"# videosweep export-manifest {out_root}" + (f" --where {where!r}" if where else "") + "\n"
     header += "".join(f"# renders job {record['job_id']}\n" for record in records)
-    return header + yaml.safe_dump({"defaults": defaults, "rows": rows}, sort_keys=False, allow_unicode=True, width=120)
+    doc = {"defaults": defaults, **({"rows": rows} if sources else fold_rows(rows))}  # a chain's rows keep their ids
+    return header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120)
+
+
+def fold_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """``rows`` (each one job's values) as a manifest's ``rows`` x ``sweep`` x ``zip`` x ``seeds`` that expand to them.
+
+    An axis is a key, or keys whose values always change together (each one's value decides the
+    others'); it folds out of the rows when, whatever the rest of a row, the selection holds that
+    row with each of the axis's values and no other (it is crossed with everything else). Every
+    crossed axis folds, so a full product folds whole and a partial selection folds the axes it is
+    full in: seed 42 and 43 for every (motion, noise) pair picked, say, leaves the pairs as rows.
+    One key folds into ``sweep`` (``seed`` into ``seeds``); keys that change together fold into
+    ``zip`` (one zip: any further such axis stays in the rows), unless nothing else varies, when
+    rows say the same as plainly. Values keep their first-seen order; sweep keys are ordered as
+    the rows nest them (the slowest-changing first), so the rows expand in their own order.
+    """
+    if not rows:
+        return {"rows": rows}
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    # each value as canonical text, a key missing from a row as None: comparable, hashable
+    texts = {key: [_canonical(row[key]) if key in row else None for row in rows] for key in keys}
+    axes: dict[tuple, list[str]] = {}  # keys that change together share their partition of the rows
+    for key in keys:
+        if None not in texts[key]:  # a key some rows leave out cannot be swept
+            axes.setdefault(_partition(texts[key]), []).append(key)
+    crossed = [axis for axis in axes.values() if _crossed(axis, keys, texts, len(rows))]
+    zipped = next((axis for axis in crossed if len(axis) > 1), None)
+    if zipped is not None and crossed == [zipped] and len(keys) == len(zipped):
+        zipped = None  # all that varies changes together: rows say that as plainly as a zip
+    swept = [axis[0] for axis in crossed if len(axis) == 1]
+    stride = {key: next((i for i, text in enumerate(texts[key]) if text != texts[key][0]), 0) for key in swept}
+    swept.sort(key=lambda key: -stride[key])  # the slowest-changing key is the outermost loop
+    folded = set(swept) | set(zipped or [])
+    rest = [key for key in keys if key not in folded]
+
+    def first_seen(names: list[str]) -> list[dict[str, Any]]:
+        """The rows with a combination of ``names``' values not seen before, as those values."""
+        seen: dict[tuple, dict[str, Any]] = {}
+        for index, row in enumerate(rows):
+            seen.setdefault(tuple(texts[key][index] for key in names), {key: row[key] for key in names if key in row})
+        return list(seen.values())
+
+    doc: dict[str, Any] = {"rows": first_seen(rest)} if rest else {}
+    sweep = {key: [each[key] for each in first_seen([key])] for key in swept if key != "seed"}
+    if sweep:
+        doc["sweep"] = sweep
+    if zipped is not None:
+        positions = first_seen(zipped)
+        doc["zip"] = {key: [position[key] for position in positions] for key in zipped}
+    if "seed" in swept:
+        doc["seeds"] = [each["seed"] for each in first_seen(["seed"])]
+    return doc
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _partition(texts: list[str]) -> tuple[int, ...]:
+    """Which rows share a value, whatever the values: keys with equal partitions change together."""
+    numbers: dict[str, int] = {}
+    return tuple(numbers.setdefault(text, len(numbers)) for text in texts)
+
+
+def _crossed(axis: list[str], keys: list[str], texts: dict[str, list], count: int) -> bool:
+    """Whether every combination of the other keys' values that occurs occurs once with each of ``axis``'s values."""
+    others = [key for key in keys if key not in axis]
+    seen: dict[tuple, set[tuple]] = {}
+    for index in range(count):
+        rest = tuple(texts[key][index] for key in others)
+        seen.setdefault(rest, set()).add(tuple(texts[key][index] for key in axis))
+    every = {tuple(texts[key][index] for key in axis) for index in range(count)}
+    return len(every) > 1 and all(found == every for found in seen.values()) and len(seen) * len(every) == count
 
 
 # -- helpers -----------------------------------------------------------------------------------------

@@ -6,18 +6,24 @@ Every part carries every column (the parameters of all families, null where a fa
 one), because a directory read takes its schema from one file and would drop the others. The
 schema is derived from the record (tasks.record.JobRecord); this module stores and reads it, and
 says from the parts on disk what is done and what is left to render (:func:`history`, :func:`pending`).
+
+Many small parts read slowly (one file open and footer each), so :func:`compact` merges them into
+one ``part-compacted-*.parquet`` (every row, every column: the same table reads back), at the end
+of a run and on ``videosweep compact``. A concurrent reader never sees an attempt twice or misses
+one: see :func:`compact` for the order of its steps, and :func:`read_results` for the reader's side.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,34 +77,77 @@ def write_record(out_root: Path, record: Mapping[str, Any]) -> Path:
 
 
 def is_recorded(out_root: Path, job_id: str, attempt: int) -> bool:
-    """Whether attempt ``attempt`` of job ``job_id`` has its part already (:func:`write_record`'s names)."""
+    """Whether attempt ``attempt`` of job ``job_id`` has its part already (:func:`write_record`'s names).
+
+    For the attempts of the run asking: none is compacted while it renders (compaction holds the
+    root, or runs at the run's end), so its part still has its own name.
+    """
     return any((out_root / RESULTS_DIR).glob(f"part-*-{job_id}-{attempt}.parquet"))
 
 
 def read_results(out_root: Path, columns: list[str] | None = None):
-    """Every record under ``out_root`` as a DataFrame (empty, with the schema's columns, if none).
+    """Every record under ``out_root`` as a DataFrame (empty, with the schema's columns, if none), one row per
+    attempt, in the order the attempts finished (then job id and attempt: the order of the part names).
 
     A part that cannot be read (a truncated file, a stray copy) is skipped with a warning naming
     it: its job counts as never recorded and renders again. A run sets such parts aside
-    (:func:`set_aside_unreadable`), so the warning is given once.
+    (:func:`set_aside_unreadable`), so the warning is given once. A part that vanishes while it is
+    read was replaced by a compaction meanwhile: the read starts again, on the parts then live.
+    """
+    for _ in range(_READ_TRIES - 1):
+        try:
+            return _read_live(out_root, columns)
+        except FileNotFoundError:
+            continue
+    return _read_live(out_root, columns)
+
+
+#: Reads of the results that start again when a part they listed was compacted away meanwhile, before one gives up.
+_READ_TRIES = 20
+#: The order of the rows read: when each attempt finished, then job id and attempt (the order of the part names).
+_ROW_ORDER = ["finished_at", "job_id", "attempt"]
+
+
+def _read_live(out_root: Path, columns: list[str] | None):
+    """One try of :func:`read_results`: FileNotFoundError if a part it listed is gone before it was read."""
+    parts = live_parts(out_root)
+    table, _ = _read_parts(parts, None if columns is None else list(dict.fromkeys(columns + _ROW_ORDER)))
+    if table is None:
+        return SCHEMA.empty_table().select(columns or SCHEMA.names).to_pandas()
+    frame = table.to_pandas()
+    keys = [name for name in _ROW_ORDER if name in frame.columns]
+    frame = frame.sort_values(keys, kind="stable", na_position="first").reset_index(drop=True)  # lexsort: stable
+    return frame if columns is None else frame[columns]
+
+
+def _read_parts(parts: list[Path], columns: list[str] | None = None) -> tuple[pa.Table | None, list[Path]]:
+    """The rows of the readable ones of ``parts``, in one table of every column (None if none reads), and those parts.
+
+    FileNotFoundError, not a warning, for a part that is gone: the caller's listing is out of date.
     """
     import pyarrow.dataset as ds
 
-    parts, schemas = _readable_parts(out_root)
+    parts, schemas = _readable_parts(parts)
     if not parts:
-        return SCHEMA.empty_table().select(columns or SCHEMA.names).to_pandas()
+        return None, []
     # Unify rather than trust the first file: parts written by an older version may lack columns.
     schema = pa.unify_schemas([SCHEMA] + schemas)
+    wanted = None if columns is None else [name for name in columns if name in schema.names]
     try:
-        return ds.dataset(parts, schema=schema, format="parquet").to_table(columns=columns).to_pandas()
+        return ds.dataset(parts, schema=schema, format="parquet").to_table(columns=wanted), parts
+    except FileNotFoundError:
+        raise
     except (pa.ArrowException, OSError):  # a part whose footer reads but whose data does not: find it
-        tables = []
+        tables, read = [], []
         for part in parts:
             try:
-                tables.append(ds.dataset([part], schema=schema, format="parquet").to_table(columns=columns))
+                tables.append(ds.dataset([part], schema=schema, format="parquet").to_table(columns=wanted))
+                read.append(part)
+            except FileNotFoundError:
+                raise
             except (pa.ArrowException, OSError) as exc:
                 _warn_unreadable(part, exc)
-        return pa.concat_tables(tables).to_pandas() if tables else SCHEMA.empty_table().select(columns or SCHEMA.names).to_pandas()
+        return (pa.concat_tables(tables) if tables else None), read
 
 
 def run_records(out_root: Path, run_id: str, seen: Iterable[Mapping[str, Any]] = ()) -> list[Mapping[str, Any]]:
@@ -115,18 +164,21 @@ _warned: set[Path] = set()
 log = logging.getLogger("videosweep")
 
 
-def _readable_parts(out_root: Path) -> tuple[list[Path], list[pa.Schema]]:
-    """The results parts whose footer reads, and their schemas; the others are warned about."""
+def _readable_parts(parts: list[Path]) -> tuple[list[Path], list[pa.Schema]]:
+    """Those of ``parts`` whose footer reads, and their schemas; the others are warned about (FileNotFoundError
+    for one that is gone)."""
     import pyarrow.parquet as pq
 
-    parts, schemas = [], []
-    for part in sorted((out_root / RESULTS_DIR).glob("part-*.parquet")):
+    readable, schemas = [], []
+    for part in parts:
         try:
             schemas.append(pq.read_schema(part))
-            parts.append(part)
+            readable.append(part)
+        except FileNotFoundError:
+            raise
         except (pa.ArrowException, OSError) as exc:
             _warn_unreadable(part, exc)
-    return parts, schemas
+    return readable, schemas
 
 
 def _warn_unreadable(part: Path, exc: Exception) -> None:
@@ -153,6 +205,150 @@ def set_aside_unreadable(out_root: Path) -> list[Path]:
         log.warning(f"set aside an unreadable results part ({reason}): {target}; its job renders again")
         moved.append(target)
     return moved
+
+
+#: Where a compacted part's name starts: it holds the rows of many parts, every column (:func:`compact`).
+COMPACTED_PREFIX = "part-compacted-"
+#: The compaction under way (or killed): the part it writes and the names of those it replaces. Readers of
+#: the folder skip "_" names (pyarrow, and so pandas.read_parquet), as they do ``_unreadable/``.
+JOURNAL = "_compaction.json"
+#: Small parts a run leaves as they are at its end: below this, reading them costs little more than one part.
+AUTO_COMPACT_PARTS = 32
+#: Compacted parts (a run's end adds one) kept side by side before a run's end merges them all.
+MAX_COMPACTED = 8
+
+
+@dataclass(frozen=True)
+class _Journal:
+    part: str  # the compacted part's name
+    replaces: frozenset[str]  # the names of the parts whose rows it holds
+
+
+def live_parts(out_root: Path) -> list[Path]:
+    """The results parts a reader reads: every part, less those a published compacted part replaces.
+
+    The folder is listed before the journal is read: a compacted part published after the listing
+    is not in it, so the parts it replaces are read instead, or, if deleted meanwhile, the read
+    starts again (:func:`read_results`). Without a journal, every part listed is live.
+    """
+    folder = out_root / RESULTS_DIR
+    listing = sorted(folder.glob("part-*.parquet"))
+    journal = _journal(folder)
+    if journal is None or folder / journal.part not in listing:
+        return listing
+    return [part for part in listing if part.name not in journal.replaces]
+
+
+def _journal(folder: Path) -> _Journal | None:
+    """The compaction journal of ``folder``; None without one (it is written whole: one that does not parse was
+    not written by :func:`compact`, and is ignored)."""
+    try:
+        recorded = json.loads((folder / JOURNAL).read_text())
+        part, replaces = recorded["part"], recorded["replaces"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not (isinstance(part, str) and _is_part_name(part) and isinstance(replaces, list)):
+        return None
+    return _Journal(part, frozenset(name for name in replaces if isinstance(name, str) and _is_part_name(name)))
+
+
+def _is_part_name(name: str) -> bool:
+    """A results part's bare name (a journal never names a file elsewhere)."""
+    return name == Path(name).name and name.startswith("part-") and name.endswith(".parquet")
+
+
+@dataclass(frozen=True)
+class Compaction:
+    """What :func:`compact` did to a results folder."""
+
+    parts_before: int
+    parts_after: int
+    bytes_before: int
+    bytes_after: int
+    merged: int  # parts whose rows went into the new compacted part (0: nothing to do)
+    rows: int  # rows of the new compacted part
+
+    def format(self) -> str:
+        if not self.merged:
+            return f"nothing to compact: {self.parts_before} part(s), {_mib(self.bytes_before)}"
+        return (
+            f"compacted {self.merged} parts ({self.rows} attempts) into one: {self.parts_before} files, "
+            f"{_mib(self.bytes_before)} before; {self.parts_after} files, {_mib(self.bytes_after)} after"
+        )
+
+
+def _mib(count: int) -> str:
+    return f"{count / 2**20:.2f} MiB"
+
+
+def compact(out_root: Path, min_parts: int = 2, keep_compacted: bool = False) -> Compaction:
+    """Merge the results parts of ``out_root`` into one compacted part: :func:`read_results` reads the same table.
+
+    The caller holds the root (tasks.outroot.claim), so no run writes a part meanwhile. Nothing is
+    merged unless ``min_parts`` parts or more would be; ``keep_compacted`` merges the small parts only
+    (a run's end rewrites what it added, not the whole store) until MAX_COMPACTED compacted parts
+    have piled up. Unreadable parts are left where they are (a run sets them aside).
+
+    The steps, in this order; a reader, or a kill after any of them, sees every attempt once:
+
+    1. finish a compaction that was killed (:func:`_finish_killed`);
+    2. read the parts to merge; write the journal: the compacted part's name and the names of those it replaces;
+    3. write the compacted part under a scratch name, rename it to its name (tasks.files.write_atomic):
+       from now on, readers skip the parts the journal names (:func:`live_parts`);
+    4. delete the replaced parts, then the journal.
+
+    Killed before 3, the journal names a part that does not exist, and readers ignore it; killed
+    after, the replaced parts are skipped until the next compaction deletes them (1).
+    """
+    import pyarrow.parquet as pq
+
+    folder = out_root / RESULTS_DIR
+    _finish_killed(folder)
+    parts = sorted(folder.glob("part-*.parquet"))
+    before = _bytes(parts)
+    nothing = Compaction(len(parts), len(parts), before, before, 0, 0)
+    compacted = [part for part in parts if part.name.startswith(COMPACTED_PREFIX)]
+    if keep_compacted and len(compacted) < MAX_COMPACTED:
+        parts = [part for part in parts if part not in compacted]
+    if len(parts) < min_parts:
+        return nothing
+    table, merged = _read_parts(parts)
+    if len(merged) < 2:
+        return nothing
+    table = table.sort_by([(name, "ascending") for name in _ROW_ORDER if name in table.column_names])
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    target = folder / f"{COMPACTED_PREFIX}{stamp}-{os.getpid()}.parquet"
+    journal = json.dumps({"part": target.name, "replaces": [part.name for part in merged]})
+    write_atomic(folder / JOURNAL, lambda scratch: scratch.write_text(journal))
+    write_atomic(target, lambda scratch: pq.write_table(table, scratch, compression="zstd"))
+    for part in merged:
+        part.unlink(missing_ok=True)
+    (folder / JOURNAL).unlink()
+    after = sorted(folder.glob("part-*.parquet"))
+    return Compaction(nothing.parts_before, len(after), before, _bytes(after), len(merged), table.num_rows)
+
+
+def compact_after_run(out_root: Path) -> Compaction | None:
+    """:func:`compact` at the end of a run (which holds the root): its small parts, once there are
+    AUTO_COMPACT_PARTS; a disk too full to write the merged part leaves the parts as they are."""
+    try:
+        return compact(out_root, AUTO_COMPACT_PARTS, keep_compacted=True)
+    except OSError as exc:
+        log.warning(f"left the results parts of {out_root} as they are ({exc}); `videosweep compact {out_root}` merges them")
+        return None
+
+
+def _finish_killed(folder: Path) -> None:
+    """End a compaction that was killed: the parts its published part replaces go, then its journal."""
+    journal = _journal(folder)
+    if journal is not None and (folder / journal.part).is_file():
+        for name in journal.replaces:
+            (folder / name).unlink(missing_ok=True)
+    (folder / JOURNAL).unlink(missing_ok=True)
+
+
+def _bytes(parts: list[Path]) -> int:
+    return sum(part.stat().st_size for part in parts if part.exists())
 
 
 @dataclass(frozen=True)

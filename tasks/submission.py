@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,8 +23,21 @@ from .files import write_atomic
 from .manifest import TABLE_SUFFIXES, YAML_SUFFIXES
 from .models import FAMILIES, known_models
 from .models.base import input_fields
+from .text import printable
 
 SUBMISSIONS_DIR = "submissions"
+RUN_NAME_LIMIT = 40  # characters of the manifest's name in a queued run's name
+
+
+def queued_run_name(manifest_name: str) -> str:
+    """``night-3fa9c1``: a queued run's one name, the manifest's name and 6 random hex digits.
+
+    ``submit`` gives it to the run it queues, the run's render flow takes it too, and ``status`` and
+    ``cancel`` accept it (as they accept the manifest's name alone where one run has it). Only letters,
+    digits, ``_`` and ``.`` of the manifest's name are kept, the rest made ``-``, so it can be typed.
+    """
+    stem = re.sub(r"[^\w.]+", "-", printable(manifest_name)).strip("-.")[:RUN_NAME_LIMIT].rstrip("-.")
+    return f"{stem or 'run'}-{secrets.token_hex(3)}"
 
 
 def path_keys() -> set[str]:

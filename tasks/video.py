@@ -191,6 +191,28 @@ def read_video_info(path: Path) -> dict:
         reader.close()
 
 
+def write_poster(video: Path, path: Path, max_width: int) -> Path:
+    """The first frame of ``video`` as a JPEG at ``path`` (atomically), shrunk to at most ``max_width`` pixels wide.
+
+    One ffmpeg call that decodes a single frame: a page of thousands of videos shows these until one plays.
+    Raises :class:`EncodeError` if ffmpeg reads no frame.
+    """
+    import subprocess
+
+    import imageio_ffmpeg
+
+    def extract(scratch: Path) -> None:
+        command = [
+            imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(video), "-frames:v", "1",
+            "-vf", f"scale='min({max_width},iw)':-2", "-q:v", "4", "-y", str(scratch),
+        ]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, errors="replace", check=False)
+        if done.returncode != 0 or not scratch.is_file() or scratch.stat().st_size == 0:
+            raise _encode_error(f"no first frame of {video.name}: {done.stderr.strip()[-500:] or 'no video stream'}")
+
+    return write_atomic(path, extract)
+
+
 def read_video(path: Path, num_frames: int | None = None, max_frames: int | None = None) -> tuple[list, int]:
     """A video input's first ``num_frames`` frames (all by default) as RGB PIL images, and its frame rate.
 

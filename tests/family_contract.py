@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -267,6 +268,15 @@ class FamilyContract:
         assert np.array_equal(self.render_frames(tmp_path, guided, 3, fresh=True), full), "the cutoff's hooks outlived their job"
         with pytest.raises(ManifestError, match=f"{knob} is 1.0, so there is no guidance to cut"):
             self.jobs(tmp_path, [{**row, knob: 1.0, "guidance_cutoff": 0.5}], [1])
+
+    def test_first_block_cache_renders_or_is_refused_before_anything_renders(self, tmp_path, inputs):
+        """A ``step_cache: {type: first_block}`` row either renders or is refused at validation, never failing the job."""
+        row = {**self.row(inputs), "step_cache": {"type": "first_block", "threshold": 0.05}}
+        if refusal := step_cache_refusal(FAMILIES[self.family].pipeline_class, "first_block"):
+            with pytest.raises(ManifestError, match=re.escape(refusal)):
+                self.jobs(tmp_path, [row], [1])
+            return
+        assert self.render_frames(tmp_path, row, 3).shape == self.render_frames(tmp_path, self.row(inputs), 3).shape
 
     def test_deep_cache_reuses_the_unets_deep_blocks_between_full_calls(self, tmp_path, inputs, monkeypatch):
         row = self.row(inputs)

@@ -333,10 +333,73 @@ def test_cli_draws_grids_and_refuses_bad_input_plainly(tmp_path: Path):
     )
     assert result.exit_code == 0, result.output
     written = sorted(Path(line) for line in result.output.split())
-    assert written == sorted(p for p in (tmp_path / "grids").iterdir())
-    assert {p.suffix for p in written} == {".mp4", ".webp", ".json"} and len(written) == 6
+    assert written == sorted([*(tmp_path / "grids").iterdir(), tmp_path / "report.html"])  # the page refreshed
+    assert {p.suffix for p in written} == {".mp4", ".webp", ".json", ".html"} and len(written) == 7
     result = runner.invoke(app, ["grid", str(tmp_path), "--x", "motion"])
     assert result.exit_code == 2 and "unknown parameter 'motion' for x" in result.output
     assert "Traceback" not in result.output
     result = runner.invoke(app, ["grid", str(tmp_path / "nothing"), "--x", "seed"])
     assert result.exit_code == 2 and "no results in" in result.output
+
+
+def test_a_parameter_zipped_with_an_axis_is_shown_with_its_values(tmp_path: Path):
+    """min_guidance_scale moves with max_guidance_scale (a zip): under each column, in the title, never 'fixed'."""
+    colors = {}
+    pairs = [(3.0, 1.0), (2.0, 0.5), (4.0, 1.5)]  # (max, min), written out of order
+    for index, ((top, bottom), noise) in enumerate((pair, noise) for pair in pairs for noise in (0.02, 0.1)):
+        sweep = {"max_guidance_scale": top, "min_guidance_scale": bottom, "noise_aug_strength": noise}
+        add_job(tmp_path, f"j{index}", sweep, color=color_of(index))
+        colors[(top, noise)] = color_of(index)
+    (by_column,) = draw_grids(tmp_path, "max_guidance_scale", "noise_aug_strength", formats=("mp4",))
+    meta = sidecar(by_column)
+    assert meta["x_values"] == [2.0, 3.0, 4.0] and meta["x_partners"] == {"min_guidance_scale": [0.5, 1.0, 1.5]}
+    assert meta["x_labels"] == [
+        "max_guidance_scale=2, min_guidance_scale=0.5",
+        "max_guidance_scale=3, min_guidance_scale=1",
+        "max_guidance_scale=4, min_guidance_scale=1.5",
+    ]
+    assert meta["y_labels"] == ["noise_aug_strength=0.02", "noise_aug_strength=0.1"] and meta["y_partners"] == {}
+    assert "min_guidance_scale" not in meta["fixed"] and meta["per_cell"] == []
+    assert meta["title"].startswith("min_guidance_scale moves with max_guidance_scale · model=tiny-svd")
+    cells = {(cell["x"], cell["params"]["min_guidance_scale"]) for cell in meta["cells"]}
+    assert cells == {(2.0, 0.5), (3.0, 1.0), (4.0, 1.5)}
+
+    # on y: beside each row's value
+    (by_row,) = draw_grids(tmp_path, "noise_aug_strength", "max_guidance_scale", formats=("mp4",))
+    meta = sidecar(by_row)
+    assert meta["y_partners"] == {"min_guidance_scale": [0.5, 1.0, 1.5]} and meta["x_partners"] == {}
+    assert meta["y_labels"][0] == "max_guidance_scale=2, min_guidance_scale=0.5"
+    assert "min_guidance_scale moves with max_guidance_scale" in meta["title"]
+    frame = read_mp4(by_row.mp4)[0][0]
+    for cell in meta["cells"]:  # the taller row labels did not move a video out of its cell
+        assert_color(frame, cell["box"], colors[(cell["y"], cell["x"])])
+
+
+def test_a_parameter_that_follows_neither_axis_is_named_per_cell(tmp_path: Path):
+    for index, (a, b, eta) in enumerate([(60, 0.02, 0.0), (120, 0.02, 1.0), (60, 0.1, 1.0), (120, 0.1, 0.0)]):
+        add_job(tmp_path, f"j{index}", {"motion_bucket_id": a, "noise_aug_strength": b, "eta": eta})
+    (grid,) = draw_grids(tmp_path, "motion_bucket_id", "noise_aug_strength", formats=("mp4",))
+    meta = sidecar(grid)
+    assert meta["per_cell"] == ["eta"] and "eta" not in meta["fixed"] and "eta varies per cell" in meta["title"]
+    assert {(cell["x"], cell["y"]): cell["params"] for cell in meta["cells"]}[(120, 0.02)] == {"eta": 1.0}
+
+
+def test_unset_values_say_default_and_are_not_listed_as_fixed(tmp_path: Path):
+    """A parameter left to the pipeline's default is never drawn as ``name=``: "default" where it tells grids,
+    rows or columns apart, left out of the title (and listed under ``defaults``) where it is the same throughout."""
+    for index, (motion, chunk) in enumerate((m, c) for m in (60, 120) for c in (None, 4)):
+        add_job(tmp_path, f"j{index}", {"motion_bucket_id": motion, "decode_chunk_size": chunk, "fps_id": None})
+    set_chunk, unset_chunk = (sidecar(grid) for grid in draw_grids(
+        tmp_path, "motion_bucket_id", z="decode_chunk_size", formats=("mp4",)
+    ))
+    assert set_chunk["name"] == "grid-x=motion_bucket_id-decode_chunk_size=4"
+    assert unset_chunk["name"] == "grid-x=motion_bucket_id-decode_chunk_size=default"
+    assert unset_chunk["title"].startswith("decode_chunk_size=default · model=tiny-svd")
+    assert (set_chunk["fixed"]["decode_chunk_size"], set_chunk["defaults"]) == (4, ["fps_id"])
+    assert "decode_chunk_size" not in unset_chunk["fixed"]
+    assert unset_chunk["defaults"] == ["decode_chunk_size", "fps_id"]
+    for meta in (set_chunk, unset_chunk):
+        assert "fps_id" not in meta["fixed"] and "fps_id" not in meta["title"]
+        assert not [item for item in meta["title"].split(" · ") if item.endswith("=")]
+    (by_chunk,) = draw_grids(tmp_path, "decode_chunk_size", "motion_bucket_id", formats=("mp4",))
+    assert sidecar(by_chunk)["x_labels"] == ["decode_chunk_size=4", "decode_chunk_size=default"]

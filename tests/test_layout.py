@@ -140,7 +140,8 @@ LAYERS = [
     # 3. the record of a job and the output root it lives in
     ["tasks.provenance", "tasks.record", "tasks.results", "tasks.outroot", "tasks.query", "tasks.progress"],
     # 4. rendering, and what is made from the records
-    ["tasks.render", "tasks.grid", "tasks.report", "tasks.summary", "tasks.submission", "tasks.reproduce"],
+    ["tasks.render", "tasks.grid", "tasks.report", "tasks.report_data", "tasks.summary", "tasks.submission",
+     "tasks.reproduce"],
     # 5. Prefect flows, the dispatcher and the command line
     ["flows"],
 ]

@@ -3,6 +3,7 @@
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -121,6 +122,25 @@ def test_a_job_making_progress_is_not_cancelled(tiny_svd, tmp_path, monkeypatch)
     manifest = load_manifest(small(tmp_path, seeds=1), "cpu")
     record = render_job(manifest.jobs[0], RunContext.new(tmp_path / "out", "cpu", manifest, hang_timeout_s=1.5))
     assert record["status"] == "ok", record["error"]
+
+
+def test_the_watchdog_hooks_one_forward_pass_per_look_not_every_one():
+    """A global hook on every module call cost 8 % of a tiny video: it is armed again at each look of the watcher."""
+    from torch.nn.modules import module
+
+    from videosweep.tasks.watchdog import watchdog
+
+    layer = torch.nn.Linear(2, 2)
+    before = len(module._global_forward_pre_hooks)
+    with watchdog(60, poll=0.05):
+        assert len(module._global_forward_pre_hooks) == before + 1
+        layer(torch.zeros(2))
+        assert len(module._global_forward_pre_hooks) == before, "disarmed by the pass it saw"
+        deadline = time.monotonic() + 10
+        while len(module._global_forward_pre_hooks) == before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(module._global_forward_pre_hooks) == before + 1, "armed again at the watcher's next look"
+    assert len(module._global_forward_pre_hooks) == before
 
 
 def test_a_run_that_would_not_fit_on_the_disk_does_not_start(tiny_svd, tmp_path, monkeypatch):
@@ -369,6 +389,12 @@ def test_a_killed_run_s_processes_end_with_it_and_the_same_command_resumes(tiny_
         _, errors = again.communicate(timeout=600)
         assert again.returncode == 0, errors[-3000:]
         one_ok_record_per_job(out, manifest)
+        # what the cluster logs (its scheduler here, its workers in their processes) is in the log file, not on stderr
+        assert "distributed" not in errors, errors[-3000:]
+        [log_file] = Path(os.environ["VIDEOSWEEP_HOME"], "logs").glob(f"videosweep-*-{again.pid}.log")
+        logged = log_file.read_text(encoding="utf-8")
+        assert "INFO distributed.scheduler:" in logged and re.search(r"INFO distributed\.worker \[worker \d+\]", logged)
+        assert "INFO videosweep.tasks.progress: starting 2 Dask workers…" in logged  # what the startup line said
     finally:  # whatever happened, nothing of the killed run outlives the test
         for process in children:
             try:

@@ -1,21 +1,25 @@
 """Queries over the results table, and `videosweep results`, on synthetic records with known values."""
 
+import io
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from videosweep.flows.cli import app
 from videosweep.tasks.query import (
     QueryError,
     cell_text,
+    compare_runs,
     default_columns,
     export,
     latest_attempts,
     parameter_summary,
+    rich_table,
     root_summary,
     select,
     varying_parameters,
@@ -128,16 +132,32 @@ def test_bad_selections_name_the_problem_and_the_columns(table, selection, messa
 
 def test_parameter_summary_averages_ok_jobs_by_value(table):
     summary = parameter_summary(table)
-    measures = ["total_s", "denoise_s", "motion_score", "flicker"]  # no first-frame metrics: null in every row
-    assert list(summary.columns) == ["parameter", "value", "jobs", "ok", *measures]
+    measures = ["render_s", "denoise_s", "motion_score", "flicker"]  # no first-frame metrics: null in every row
+    assert list(summary.columns) == ["parameter", "value", "jobs", "ok", *measures]  # no load recorded: no load columns
     rows = {(row["parameter"], row["value"]): row for row in summary.to_dict(orient="records")}
     assert list(rows) == [("motion_bucket_id", "60"), ("motion_bucket_id", "180"), ("seed", "42"), ("seed", "43")]
     assert (rows["motion_bucket_id", "60"]["jobs"], rows["motion_bucket_id", "60"]["ok"]) == (2, 2)
-    assert rows["motion_bucket_id", "60"]["total_s"] == pytest.approx(3.0)
+    assert rows["motion_bucket_id", "60"]["render_s"] == pytest.approx(3.0)
     assert rows["motion_bucket_id", "60"]["motion_score"] == pytest.approx(0.015)
     assert (rows["motion_bucket_id", "180"]["jobs"], rows["motion_bucket_id", "180"]["ok"]) == (2, 1)
-    assert rows["motion_bucket_id", "180"]["total_s"] == pytest.approx(6.0)  # the failed job's 0.5 s left out
+    assert rows["motion_bucket_id", "180"]["render_s"] == pytest.approx(6.0)  # the failed job's 0.5 s left out
     assert rows["seed", "43"]["denoise_s"] == pytest.approx(2.0)
+
+
+def test_time_means_leave_the_first_jobs_pipeline_load_apart(table):
+    """Job 1 loads the pipeline (30 s) and renders in 2 s: its value must not look 10x slower than the others."""
+    first = table["job_index"] == 1
+    loaded = table.assign(load_s=first * 30.0, total_s=table["total_s"] + first * 30.0)  # job 1: 32 s in all
+    summary = parameter_summary(loaded)
+    assert list(summary.columns) == [
+        "parameter", "value", "jobs", "ok", "render_s", "denoise_s", "loads", "load_s", "motion_score", "flicker"
+    ]
+    rows = {(row["parameter"], row["value"]): row for row in summary.to_dict(orient="records")}
+    assert rows["motion_bucket_id", "60"]["render_s"] == pytest.approx(3.0)  # (2 + 4) / 2, not (32 + 4) / 2
+    assert (rows["motion_bucket_id", "60"]["loads"], rows["motion_bucket_id", "60"]["load_s"]) == (1, 30.0)
+    assert (rows["motion_bucket_id", "180"]["loads"], rows["motion_bucket_id", "180"]["load_s"]) == (0, 0.0)
+    assert rows["seed", "42"]["render_s"] == pytest.approx(4.0)  # jobs 1 and 3: (2 + 6) / 2
+    assert rows["seed", "43"]["render_s"] == pytest.approx(4.0)  # the same: the seeds no longer differ by the load
 
 
 def test_root_summary_counts_latest_attempts_and_times_every_run(out_root: Path):
@@ -211,3 +231,107 @@ def test_cli_refuses_bad_input_with_exit_2(out_root: Path, args, message):
 def test_cli_refuses_a_folder_without_results(tmp_path: Path):
     result = videosweep(tmp_path)
     assert result.exit_code == 2 and f"no results under {tmp_path / 'results'}" in result.output
+
+
+def test_cli_all_attempts_lists_every_attempt_with_its_run(out_root: Path):
+    result = videosweep(out_root, "--all-attempts", "--no-summary")
+    assert result.exit_code == 0, result.output
+    assert "5 attempts of 4 jobs" in result.output
+    assert "run-1" in result.output and "run-2" in result.output
+    records = json.loads(videosweep(out_root, "--all-attempts", "--format", "json").output)
+    assert [(r["job_id"], r["attempt"], r["run_id"], r["status"]) for r in records] == [
+        (job_id(1), 1, "run-1", "ok"),
+        (job_id(2), 1, "run-1", "ok"),
+        (job_id(3), 1, "run-1", "failed"),
+        (job_id(3), 2, "run-2", "ok"),
+        (job_id(4), 1, "run-1", "failed"),
+    ]
+    failed = json.loads(videosweep(out_root, "--all-attempts", "--format", "json", "--where", "status == 'failed'").output)
+    assert [(r["job_id"], r["attempt"]) for r in failed] == [(job_id(3), 1), (job_id(4), 1)]
+
+
+def test_compare_puts_the_jobs_of_two_runs_side_by_side(out_root: Path):
+    compared = compare_runs(read_results(out_root), "run-1", "run-2")
+    assert (compared.run_a, compared.run_b, compared.only_a, compared.only_b) == ("run-1", "run-2", 3, 0)
+    [row] = compared.table.to_dict(orient="records")  # job 3: failed in run 1, rendered in run 2
+    assert (row["job_id"], row["status_a"], row["status_b"]) == (job_id(3), "failed", "ok")
+    assert (row["render_s_a"], row["render_s_b"], row["render_s_diff"]) == (0.5, 6.0, 5.5)
+    assert pd.isna(row["motion_score_a"]) and row["motion_score_b"] == 0.05 and pd.isna(row["motion_score_diff"])
+
+    result = videosweep(out_root, "--compare", "run-1", "run-2")
+    assert result.exit_code == 0, result.output
+    assert "A = run run-1, B = run run-2: jobs in both 1, only in A 3, only in B 0" in result.output
+    assert job_id(3)[:8] in result.output and "failed" in result.output
+    rows = json.loads(videosweep(out_root, "--compare", "run-1", "run-2", "--format", "json").output)
+    assert rows[0]["render_s_diff"] == 5.5
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--compare", "run-", "run-2"], "'run-' is the start of several runs; its runs, oldest first: run-1 (attempts: 4), run-2"),
+        (["--compare", "run-9", "run-2"], "'run-9' names no run of this output root"),
+        (["--compare", "run-2", "run-2"], "give two different runs"),
+        (["--compare", "run-1", "run-2", "--all-attempts"], "leave out --all-attempts"),
+    ],
+)
+def test_compare_refuses_runs_it_cannot_name(out_root: Path, args, message):
+    result = videosweep(out_root, *args)
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+SWEPT = {"motion_bucket_id": [60, 120, 180], "noise_aug_strength": [0.02, 0.1, 0.2], "num_inference_steps": [25, 25, 50]}
+
+
+def rendered_text(table, width: int) -> str:
+    console = Console(width=width, record=True, file=io.StringIO())
+    console.print(table)
+    return console.export_text()
+
+
+@pytest.mark.parametrize("width", [80, 60])
+def test_narrow_terminals_show_swept_names_and_values_whole_or_name_what_is_left_out(width):
+    frame = pd.DataFrame({
+        "job_id": [job_id(index) for index in (1, 2, 3)], **SWEPT, "status": ["ok"] * 3, "total_s": [32.5, 3.25, 3.5],
+        "motion_score": [0.01, 0.02, 0.03], "flicker": [0.001] * 3, "first_frame_psnr": [30.1, 31.2, 29.0],
+    })
+    text = rendered_text(rich_table(frame, "sweep", width=width, keep=["job_id", *SWEPT, "status"]), width)
+    assert "…" not in text and max(map(len, text.splitlines())) <= width
+    left_out = text.split(f"left out to fit {width} characters: ")[1].replace("\n", " ") if "left out" in text else ""
+    for name in frame.columns[1:]:
+        if name in left_out:
+            continue
+        assert name in text, f"{name} neither shown whole nor named as left out"
+        assert all(cell_text(value) in text for value in frame[name]), name
+    shown_swept = [name for name in SWEPT if name not in left_out]
+    assert shown_swept == (list(SWEPT) if width == 80 else ["motion_bucket_id", "noise_aug_strength"])
+
+
+def test_cli_results_fit_the_terminal(out_root: Path, monkeypatch):
+    from videosweep.flows.cli import results as command
+
+    monkeypatch.setattr(command, "out", Console(width=60))
+    result = videosweep(out_root)
+    assert result.exit_code == 0, result.output
+    assert max(map(len, result.output.splitlines())) <= 60 and "…" not in result.output
+    assert "motion_bucket_id" in result.output and "left out to fit 60 characters" in result.output
+
+
+def test_validate_fits_the_terminal_without_cutting_swept_names(demo_copy: Path, monkeypatch):
+    """At 60 characters, validate's table (rich_table, as results') shows the swept keys that fit whole, names the rest."""
+    from videosweep.flows.cli import run as command
+    from videosweep.tasks.manifest import load_manifest
+
+    width = 60
+    monkeypatch.setattr(command, "out", Console(width=width))
+    result = CliRunner().invoke(app, ["validate", str(demo_copy), "--device", "cpu"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert max(map(len, result.output.splitlines())) <= width and "…" not in result.output
+    jobs = load_manifest(demo_copy, "cpu").jobs
+    assert all(job.job_id in result.output for job in jobs)  # validate shows whole ids
+    table, _, grid_line = result.output.partition("grid: ")  # the grid line names the swept keys too
+    left_out = table.split(f"left out to fit {width} characters: ")[1] if "left out" in table else ""
+    shown = [key for key in ("motion_bucket_id", "noise_aug_strength", "seed") if key not in left_out]
+    assert shown == ["motion_bucket_id", "noise_aug_strength"] and "seed" in left_out
+    for key in shown:
+        assert key in table and all(str(job.coords[key]) in table for job in jobs)

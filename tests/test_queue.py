@@ -2,6 +2,7 @@
 submit / status / cancel end to end (one server for the module, started and stopped here)."""
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -15,7 +16,12 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterParentFlowRunId,
+)
 from typer.testing import CliRunner
 
 from videosweep.flows.cli import app
@@ -24,7 +30,7 @@ from videosweep.flows.render import artifact_key
 from videosweep.tasks.manifest import load_manifest
 from videosweep.tasks.models import file_sha256
 from videosweep.tasks.results import read_results, write_record
-from videosweep.tasks.submission import freeze_manifest, progress_of, start_time
+from videosweep.tasks.submission import freeze_manifest, progress_of, queued_run_name, start_time
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -130,6 +136,16 @@ def test_progress_counts_the_manifest_jobs_and_estimates_the_rest(tmp_path):
     assert progress_of(tmp_path / "none", "abc", total=3, since=None).eta_s is None
 
 
+def test_a_queued_run_is_named_for_its_manifest_in_characters_a_person_can_type():
+    assert re.fullmatch(r"night-[0-9a-f]{6}", queued_run_name("night"))
+    assert queued_run_name("night") != queued_run_name("night")
+    assert re.fullmatch(r"my-sweep_v2.1-[0-9a-f]{6}", queued_run_name("my sweep_v2.1 🚀"))
+    assert re.fullmatch(r"b-[0-9a-f]{6}", queued_run_name("\x1b[31m🚀 <b>"))  # the escape sequence is gone whole
+    assert re.fullmatch(r"run-[0-9a-f]{6}", queued_run_name("🚀"))
+    assert re.fullmatch(r"صاروخ-x-[0-9a-f]{6}", queued_run_name("\u202eصاروخ x\n"))  # no bidi override
+    assert len(queued_run_name("a" * 500)) == 40 + 7
+
+
 def test_queue_commands_refuse_to_run_without_a_server(tmp_path):
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -233,7 +249,7 @@ def runs_by_out(url: str) -> dict[str, object]:
 
 def queued_name(result) -> str:
     assert result.exit_code == 0, result.output
-    return result.output.split()[1]  # "queued <name> (<id>): ..."
+    return result.output.split()[1].rstrip(":")  # "queued <name>: ..."
 
 
 def test_submit_at_a_time_then_cancel(server, tmp_path):
@@ -244,10 +260,21 @@ def test_submit_at_a_time_then_cancel(server, tmp_path):
         out = tmp_path / "out"
         result = videosweep("submit", manifest, "--at", tomorrow, "--priority", 5, "--out", out, "--device", "cpu")
         name = queued_name(result)
+        assert re.fullmatch(r"later-[0-9a-f]{6}", name), name  # the manifest's name: one a person can type
         assert "later, 1 jobs, priority 5" in result.output and tomorrow.replace("T", " ") in result.output
         listing = videosweep("status").output
         line = next(line for line in listing.splitlines() if line.startswith(name))
-        assert "Scheduled" in line and "priority-5" in line and str(out) in line
+        assert "Scheduled" in line and "priority-5" in line and str(out) in line and " later " in line
+
+        # the manifest's name names its one run; once submitted twice, it names neither, and says which
+        assert f"{name} (" in videosweep("status", "later").output
+        again = queued_name(videosweep("submit", manifest, "--at", tomorrow, "--out", tmp_path / "out-2"))
+        both = videosweep("status", "later")
+        assert both.exit_code == 2 and "manifest name 'later' matches 2 runs" in both.output
+        assert name in both.output and again in both.output and "give the run's name or id" in both.output
+        with api_client() as client:
+            again_id = next(str(run.id) for run in submitted_runs(client) if run.name == again)
+        assert videosweep("cancel", again_id[:8]).output.strip() == f"{again}: Cancelled"  # or a prefix of its id
 
         assert videosweep("cancel", name).output.strip() == f"{name}: Cancelled"
         shown = videosweep("status", name)
@@ -282,8 +309,10 @@ def test_two_submissions_run_one_after_another_by_priority(server, tmp_path):
             assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
             time.sleep(1)
         with on(url):
-            after = videosweep("status", name_first).output
+            after = videosweep("status", "first").output  # its manifest's name: one run has it
 
+    lines = [line.split()[0] for line in during.splitlines()[2:]]
+    assert lines.count(name_second) == 1  # the running one's render subflow is not a run of its own
     lines = {line.split()[0]: line for line in during.splitlines()[2:]}
     assert "Running" in lines[name_second] and "Scheduled" in lines[name_first]
     assert "): Running" in one and "of 1" in one and "ETA:" in one
@@ -292,11 +321,15 @@ def test_two_submissions_run_one_after_another_by_priority(server, tmp_path):
     done_first, done_second = runs[str(out_first)], runs[str(out_second)]
     assert done_first.state_name == done_second.state_name == "Completed"
     assert done_second.end_time <= done_first.start_time  # one after another, the urgent one first
-    assert "): Completed" in after and "jobs: 2 ok, 0 failed, 0 running, 0 waiting, of 2" in after
+    assert f"{name_first} ({done_first.id}): Completed" in after
+    assert "jobs: 2 ok, 0 failed, 0 running, 0 waiting, of 2" in after
     assert "ETA" not in after
     with on(url), api_client() as client:  # the run's summary, for the Prefect UI
         mine = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[done_first.id]))
         (summary,) = client.read_artifacts(artifact_filter=mine)
+        children = FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[done_first.id]))
+        (render,) = client.read_flow_runs(flow_run_filter=children)
+    assert render.name == done_first.name == name_first  # one name in the Prefect UI too
     assert summary.key == f"{artifact_key(out_first.name)}-run" and "2 jobs: 2 ok, 0 failed" in summary.data
     for out, jobs in ((out_first, 2), (out_second, 1)):
         records = read_results(out)

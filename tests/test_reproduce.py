@@ -224,11 +224,11 @@ def test_export_manifest_renders_the_selected_job_ids(rendered, tmp_path):
     every = videosweep("export-manifest", out)
     (tmp_path / "every.yaml").write_text(every.stdout)
     assert [job.job_id for job in load_manifest(tmp_path / "every.yaml", "cpu").jobs] == [ids[60], ids[180]]
-    spec = yaml.safe_load(every.stdout)  # shared values in defaults, the swept one per row
-    assert spec["defaults"]["model"] == "tiny-svd" and spec["rows"] == [
-        {"motion_bucket_id": 60},
-        {"motion_bucket_id": 180},
-    ]
+    spec = yaml.safe_load(every.stdout)  # shared values in defaults, the swept one swept again
+    assert spec["defaults"]["model"] == "tiny-svd" and "rows" not in spec
+    assert spec["sweep"] == {"motion_bucket_id": [60, 180]}
+    planned = videosweep("plan", tmp_path / "every.yaml", "--out", out, "--device", "cpu")
+    assert planned.exit_code == 0 and "0 of 2 jobs to render" in planned.output  # the very jobs rendered
 
     bad = videosweep("export-manifest", out, "--where", "motion_bucket == 1")
     assert bad.exit_code == 2 and "motion_bucket_id" in bad.output  # the columns are listed
@@ -250,3 +250,75 @@ def test_a_schedulers_recorded_config_is_the_same_text_in_every_process():
         scheduler.register_to_config(_use_default_values=order)
         texts.add(scheduler_config_json(scheduler))
     assert len(texts) == 1
+
+
+SWEEP = """name: folded
+defaults: {model: tiny-svd, image: inputs/rocket.png, height: 32, width: 32, num_frames: 4, num_inference_steps: 2}
+sweep:
+  motion_bucket_id: [60, 180]
+  noise_aug_strength: [0.02, 0.1]
+zip:
+  max_guidance_scale: [3.0, 2.5]
+  min_guidance_scale: [1.0, 1.5]
+seeds: [42, 43]
+"""
+
+
+@pytest.fixture(scope="module")
+def recorded_sweep(tmp_path_factory, tiny_svd) -> tuple[Path, Path, list]:
+    """A sweep of 16 jobs (2 x 2 x a zip of 2 x 2 seeds), each recorded as a run records a job its worker lost
+    (no rendering: export reads records): (manifest, output root, jobs)."""
+    from videosweep.tasks.render.loop import worker_lost
+
+    folder = tmp_path_factory.mktemp("folded")
+    shutil.copytree(REPO / "manifests" / "inputs", folder / "inputs")
+    manifest = folder / "folded.yaml"
+    manifest.write_text(SWEEP)
+    table = load_manifest(manifest, "cpu")
+    run = RunContext.new(folder / "out", "cpu", table)
+    for job in table.jobs:
+        worker_lost(job, run, 1)
+    return manifest, folder / "out", table.jobs
+
+
+def exported(out: Path, tmp_path: Path, where: str | None = None) -> tuple[dict, list[str]]:
+    """export-manifest's YAML for ``where``, and the job ids its manifest expands to."""
+    result = videosweep("export-manifest", out, *(["--where", where] if where else []))
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "exported.yaml"
+    path.write_text(result.stdout)
+    return yaml.safe_load(result.stdout), [job.job_id for job in load_manifest(path, "cpu").jobs]
+
+
+def test_export_folds_a_full_sweep_back_into_sweep_zip_and_seeds(recorded_sweep, tmp_path):
+    _, out, jobs = recorded_sweep
+    spec, ids = exported(out, tmp_path)
+    assert ids == [job.job_id for job in jobs]  # the same jobs, in the same order
+    assert set(spec) == {"defaults", "sweep", "zip", "seeds"}
+    assert spec["sweep"] == {"motion_bucket_id": [60, 180], "noise_aug_strength": [0.02, 0.1]}
+    assert spec["zip"] == {"max_guidance_scale": [3.0, 2.5], "min_guidance_scale": [1.0, 1.5]}
+    assert spec["seeds"] == [42, 43] and spec["defaults"]["num_frames"] == 4
+
+    spec, ids = exported(out, tmp_path, "seed == 43 and max_guidance_scale == 3")  # a full product still
+    assert ids == [job.job_id for job in jobs if job.seed == 43 and job.params["max_guidance_scale"] == 3]
+    assert set(spec) == {"defaults", "sweep"} and spec["defaults"]["seed"] == 43
+    assert spec["defaults"]["min_guidance_scale"] == 1.0
+
+
+def test_export_of_a_partial_selection_folds_only_what_it_holds_whole(recorded_sweep, tmp_path):
+    _, out, jobs = recorded_sweep
+    where = "not (motion_bucket_id == 60 and noise_aug_strength == 0.02)"  # 3 of the 4 pairs, each with all the rest
+    spec, ids = exported(out, tmp_path, where)
+    pair = lambda job: (job.params["motion_bucket_id"], job.params["noise_aug_strength"])  # noqa: E731
+    assert sorted(ids) == sorted(job.job_id for job in jobs if pair(job) != (60, 0.02)) and len(ids) == 12
+    assert spec["rows"] == [
+        {"motion_bucket_id": 60, "noise_aug_strength": 0.1},
+        {"motion_bucket_id": 180, "noise_aug_strength": 0.02},
+        {"motion_bucket_id": 180, "noise_aug_strength": 0.1},
+    ]
+    assert "sweep" not in spec and spec["seeds"] == [42, 43]
+    assert set(spec["zip"]) == {"max_guidance_scale", "min_guidance_scale"}
+
+    spec, ids = exported(out, tmp_path, "job_index != 1")  # nothing is whole: every job a row of its own
+    assert sorted(ids) == sorted(job.job_id for job in jobs if job.index != 1) and len(spec["rows"]) == 15
+    assert set(spec) == {"defaults", "rows"}

@@ -1,4 +1,4 @@
-"""``videosweep``: run, plan, validate, models, results, rerun, show, export-manifest, inspect;
+"""``videosweep``: run, plan, validate, models, results, compact, rerun, show, export-manifest, inspect;
 submit, status, cancel, worker (queued runs on a Prefect server).
 
 Exit codes: 0 all good; 1 some jobs failed (the others finished); 2 nothing was done because
@@ -35,6 +35,7 @@ for _command in (
     rerun.export_manifest,
     results.inspect,
     results.results,
+    results.compact,
     outputs.grid,
     queue.submit,
     queue.status,

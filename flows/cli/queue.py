@@ -25,7 +25,9 @@ from .arguments import (
     plain_errors,
 )
 
-RunArg = Annotated[str, typer.Argument(help="a submitted run's name (e.g. crimson-lemur) or a prefix of its id")]
+RunArg = Annotated[
+    str, typer.Argument(help="a submitted run's name (e.g. night-3fa9c1), its manifest's name, or a prefix of its id")
+]
 PoolOpt = Annotated[
     Optional[str],
     typer.Option("--pool", help="work pool (default: prefect.yaml's, videosweep): submit queues runs there, worker serves it"),
@@ -73,32 +75,35 @@ def submit(
             rendering = {"hang_timeout": hang_timeout or None, "overlap_export": overlap_export, "batch": batch}
             rendering |= {"limits": bounds} if bounds else {}
             run = queue_run(
-                client, copy, out_root, len(table.jobs), when, priority, device, workers, force, rendering, pool
+                client, copy, out_root, len(table.jobs), when, priority, device, workers, force, rendering, pool,
+                name=table.name,
             )
     starts = when.strftime("%Y-%m-%d %H:%M") if when else "as soon as a worker is free"
-    typer.echo(f"queued {run.name} ({run.id}): {table.name}, {len(table.jobs)} jobs, priority {priority}")
+    typer.echo(printable(f"queued {run.name}: {table.name}, {len(table.jobs)} jobs, priority {priority}"))
     typer.echo(f"starts:   {starts}")
     typer.echo(printable(f"manifest: {copy}"))
     typer.echo(printable(f"output:   {out_root}"))
 
 
 def status(
-    run: Annotated[Optional[str], typer.Argument(help="a run's name or id prefix: its jobs and ETA")] = None,
+    run: Annotated[
+        Optional[str], typer.Argument(help="a run's name, its manifest's name or an id prefix: its jobs and ETA")
+    ] = None,
 ) -> None:
     """Submitted runs (queued, running, finished), or one run's jobs done / failed / running and its ETA."""
     from datetime import datetime, timedelta, timezone
 
-    from videosweep.flows.queue import api_client, find_run, run_progress, submitted_runs
+    from videosweep.flows.queue import api_client, find_run, manifest_name, run_progress, submitted_runs
 
     with plain_errors(), api_client() as client:
         if run is None:
             runs = submitted_runs(client)
             # plain columns, not a rich table: paths stay whole and greppable at any width
-            rows = [("run", "id", "state", "queue", "scheduled", "manifest", "output")]
+            # one line a run: its render subflow is part of it, not a run of its own
+            rows = [("run", "state", "queue", "scheduled", "manifest", "output")]
             for each in runs:
-                when, manifest = _local(each.expected_start_time), Path(each.parameters["manifest"]).name
-                queue, output = each.work_queue_name, each.parameters["out"]
-                rows.append((each.name, str(each.id)[:8], each.state_name, queue, when, manifest, output))
+                when, queue, output = _local(each.expected_start_time), each.work_queue_name, each.parameters["out"]
+                rows.append((each.name, each.state_name, queue, when, manifest_name(each), output))
             widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
             typer.echo(f"{len(runs)} submitted runs, latest first")
             for row in rows:
@@ -106,7 +111,7 @@ def status(
             return
         found = find_run(client, run)
         progress = run_progress(client, found)
-    typer.echo(f"{found.name} ({found.id}): {found.state_name}")
+    typer.echo(printable(f"{found.name} ({found.id}): {found.state_name}"))
     typer.echo(printable(f"manifest: {found.parameters['manifest']}"))
     typer.echo(printable(f"output:   {found.parameters['out']}"))
     started = found.start_time if found.run_count else None  # a run cancelled while queued never started

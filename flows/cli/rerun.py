@@ -10,6 +10,7 @@ import typer
 from videosweep.tasks.text import printable, printable_lines
 
 from .arguments import MESSAGE_LIMIT, DeviceOpt, JobArg, OutArg, plain_errors
+from .outputs import refresh_pages
 
 
 def rerun(
@@ -36,6 +37,7 @@ def rerun(
     typer.echo(printable(f"rendering job {planned.job.job_id} into {planned.into}"))
     outcome = run_rerun(planned)
     typer.echo(printable_lines(outcome.message, MESSAGE_LIMIT))
+    refresh_pages(planned.into, planned.out_root)  # the rerun's root, and OUT's page, which lists OUT/reruns
     raise typer.Exit(0 if outcome.record["status"] == "ok" else 1)
 
 

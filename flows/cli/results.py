@@ -33,18 +33,34 @@ def results(
             help="means by value of each varying parameter (default: after the table; csv/json/parquet: instead of rows)",
         ),
     ] = None,
+    all_attempts: Annotated[
+        bool, typer.Option("--all-attempts", help="every attempt of each job (attempt, run id, status), not the latest only")
+    ] = False,
+    compare: Annotated[
+        Optional[tuple[str, str]],
+        typer.Option(
+            "--compare",
+            metavar="RUN_A RUN_B",
+            help="the jobs two runs both rendered, side by side with the differences (a run id or a unique prefix of one)",
+        ),
+    ] = None,
     output: Annotated[
         Optional[Path], typer.Option("--output", help="file for csv/json/parquet (parquet needs one; else stdout)")
     ] = None,
 ) -> None:
-    """Show the latest attempt of each job in OUT's results table: selected, sorted, summarised by parameter."""
+    """Show the latest attempt of each job in OUT's results table (--all-attempts: every attempt; --compare: two runs
+    side by side): selected, sorted, summarised by parameter."""
     from videosweep.tasks.query import (
+        attempt_columns,
+        compare_runs,
         export,
         latest_attempts,
         parameter_summary,
         rich_table,
         root_summary,
+        rows_where,
         select,
+        varying_parameters,
         with_swept_columns,
     )
     from videosweep.tasks.layout import RESULTS_DIR
@@ -56,25 +72,66 @@ def results(
         refuse("--format parquet writes a file: add --output FILE.parquet")
     if fmt == "table" and output is not None:
         refuse("--output needs --format csv, json or parquet")
+    if compare and (all_attempts or summary):
+        refuse("--compare shows the jobs of two runs: leave out --all-attempts and --summary")
     attempts = read_results(out_root)
+    chosen = [name.strip() for name in columns.split(",")] if columns else None
+    hint = "--columns chooses what to show; --format csv shows every column"
+    if compare:
+        with plain_errors():
+            compared = compare_runs(rows_where(with_swept_columns(attempts), where) if where else attempts, *compare)
+            shown = select(compared.table, columns=chosen or list(compared.table.columns), sort=sort)
+        if fmt != "table":
+            _echo(export(shown, fmt, output))
+            return
+        out.print(rich_table(shown, title=compared.title(), width=out.width, keep=compared.keep, hint=hint))
+        return
     table = with_swept_columns(latest_attempts(attempts))
     with plain_errors():  # a QueryError names the column or expression
         rows = select(table, where, list(table.columns), sort)  # every column: the summary averages what is not shown
-        shown = select(rows, columns=[name.strip() for name in columns.split(",")] if columns else None)
+        if all_attempts:
+            every = with_swept_columns(attempts).sort_values(["job_index", "job_id", "attempt"], kind="stable")
+            listed = select(every, where, list(every.columns), sort)
+            shown = select(listed, columns=chosen or attempt_columns(listed))
+        else:
+            shown = select(rows, columns=chosen)
         per_value = parameter_summary(rows) if summary or (summary is None and fmt == "table") else None
     if fmt != "table":
-        text = export(per_value if summary else shown, fmt, output)
-        if text is not None:
-            typer.echo(text, nl=False)
+        _echo(export(per_value if summary else shown, fmt, output))
         return
     facts = root_summary(attempts).items()
     out.print(Text(printable("; ".join(f"{label}: {text}" for label, text in facts if text))))
-    out.print(rich_table(shown, title=f"{len(shown)} of {len(table)} jobs (latest attempt of each)"))
+    keep = ["job_id", "attempt", "run_id", *varying_parameters(rows), "status"]
+    what = f"{len(shown)} attempts of {len(rows)} jobs" if all_attempts else f"{len(shown)} of {len(table)} jobs (latest attempt of each)"
+    out.print(rich_table(shown, title=what, width=out.width, keep=keep, hint=hint))
     if per_value is None:
         return
     for parameter, group in per_value.groupby("parameter", sort=False):
         by_value = group.drop(columns="parameter").rename(columns={"value": parameter})
-        out.print(rich_table(by_value, title=f"by {parameter} (time and metrics: means over ok jobs)"))
+        title = f"by {parameter} (latest attempts; means over ok jobs, render_s without the pipeline load; loads and load_s apart)"
+        out.print(rich_table(by_value, title=title, width=out.width, keep=[parameter, "jobs", "ok", "render_s"]))
+
+
+def compact(out_root: OutArg) -> None:
+    """Merge OUT's results parts into one file: the same table, read at once. A run does this itself when it ends."""
+    from videosweep.tasks.layout import RESULTS_DIR
+    from videosweep.tasks.outroot import RootBusy, claim
+    from videosweep.tasks.results import compact as compact_parts
+
+    if not any((out_root / RESULTS_DIR).glob("part-*.parquet")):
+        refuse(f"no results under {out_root / RESULTS_DIR}: give the --out folder of a run (outputs/<manifest name>)")
+    with plain_errors():
+        try:
+            with claim(out_root, "compaction", "videosweep compact"):  # no run writes a part meanwhile
+                done = compact_parts(out_root)
+        except RootBusy as busy:
+            refuse(f"cannot compact now: {busy.holder} holds {out_root}; run videosweep compact when it has ended")
+    typer.echo(printable(done.format()))
+
+
+def _echo(text: str | None) -> None:
+    if text is not None:
+        typer.echo(text, nl=False)
 
 
 def show(out_root: OutArg, job_id: JobArg) -> None:

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from videosweep.tasks.text import printable, printable_lines
@@ -55,33 +54,40 @@ def run(
     if force and retry_failed:
         refuse("--force renders every job again, --retry-failed only the failed ones: give one of them, not both")
     from videosweep.tasks import children
+    from videosweep.tasks.progress import startup
 
     bounds = limits(max_jobs, max_manifest_mb)
-    _refuse_at_once(manifest, out_dir, dask_address, bounds)
-    children.start_reaper()  # before any child process: each carries this run's mark and ends with it
-    table = load(manifest, device, bounds)  # fail fast, before Prefect starts
-    from videosweep.flows import process
-    from videosweep.flows.cluster import start_prefect_api
-    from videosweep.flows.render import default_out_root, run_manifest
-    from videosweep.tasks.outroot import check_manifest_location, check_room, claim
-    from videosweep.tasks.results import pending
-    from videosweep.tasks.render.cache import warm_up
+    with startup:  # on a terminal, one line says what the run waits for until its progress bar appears
+        startup.show(f"reading {manifest.name}…")
+        _refuse_at_once(manifest, out_dir, dask_address, bounds)
+        children.start_reaper()  # before any child process: each carries this run's mark and ends with it
+        table = load(manifest, device, bounds)  # fail fast, before Prefect starts
+        startup.show("starting Prefect…")
+        from videosweep.flows import process
+        from videosweep.flows.cluster import local_prefect_server, start_prefect_api, worker_count
+        from videosweep.flows.render import default_out_root, run_manifest
+        from videosweep.tasks.outroot import check_manifest_location, check_room, claim
+        from videosweep.tasks.results import pending
+        from videosweep.tasks.render.cache import warm_up
 
-    process.quiet_libraries()
-    out_root = out_dir or default_out_root(table.name)
-    # the setup must work before anything starts: the root free, writable and roomy (exit 2 if not)
-    with plain_errors(), claim(out_root, None, table.name):
-        check_manifest_location(manifest, out_root)
-        check_room(out_root, pending(table, out_root, force, retry_failed)[1])
-        process.resume_hint = "finished jobs are kept; the same command renders the rest"
-        prefect_api = start_prefect_api()  # its server boots while torch and diffusers import
-        warm_up()
-        prefect_api()
-        summary = run_manifest(
-            str(manifest), str(out_root), table.device, force, workers, dask_address,
-            retry_failed=retry_failed, hang_timeout=hang_timeout or None, overlap_export=overlap_export, batch=batch,
-            limits=bounds,
-        )
+        process.quiet_libraries()
+        out_root = out_dir or default_out_root(table.name)
+        # the setup must work before anything starts: the root free, writable and roomy (exit 2 if not)
+        with plain_errors(), claim(out_root, None, table.name):
+            check_manifest_location(manifest, out_root)
+            check_room(out_root, pending(table, out_root, force, retry_failed)[1])
+            process.resume_hint = "finished jobs are kept; the same command renders the rest"
+            local = local_prefect_server()
+            startup.show("starting Prefect (local server), loading torch…" if local else "loading torch…")
+            prefect_api = start_prefect_api()  # its server boots while torch and diffusers import
+            here = dask_address is None and worker_count(workers, table.device) == 1  # the jobs render in this process
+            warm_up(table.jobs, table.device if here else None)  # and the first pipeline loads meanwhile
+            prefect_api()
+            summary = run_manifest(
+                str(manifest), str(out_root), table.device, force, workers, dask_address,
+                retry_failed=retry_failed, hang_timeout=hang_timeout or None, overlap_export=overlap_export, batch=batch,
+                limits=bounds,
+            )
     typer.echo(summary.format())
     raise typer.Exit(1 if summary.failed else 0)
 
@@ -138,15 +144,17 @@ def validate(
     """Expand and check MANIFEST without rendering: print the job table, or every problem."""
     table = load(manifest, device, limits(max_jobs, max_manifest_mb))
     shown = table.jobs if show_all else table.jobs[:20]
-    swept = list(dict.fromkeys(key for job in table.jobs for key in job.coords))
-    grid = Table(title=Text(f"{table.name}: {len(table.jobs)} jobs on {table.device}"), title_justify="left")
-    grid.add_column("job_id", no_wrap=True, min_width=16)
-    for column in ["origin", "model", *swept, "dtype"]:
-        grid.add_column(Text(printable(column, CELL_LIMIT)))
-    for job in shown:
-        cells = [job.job_id, job.origin, job.model, *(str(job.coords.get(key, "")) for key in swept), job.dtype]
-        grid.add_row(*(Text(printable(cell, CELL_LIMIT)) for cell in cells))
-    out.print(grid)
+    import pandas as pd
+
+    from videosweep.tasks.query import rich_table
+
+    fixed = ("job_id", "origin", "model", "dtype")  # a swept model or dtype shows in its own column
+    swept = [key for key in dict.fromkeys(key for job in table.jobs for key in job.coords) if key not in fixed]
+    header = ["job_id", "origin", "model", *(printable(key, CELL_LIMIT) for key in swept), "dtype"]
+    cells = [[job.job_id, job.origin, job.model, *(str(job.coords.get(key, "")) for key in swept), job.dtype] for job in shown]
+    title = f"{table.name}: {len(table.jobs)} jobs on {table.device}"
+    frame = pd.DataFrame(cells, columns=header, dtype=object)
+    out.print(rich_table(frame, title, width=out.width, keep=header[:1] + header[3:-1], id_length=None))
     if len(shown) < len(table.jobs):
         out.print(f"... and {len(table.jobs) - len(shown)} more (--all prints them)")
     for spec in table.grids:

@@ -105,3 +105,88 @@ def sd_vae():
         norm_num_groups=4,
         sample_size=32,
     )
+
+
+# -- Qwen2.5-VL and ByT5 text parts (HunyuanVideo 1.5) ---------------------------------------------
+
+#: Qwen2-VL's chat template (Qwen/Qwen2.5-VL-7B-Instruct's ``chat_template``): what
+#: ``apply_chat_template`` turns a pipeline's system and user messages into.
+QWEN2_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: "
+    "{% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video {{ video_count.value }}: "
+    "{% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def qwen2_tokenizer():
+    """An in-memory Qwen2 byte-level BPE tokenizer without merges (each UTF-8 byte a token), with the chat
+    markers and Qwen2-VL's chat template; it pads on the right, as the HunyuanVideo 1.5 repos' does."""
+    from tokenizers import pre_tokenizers
+    from transformers import Qwen2Tokenizer
+
+    vocab = {piece: index for index, piece in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    return Qwen2Tokenizer(
+        vocab=vocab,
+        merges=[],
+        padding_side="right",
+        extra_special_tokens=["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+                              "<|video_pad|>"],  # fmt: skip
+        chat_template=QWEN2_VL_CHAT_TEMPLATE,
+    )
+
+
+def qwen2_5_vl_text_parts():
+    """:func:`qwen2_tokenizer` and a 2-layer Qwen2.5-VL text model of width 16 (diffusers' tests' sizes)."""
+    import torch
+    from transformers import Qwen2_5_VLTextConfig, Qwen2_5_VLTextModel
+
+    tokenizer = qwen2_tokenizer()
+    torch.manual_seed(0)
+    text_encoder = Qwen2_5_VLTextModel(
+        Qwen2_5_VLTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=16,
+            intermediate_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            rope_scaling={"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
+            rope_theta=1000000.0,
+            bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+            eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    return tokenizer, text_encoder
+
+
+def byt5_text_parts():
+    """The ByT5 tokenizer (bytes as tokens, no files) and a 2-layer T5 encoder over its 384 ids."""
+    import torch
+    from transformers import ByT5Tokenizer, T5Config, T5EncoderModel
+
+    tokenizer = ByT5Tokenizer()
+    torch.manual_seed(0)
+    text_encoder = T5EncoderModel(
+        T5Config(
+            vocab_size=len(tokenizer),
+            d_model=32,
+            d_kv=8,
+            d_ff=37,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+        )
+    )
+    return tokenizer, text_encoder
