@@ -4,8 +4,9 @@ In one run, side by side, on the tiny SVD:
   (a) a bare diffusers loop: from_pretrained, one call per video, frames to mp4 with the same writer;
   (b) the same videos through videosweep's render path as a run renders them (tasks.render, the export of
       one video overlapped with the next render; no Prefect);
-  (c) the same videos through `videosweep run` (the Prefect flow, ephemeral API, a fresh process):
-      start-up to the first job apart, then seconds per video;
+  (c) what a user waits for: `videosweep run` of the same videos against (a) as a script, each a fresh
+      process, alternately for --rounds pairs: seconds from the command to the first mp4, and between
+      later ones, and their ratios (bench.speed_measure.video_times);
   (d) 1 vs 2 Dask workers, throughput (bench/scaling.py's manifest and measurement);
   (e) the speed options on render_job: eager, channels_last, + cudnn_benchmark (and, with
       --compile, torch.compile; its first job compiles, a second process reuses the compile cache),
@@ -14,8 +15,9 @@ In one run, side by side, on the tiny SVD:
       speed-up against eager and PSNR/SSIM against eager's exact output (random tiny weights: the
       PSNR shows how far a trade moves the pixels, not how a real model's video looks).
 Seconds per video are medians over the videos after the first (pipeline load and first call reported apart).
+Torch uses its own thread count (one per core), as a user's run does, unless --threads is given.
 
-    python bench/speed_cpu.py [--videos 6] [--json speed-cpu.json] [--compile] [--skip-prefect] [--skip-workers] [--skip-trades]
+    python bench/speed_cpu.py [--videos 10] [--rounds 3] [--json speed-cpu.json] [--compile] [--skip-prefect] [--skip-workers] [--skip-trades]
 """
 
 from __future__ import annotations
@@ -46,11 +48,12 @@ COLUMNS = ["variant", "way", "s_per_video", "ratio", "load_s", "first_call_s", "
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--videos", type=int, default=6, help="videos per variant")
+    parser.add_argument("--videos", type=int, default=10, help="videos per variant")
     parser.add_argument("--size", type=int, nargs=2, default=[64, 96], metavar=("HEIGHT", "WIDTH"))
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a small shared CPU)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own, as a user gets)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating bare / `videosweep run` pairs for (c)")
     parser.add_argument("--scaling-seeds", type=int, default=2, help="jobs per row of the 1-vs-2-worker manifest (4 rows)")
     parser.add_argument("--compile", action="store_true", help="also torch.compile (minutes on a CPU the first time)")
     parser.add_argument("--skip-prefect", action="store_true")
@@ -59,7 +62,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args()
 
-    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # this process, `videosweep run` and the Dask workers
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # a user's shell sets neither: torch picks its own count
+        os.environ.pop(name, None)
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # this process, `videosweep run` and the Dask workers
     os.environ.setdefault("VIDEOSWEEP_HOME", str(Path(tempfile.mkdtemp(prefix="videosweep-speed-home-"))))
     import torch
 
@@ -76,14 +82,15 @@ def main() -> None:
     from videosweep.tasks.models import ensure_built, known_models
     from videosweep.tasks.provenance import environment
 
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     tiny = known_models()["tiny-svd"]
     ensure_built(tiny)
     folder = Path(tempfile.mkdtemp(prefix="videosweep-speed-"))
     geometry = Geometry(args.size[0], args.size[1], args.frames, args.steps, args.frames)
     seeds = list(range(args.videos))
     results = {"script": "bench/speed_cpu.py", "argv": sys.argv[1:], "geometry": vars(geometry), "env": dict(environment())}
-    results["env"]["threads"] = args.threads
+    results["env"]["threads"] = torch.get_num_threads()
     measured, rows = [], []
 
     def report(m, note: str = "", against=None) -> None:
@@ -100,14 +107,10 @@ def main() -> None:
     report(bare_diffusers("bare", Path(tiny.source), geometry, seeds, "cpu", folder / "bare"), "the reference")
     report(render_path("render_job", "tiny-svd", geometry, seeds, "cpu", folder / "render"), "per-job overhead: ratio to bare")
 
-    # (c) `videosweep run` in a fresh process: Prefect's ephemeral API, the flow, the same jobs
+    # (c) what a user waits for: `videosweep run` against the bare loop as a script, fresh processes, alternately
     if not args.skip_prefect:
-        results["prefect"] = prefect_run(folder, geometry, seeds)
-        print(f"videosweep run: start-up to first job {results['prefect']['startup_s']:.1f} s", flush=True)
-        from bench.speed_measure import Measured
-
-        prefect = results["prefect"]
-        report(Measured("videosweep run", "Prefect flow", {}, prefect["times_s"], prefect["load_s"]), "start-up apart, below")
+        results["run"] = side_by_side(folder / "run", Path(tiny.source), geometry, seeds, args.rounds)
+        write_json(args.json, results)
 
     # (e) speed options on render_job, PSNR against eager (render_job above)
     eager = measured[1]
@@ -135,23 +138,23 @@ def main() -> None:
         write_json(args.json, results)
 
     print()
-    print(f"tiny SVD on CPU ({args.threads} thread(s)), {geometry.row()}, {args.videos} videos per variant")
+    print(f"tiny SVD on CPU ({results['env']['threads']} torch thread(s)), {geometry.row()}, {args.videos} videos per variant")
     print(table(rows, COLUMNS))
-    if "prefect" in results:
-        p = results["prefect"]
-        print(
-            f"videosweep run: start-up to first job {p['startup_s']:.1f} s with a fresh PREFECT_HOME,"
-            f" {p['startup_warm_s']:.1f} s on a second run (process start, imports, Prefect API, manifest)"
-        )
     overhead = rows[1]["s_per_video"] / rows[0]["s_per_video"]
     if not args.skip_trades:
         print("quality trades: ratio is s/video against bare; their speed-up against render_job eager:")
         for row in rows:
             if row["variant"] in dict(QUALITY_TRADES):
                 print(f"  {row['variant']}: x{rows[1]['s_per_video'] / row['s_per_video']:.2f}, PSNR {row['psnr_db']:.1f} dB")
-    print(f"per-job overhead: render_job / bare = {overhead:.3f}" + (
-        f", videosweep run / bare = {rows[2]['s_per_video'] / rows[0]['s_per_video']:.3f}" if "prefect" in results else ""
-    ))
+    print(f"per-job overhead: render_job / bare = {overhead:.3f}")
+    if "run" in results:
+        r = results["run"]
+        print(
+            f"videosweep run / bare script, {args.rounds} alternating rounds (ratio per round):"
+            f" first video x{spread(r['first_video_ratio'])} ({spread(r['run_first_s'])} s against {spread(r['bare_first_s'])} s),"
+            f" per later video x{spread(r['per_video_ratio'])} ({spread(r['run_gap_s'])} s against {spread(r['bare_gap_s'])} s);"
+            f" first video with a fresh PREFECT_HOME {r['fresh_home_run_first_s']:.1f} s"
+        )
     if "workers" in results:
         w = results["workers"]
         print(f"Dask workers: {w[0]['jobs_per_min']} jobs/min with 1, {w[1]['jobs_per_min']} with 2: x{w[1]['speedup']}")
@@ -160,44 +163,58 @@ def main() -> None:
     write_json(args.json, results)
 
 
-def prefect_run(folder: Path, geometry, seeds: list[int]) -> dict:
-    """`videosweep run` of the same videos in a fresh process: start-up and per-video seconds from its records.
+def spread(values: list[float]) -> str:
+    """The median and the range of a few measurements: ``1.23 (1.20-1.31)``."""
+    import statistics
 
-    Then a second run (``--force``) with the same PREFECT_HOME: the start-up of a machine where
-    Prefect's database already exists, as on a user's second run.
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def side_by_side(folder: Path, checkpoint: Path, geometry, seeds: list[int], rounds: int) -> dict:
+    """What a user waits for, in fresh processes, alternately: the bare loop as a script, then ``videosweep run``.
+
+    Each timed from the command to each mp4 appearing (:func:`bench.speed_measure.video_times`):
+    the first video's wait, and the median gap between later ones. A first, untimed pair warms the
+    disk cache and creates Prefect's database (``PREFECT_HOME`` is kept across the rounds, as on a
+    user's machine after the first run); its ``videosweep run`` is reported as the fresh-home start.
     """
-    import pandas as pd
+    import statistics
 
-    from bench.speed_measure import IMAGE
+    from bench.speed_measure import IMAGE, bare_script, video_times
 
-    work = folder / "prefect"
-    work.mkdir()
     rows = "\n".join(f"  - {{seed: {seed}}}" for seed in seeds)
-    (work / "speed.yaml").write_text(
-        f"name: speed-prefect\ndefaults: {{model: tiny-svd, image: {IMAGE}, {geometry.row()}}}\nrows:\n{rows}\n"
-    )
-    env = os.environ | {"PREFECT_HOME": str(work / "prefect-home")}
-    cli = [sys.executable, "-c", "from videosweep.flows.cli import app; app()", "run", str(work / "speed.yaml"), "--out", str(work / "out")]
+    folder.mkdir(parents=True)
+    manifest = folder / "speed.yaml"
+    manifest.write_text(f"name: speed-run\ndefaults: {{model: tiny-svd, image: {IMAGE}, {geometry.row()}}}\nrows:\n{rows}\n")
+    env = os.environ | {"PREFECT_HOME": str(folder / "prefect-home")}  # main() left the thread count to torch
+    cli = [sys.executable, "-m", "videosweep", "run", str(manifest), "--device", "cpu", "--out"]
 
-    def run(*extra: str) -> tuple[float, float, pd.DataFrame]:
-        """One `videosweep run`: seconds to its first job, wall seconds, its records."""
-        launched = datetime.now(timezone.utc)
-        began = time.perf_counter()
-        subprocess.run([*cli, "--device", "cpu", *extra], check=True, cwd=REPO, env=env)
-        wall = time.perf_counter() - began
-        records = pd.read_parquet(work / "out" / "results")
-        records = records[records["started_at"] >= pd.Timestamp(launched)].sort_values("started_at")
-        return (records["started_at"].min().to_pydatetime() - launched).total_seconds(), wall, records
+    def gap(times: list[float]) -> float:
+        return statistics.median(b - a for a, b in zip(times, times[1:]))
 
-    startup, wall, records = run()
-    startup_warm, _, _ = run("--force")
-    return {
-        "startup_s": startup,
-        "startup_warm_s": startup_warm,
-        "wall_s": wall,
-        "load_s": float(records["load_s"].sum()),
-        "times_s": [float(t) for t in records["total_s"] - records["load_s"].fillna(0)],
-        "note": "startup_s: a fresh PREFECT_HOME (the API server's database is created); startup_warm_s: a second run",
+    measured: dict[str, list] = {"bare_first_s": [], "bare_gap_s": [], "run_first_s": [], "run_gap_s": []}
+    for round_ in range(rounds + 1):
+        bare = video_times(bare_script(checkpoint, geometry, seeds, folder / f"bare-{round_}"), folder / f"bare-{round_}", len(seeds), env)
+        out = folder / f"run-{round_}"
+        run = video_times([*cli, str(out)], out / "videos", len(seeds), env)
+        label = "warm-up (fresh PREFECT_HOME)" if round_ == 0 else f"round {round_}"
+        print(
+            f"{label}: first video bare {bare[0]:.1f} s, videosweep run {run[0]:.1f} s;"
+            f" later videos every {gap(bare):.2f} s / {gap(run):.2f} s",
+            flush=True,
+        )
+        if round_ == 0:
+            fresh_first_s = run[0]
+            continue
+        for key, value in (("bare_first_s", bare[0]), ("bare_gap_s", gap(bare)), ("run_first_s", run[0]), ("run_gap_s", gap(run))):
+            measured[key].append(value)
+    pairs = list(zip(measured["run_first_s"], measured["bare_first_s"]))
+    gaps = list(zip(measured["run_gap_s"], measured["bare_gap_s"]))
+    return measured | {
+        "fresh_home_run_first_s": fresh_first_s,
+        "first_video_ratio": [run / bare for run, bare in pairs],
+        "per_video_ratio": [run / bare for run, bare in gaps],
+        "note": "ratios per round (videosweep run / bare script); first video: seconds from the command to its mp4",
     }
 
 

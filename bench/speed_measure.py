@@ -7,6 +7,10 @@ Two ways to render the same SVD videos from one checkpoint folder:
   (``tasks.render.loop.Renderer``: registry, pipeline cache, per-job options, ``--batch``, export overlapped
   with the next render, metrics, Parquet record), no Prefect.
 
+And what a user waits for, each in a fresh process (:func:`video_times`): ``videosweep run`` of a
+manifest against the bare loop as a script (``python bench/speed_measure.py CHECKPOINT OUT ...``,
+:func:`bare_script`), timed from the command to each mp4 appearing under its final name.
+
 Both time each call with the device synchronised: the first call (warm-up, autotuning, compiling)
 is kept apart from the steady state, the median of the later ones; so is the pipeline load; and
 the peak GPU memory where there is one. Frames
@@ -18,6 +22,8 @@ from __future__ import annotations
 import json
 import re
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -204,6 +210,56 @@ def render_path(
     return measured
 
 
+def bare_script(checkpoint: Path, geometry: Geometry, seeds: list[int], out: Path) -> list[str]:
+    """The command of the bare loop as a user would script it: import, load, one call and one mp4 per seed."""
+    return [sys.executable, str(Path(__file__).resolve()), str(checkpoint), str(out), json.dumps(asdict(geometry)),
+            *map(str, seeds)]  # fmt: skip
+
+
+def _bare_main(checkpoint: str, out: str, geometry: str, *seeds: str) -> None:
+    """:func:`bare_script`'s process: the diffusers docs' SVD loop, each video written with videosweep's encoder."""
+    import torch
+    from diffusers import StableVideoDiffusionPipeline
+    from diffusers.utils import load_image
+
+    sys.path.insert(0, str(REPO))
+    from videosweep.tasks.video import write_mp4
+
+    pipe = StableVideoDiffusionPipeline.from_pretrained(checkpoint)
+    pipe.set_progress_bar_config(disable=True)
+    call = json.loads(geometry)
+    image = load_image(str(IMAGE)).resize((call["width"], call["height"]))
+    for seed in map(int, seeds):
+        video = pipe(image, generator=torch.Generator("cpu").manual_seed(seed), output_type="np", **call).frames[0]
+        write_mp4((np.clip(video, 0, 1) * 255).round().astype(np.uint8), 7, Path(out) / f"bare-{seed}.mp4")
+
+
+def video_times(command: list[str], videos: Path, count: int, env: dict[str, str], poll_s: float = 0.02) -> list[float]:
+    """Run ``command`` and watch ``videos`` (recursively): seconds from the launch to each of ``count`` mp4s
+    appearing under its final name (a scratch name starts with a dot). Raises if the command fails."""
+    launched = time.perf_counter()
+    seen: dict[Path, float] = {}
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        while len(seen) < count and process.poll() is None:
+            now = time.perf_counter() - launched
+            for path in videos.rglob("*.mp4") if videos.is_dir() else ():
+                if not path.name.startswith("."):
+                    seen.setdefault(path, now)
+            time.sleep(poll_s)
+        output = process.communicate()[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    for path in videos.rglob("*.mp4"):
+        if not path.name.startswith("."):
+            seen.setdefault(path, time.perf_counter() - launched)  # written in the last poll interval
+    if process.returncode != 0 or len(seen) != count:
+        raise RuntimeError(f"{command[1:3]} exited {process.returncode} with {len(seen)} of {count} videos: {output[-2000:]}")
+    return sorted(seen.values())
+
+
 def fidelity(frames: np.ndarray | None, reference: np.ndarray | None) -> dict[str, float | None]:
     """PSNR (dB) and SSIM of a video against the reference variant's, frame by frame, averaged."""
     from videosweep.tasks.metrics import psnr, ssim
@@ -246,3 +302,6 @@ def _read(path: Path) -> np.ndarray:
 
     return read_mp4(path)[0]
 
+
+if __name__ == "__main__":
+    _bare_main(*sys.argv[1:])

@@ -29,6 +29,8 @@ from videosweep.tasks.results import run_records
 
 #: Rounds of handing the jobs of lost workers to the remaining ones, before they are recorded as failed.
 RECOVERY_ROUNDS = 2
+#: Seconds a task run trusts the API's answer that its tags have no concurrency limit (Prefect's own: 5 s).
+NO_TAG_LIMITS_TTL_S = 300.0
 
 
 # Resuming comes from the records on disk (a job with an ok record is skipped), so no Prefect cache.
@@ -133,8 +135,8 @@ def render_plan(plan: Plan, run: RunContext, attempts: dict[str, int], progress:
     Dask workers; every record goes to ``progress``. Stops after a level in which the disk filled."""
     distributed = on_dask()
     if distributed and plan.shards:
-        # every worker imports torch and diffusers now, all at once, rather than in its first job
-        FlowRunContext.get().task_runner.client.run(warm_up)
+        # every worker imports torch, diffusers and the pipeline classes now, all at once, rather than in its first job
+        FlowRunContext.get().task_runner.client.run(warm_up, [shard.jobs[0] for shard in plan.shards])
     for level in plan.levels:
         (_render_on_dask if distributed else _render_here)(level, run, attempts, progress)
         if progress.stopped:  # the disk is full: what is done is recorded, the rest waits for a rerun
@@ -151,6 +153,7 @@ def on_dask() -> bool:
 
 def _render_here(level: list[Shard], run: RunContext, attempts: dict[str, int], progress: JobProgress) -> None:
     """A level's jobs in this process, one Prefect task per batch; its videos are all out before the next level."""
+    trust_no_tag_limits(NO_TAG_LIMITS_TTL_S)
     log = JobLog()
     with Renderer(run, attempts, on_record=log.ended) as renderer:
         for jobs in renderer.batches([job for shard in level for job in shard.jobs]):
@@ -161,6 +164,23 @@ def _render_here(level: list[Shard], run: RunContext, attempts: dict[str, int], 
         for record in renderer.drain():
             progress.finish(record)
         log.fail_ended(wait_s=30)
+
+
+def trust_no_tag_limits(ttl_s: float) -> None:
+    """Let a task run trust for ``ttl_s`` seconds the API's answer that its tags have no concurrency limit.
+
+    A tagged task run asks the API for a slot of each tag's limit before it starts, and Prefect remembers
+    that there are none for 5 s only. On the ephemeral API's SQLite the request meets the writes of the
+    previous task run's events nearly every time ("database is locked", HTTP 503) and the client waits
+    about 2 s to retry: measured here, one such wait every 5 s of rendering, 20-30 % of a tiny video's
+    time. A limit that exists is still honoured at every task run; one created during a run, within
+    ``ttl_s``. Where Prefect keeps that memo elsewhere (another version), nothing changes.
+    """
+    from prefect.concurrency import services
+
+    memo = getattr(services, "_no_limits_cache", None)  # a cachetools.TTLCache
+    if memo is not None and getattr(memo, "ttl", ttl_s) < ttl_s:
+        services._no_limits_cache = type(memo)(maxsize=memo.maxsize, ttl=ttl_s)
 
 
 def _render_on_dask(level: list[Shard], run: RunContext, attempts: dict[str, int], progress: JobProgress) -> None:

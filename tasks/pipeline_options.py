@@ -325,7 +325,23 @@ def step_cache_refusal(pipeline_class: str, cache_type: str) -> str | None:
             f"step_cache: diffusers {diffusers.__version__} has no first-block cache for {pipeline_class}'s transformer"
             " blocks (it knows Wan's, LTX's, CogVideoX's and Mochi's among others); drop step_cache"
         )
+    if cache_type == "first_block" and not _opens_cache_context(getattr(diffusers, pipeline_class)):
+        return (
+            f"step_cache: {pipeline_class} calls its transformer outside a cache context (diffusers"
+            f" {diffusers.__version__}), where the first-block cache fails; drop step_cache"
+        )
     return None
+
+
+def _opens_cache_context(pipeline: type) -> bool:
+    """Whether ``pipeline``'s call opens ``transformer.cache_context(...)``, where the first-block cache keeps its
+    state (read from its source; a pipeline whose source cannot be read is given the benefit of the doubt)."""
+    import inspect
+
+    try:
+        return "cache_context" in inspect.getsource(pipeline.__call__)
+    except (OSError, TypeError):
+        return True
 
 
 def _first_block_cacheable(pipeline: type) -> bool:

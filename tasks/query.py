@@ -358,9 +358,9 @@ def rich_table(
     Given the terminal's ``width``, no header or value is cut or folded mid-word to fit ("motio…"):
     every column is as wide as its values (a value longer than FIT_LIMIT, a prompt, folds within
     FIT_LIMIT) and its header, whole for the columns of ``keep`` (a swept parameter's name), else
-    broken after underscores ("motion_" over "score"). The first column, then those of ``keep``,
-    then the others, each in order, are shown while they fit; a caption names those left out (and
-    ``hint``: how to see them).
+    broken after underscores ("motion_" over "score"). The first column, then those of ``keep`` in
+    ``keep``'s order (most wanted first), then the others, are shown while they fit, in the frame's
+    order; a caption names those left out (and ``hint``: how to see them).
     """
     from rich.cells import cell_len
     from rich.table import Table
@@ -382,7 +382,7 @@ def rich_table(
                 headers[name] = _break_at_underscores(headers[name], values[name])
                 widths[name] = max(values[name], *map(cell_len, headers[name].splitlines()))
         chosen, used = set(), _TABLE_EDGE
-        for name in dict.fromkeys([shown[0], *(name for name in shown if name in keep), *shown]):  # first column: always
+        for name in dict.fromkeys([shown[0], *(name for name in keep if name in shown), *shown]):  # first column: always
             if not chosen or used + widths[name] + _COLUMN_EDGES <= width:
                 chosen.add(name)
                 used += widths[name] + _COLUMN_EDGES

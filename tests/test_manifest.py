@@ -336,7 +336,7 @@ def two_row_doc(bad_row: dict) -> dict:
         pytest.param(
             {"image": IMAGE, "model": "svd-xxl"},
             "model",
-            ["unknown model 'svd-xxl'", "known models:", "svd-xt", "tiny-svd"],
+            ["unknown model 'svd-xxl' (did you mean 'svd-xt'", "`videosweep models` lists the"],
             id="unknown-model",
         ),
     ],

@@ -105,6 +105,18 @@ def test_task_runs_are_named_for_their_jobs_and_the_runs_tagged(broken_run):
         assert {"demo", "tiny-svd"} <= set(run.tags), (run.name, run.tags)
 
 
+def test_tagged_task_runs_do_not_ask_the_api_for_tag_limits_before_each_job(broken_run):
+    """Prefect remembers 'no limit on these tags' for 5 s; its API's SQLite then answered 'locked' and each
+    ask cost ~2 s (flows.dispatch.trust_no_tag_limits). If Prefect moves that memo, this says the fix is gone."""
+    from prefect.concurrency import services
+
+    from videosweep.flows.dispatch import NO_TAG_LIMITS_TTL_S
+
+    *_, task_runs, _ = broken_run
+    assert all(run.tags for run in task_runs)
+    assert services._no_limits_cache.ttl == NO_TAG_LIMITS_TTL_S
+
+
 def test_each_job_logs_its_start_and_end_to_its_task_run(broken_run):
     _, _, _, _, task_runs, logs = broken_run
     by_task = {}

@@ -54,6 +54,25 @@ def test_cache_loads_once_and_evicts_beyond_capacity(tiny_svd, tmp_path):
     assert not cache.get(first, "cpu", "run")[3], "capacity 1: the first pipeline was evicted"
 
 
+def test_a_pipeline_loaded_ahead_is_the_first_jobs_load_in_its_record(tiny_svd, tmp_path):
+    job, later = load_manifest(write_manifest(tmp_path, ["tiny-svd"]), "cpu").jobs
+    cache = PipelineCache()
+    cache.preload(job, "cpu")  # while the Prefect API boots
+    assert cache.loaded == [(job.pipeline_key, "cpu")]
+    pipe, baseline, load_s, hit = cache.get(job, "cpu", "run")
+    assert not hit and load_s > 0, "the first job's record says it loaded the pipeline, and how long that took"
+    assert cache.get(later, "cpu", "run") == (pipe, baseline, 0.0, True)
+
+    broken = shutil.copytree(tiny_svd, tmp_path / "broken-svd")
+    for weights in (broken / "unet").glob("*.safetensors"):
+        weights.unlink()
+    [failing, _] = load_manifest(write_manifest(tmp_path, [str(broken)]), "cpu").jobs
+    cache.preload(failing, "cpu")  # a failed load ahead is the job's to try again and record
+    with pytest.raises(Exception) as failed:
+        cache.get(failing, "cpu", "run")
+    assert "earlier in this run" not in str(failed.value)
+
+
 def test_a_broken_checkpoint_fails_its_jobs_once_each_and_quickly(tiny_svd, tmp_path):
     broken = shutil.copytree(tiny_svd, tmp_path / "broken-svd")
     for weights in (broken / "unet").glob("*.safetensors"):

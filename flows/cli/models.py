@@ -8,9 +8,10 @@ from .arguments import out
 
 
 def models() -> None:
-    """List the model keys, families and each family's parameters (type, default, range)."""
+    """List the model keys, families and each family's parameters (type, default, range), and the diffusers
+    releases a family works with where it states them."""
     from videosweep.tasks.manifest import JobOptions
-    from videosweep.tasks.models import FAMILIES, known_models
+    from videosweep.tasks.models import FAMILIES, installed_diffusers, known_models
     from videosweep.tasks.pipeline_options import PipelineOptions
 
     listing = Table(title="models", title_justify="left")
@@ -25,6 +26,10 @@ def models() -> None:
     _print_params("pipeline options of every row (memory, speed, scheduler)", PipelineOptions)
     for family, spec in FAMILIES.items():
         title = f"{family} ({spec.pipeline_class}): {spec.description}"
+        if spec.diffusers is not None:
+            title += f"; works with diffusers {spec.diffusers}"
+            if not spec.works_with(installed_diffusers()):
+                title += f", not the installed {installed_diffusers()}: its rows are refused"
         extra = {name: f"hub id or folder: {part.description}" for name, part in spec.components.items()}
         _print_params(title, spec.params, extra=extra)
 

@@ -101,7 +101,7 @@ def results(
         return
     facts = root_summary(attempts).items()
     out.print(Text(printable("; ".join(f"{label}: {text}" for label, text in facts if text))))
-    keep = ["job_id", "attempt", "run_id", *varying_parameters(rows), "status"]
+    keep = ["job_id", *varying_parameters(rows), "status", "attempt", "run_id"]  # most wanted first
     what = f"{len(shown)} attempts of {len(rows)} jobs" if all_attempts else f"{len(shown)} of {len(table)} jobs (latest attempt of each)"
     out.print(rich_table(shown, title=what, width=out.width, keep=keep, hint=hint))
     if per_value is None:

@@ -10,12 +10,20 @@ import, and refused there unless it declares ``FAMILY = Family(...)`` (the contr
 
 A family whose pipeline is assembled from separate repos (a motion adapter, a ControlNet)
 names them in its ``components``; a model key gives their defaults and a row may override them.
+
+A family that states the diffusers releases it works with (``Family.diffusers``: the deprecated
+ones, whose pipelines a release may drop) is listed whatever diffusers is installed, but
+:func:`resolve` refuses its rows outside that range, naming the fix; other families are unaffected.
+Nothing here imports diffusers: family modules import their pipeline classes when they load one.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
 import hashlib
 import importlib
+import importlib.metadata
 import json
 import os
 import pkgutil
@@ -149,8 +157,36 @@ def tiny_folder(name: str) -> Path:
     return videosweep_home() / "tiny" / f"{name}-v{TINY_VERSION}"
 
 
+@functools.cache
+def installed_diffusers() -> str:
+    """The installed diffusers release, read from its package metadata (importing diffusers takes seconds)."""
+    return importlib.metadata.version("diffusers")
+
+
+def diffusers_refusal(spec: Family) -> str | None:
+    """Why rows of ``spec``'s family are refused with the installed diffusers; None where its range holds it."""
+    installed = installed_diffusers()
+    if spec.works_with(installed):
+        return None
+    why = " (its pipeline is deprecated upstream)" if spec.deprecated else ""
+    return (
+        f"family {spec.name!r} works with diffusers {spec.diffusers}{why}, but {installed} is installed: "
+        f"pip install 'diffusers{spec.diffusers}', or use another family (videosweep models)"
+    )
+
+
 def resolve(name: str, family: str | None = None, base_dir: Path | None = None) -> ModelRef:
-    """Turn a manifest's ``model`` (and optional ``family``) into a :class:`ModelRef`."""
+    """Turn a manifest's ``model`` (and optional ``family``) into a :class:`ModelRef`; refuse it where its family
+    does not work with the installed diffusers (:func:`diffusers_refusal`)."""
+    ref = _find(name, family, base_dir)
+    refusal = diffusers_refusal(ref.spec)
+    if refusal is not None:
+        raise ModelError(f"model {name!r}: {refusal}")
+    return ref
+
+
+def _find(name: str, family: str | None, base_dir: Path | None) -> ModelRef:
+    """The :class:`ModelRef` a model key, ``tiny-<family>``, local folder or hub id names."""
     if family is not None and family not in FAMILIES:
         raise ModelError(f"unknown family {family!r}; known families: {', '.join(sorted(FAMILIES))}")
     models = known_models()
@@ -177,9 +213,11 @@ def resolve(name: str, family: str | None = None, base_dir: Path | None = None) 
             family = _family_from_index(index, name)
         return ModelRef(name, family, name)
 
+    close = difflib.get_close_matches(name, list(models), n=3)
     raise ModelError(
-        f"unknown model {name!r}; known models: {', '.join(sorted(models))}; "
-        "or give a hub repo id (org/name) or a folder holding a diffusers pipeline"
+        f"unknown model {name!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else "")
+        + f"; `videosweep models` lists the {len(models)} known models;"
+        " or give a hub repo id (org/name) or a folder holding a diffusers pipeline"
     )
 
 

@@ -54,9 +54,14 @@ class ResizedVideoParams(VideoParams):
         return width
 
 
-def image_field(description: str, **kwargs: Any) -> Any:
-    """An input image file: resolved against the manifest's folder, checked, and hashed into the job id."""
-    return Field(description=description, json_schema_extra={"input": "image"}, **kwargs)
+def image_field(description: str, *, first_frame: bool = True, **kwargs: Any) -> Any:
+    """An input image file: resolved against the manifest's folder, checked, and hashed into the job id.
+
+    ``first_frame=False``: an image the video is conditioned on but need not open with (Wan VACE's
+    reference image), which the first-frame metrics (:func:`conditioning_image`) leave alone.
+    """
+    extra = {"input": "image"} if first_frame else {"input": "image", "first_frame": False}
+    return Field(description=description, json_schema_extra=extra, **kwargs)
 
 
 def video_field(description: str, **kwargs: Any) -> Any:
@@ -105,7 +110,12 @@ def input_fields(params_cls: type[VideoParams]) -> dict[str, str]:
 
 def conditioning_image(params: VideoParams) -> Path | None:
     """The image an image-to-video row animates (its first frame should match it), or None."""
-    images = [name for name, kind in input_fields(type(params)).items() if kind == "image"]
+    fields = type(params).model_fields
+    images = [
+        name
+        for name, kind in input_fields(type(params)).items()
+        if kind == "image" and fields[name].json_schema_extra.get("first_frame", True)
+    ]
     return Path(getattr(params, images[0])) if images else None
 
 

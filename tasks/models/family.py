@@ -4,9 +4,10 @@ A family module (``svd.py``, ...) ends with ``FAMILY = Family(...)``, which name
 rest of videosweep uses of it: the pipeline class, model keys, the pydantic ``Params`` (the
 pipeline's call parameters with its own defaults), ``load``, ``render`` (a batch of one or more
 videos), the tiny twin, how its docs turn frames into uint8, and the optional capabilities
-(batching, batched guidance, separately stored components, a shared tiny base). The record
-checks itself when the module is imported, and the registry (``models/__init__.py``) refuses a
-module without one, naming the module and what it lacks; no other module probes a family.
+(batching, batched guidance, separately stored components, a shared tiny base, the diffusers
+releases it works with). The record checks itself when the module is imported, and the registry
+(``models/__init__.py``) refuses a module without one, naming the module and what it lacks; no
+other module probes a family.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from .base import Rendered, Uint8Conversion, VideoParams, scalar_type
 
@@ -68,7 +71,10 @@ class Family:
     components: Mapping[str, Component] = field(default_factory=dict)
     tiny_base: str | None = None  # another family whose tiny checkpoint this one shares (None: its own)
     base_pipeline_class: str | None = None  # the class of the repo it is assembled on (an SD 1.5 base under an adapter)
-    deprecated: bool = False  # its pipeline lives under diffusers.pipelines.deprecated (the reason for the <0.43 pin)
+    deprecated: bool = False  # its pipeline lives under diffusers.pipelines.deprecated (then it states `diffusers`)
+    #: The diffusers releases its code works with, a PEP 440 specifier (">=0.42,<0.43"); None: any the project's
+    #: pin allows. The registry refuses its rows where the installed diffusers is outside (models.resolve).
+    diffusers: str | None = None
     frames_param: str | None = "num_frames"  # the parameter that counts frames (None: the input video decides)
 
     def __post_init__(self) -> None:
@@ -96,6 +102,23 @@ class Family:
         for name, component in self.components.items():
             if not isinstance(component, Component):
                 raise FamilyError(f"components[{name!r}] must be a Component(description, build_tiny)")
+        if self.deprecated and self.diffusers is None:
+            raise FamilyError(
+                "a deprecated family states the diffusers releases it works with (diffusers='>=0.42,<0.43'): "
+                "a release may drop diffusers.pipelines.deprecated"
+            )
+        if self.diffusers is not None:
+            try:
+                SpecifierSet(self.diffusers)
+            except InvalidSpecifier:
+                raise FamilyError(
+                    f"diffusers must be a version range like '>=0.42,<0.43', not {self.diffusers!r}"
+                ) from None
+
+    def works_with(self, diffusers_version: str) -> bool:
+        """Whether its declared ``diffusers`` range holds that release; a development build counts (0.42.2.dev0 is
+        in ``<0.43``, 0.43.0.dev0 is not)."""
+        return self.diffusers is None or SpecifierSet(self.diffusers).contains(diffusers_version, prereleases=True)
 
     def render_one(self, pipe: Any, params: VideoParams, generator: torch.Generator, device: str) -> Rendered:
         """One video: a batch of one."""

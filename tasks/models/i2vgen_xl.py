@@ -202,4 +202,6 @@ FAMILY = Family(
     uint8_conversion=UINT8_CONVERSION,
     batched_guidance="guidance_scale",
     deprecated=True,
+    # The releases it is checked on; widen it once its contract test passes on a newer one.
+    diffusers=">=0.42,<0.43",
 )

@@ -9,12 +9,14 @@ from __future__ import annotations
 import gc
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..jobs import Job
 from ..models import FAMILIES, ensure_built, known_models
 from ..pipeline_setup import Baseline, prepare_load
+from ..provenance import environment
 
 
 class PipelineLoadError(RuntimeError):
@@ -36,6 +38,7 @@ class PipelineCache:
         self._pipes: OrderedDict[tuple, Any] = OrderedDict()
         self._sizes: dict[tuple, int] = {}  # bytes of parameters and buffers, measured at load
         self._failed: dict[tuple, tuple[str, Exception]] = {}  # key -> (run_id, why it failed)
+        self._ahead: dict[tuple, float] = {}  # key -> seconds of a load made before its first job (preload)
 
     def get(self, job: Job, device: str, run_id: str) -> tuple[Any, Baseline, float, bool]:
         """The pipeline for ``job``, its loaded setup, the seconds spent loading it, and whether it was loaded already.
@@ -46,7 +49,8 @@ class PipelineCache:
         key = (job.pipeline_key, device)
         if key in self._pipes:
             self._pipes.move_to_end(key)
-            return *self._pipes[key], 0.0, True
+            ahead = self._ahead.pop(key, None)  # loaded for this job ahead of time: its load, as if it had waited
+            return *self._pipes[key], ahead or 0.0, ahead is None
         failed_run, reason = self._failed.get(key, (None, None))
         if failed_run == run_id:
             raise PipelineLoadError(f"loading {job.model_id} failed earlier in this run: {reason}") from reason
@@ -66,10 +70,25 @@ class PipelineCache:
         self._sizes[key] = pipeline_bytes(pipe)
         return pipe, self._pipes[key][1], time.perf_counter() - started, False
 
+    def preload(self, job: Job, device: str) -> None:
+        """Load ``job``'s pipeline before the job starts (while the Prefect API boots, say).
+
+        The first job to take it is told it loaded it, and how long that took, so records read as if
+        it had; a load that fails is left for that job to try again and record.
+        """
+        key = (job.pipeline_key, device)
+        if key in self._pipes:
+            return
+        try:
+            self._ahead[key] = self.get(job, device, run_id="preload")[2]
+        except Exception:  # noqa: BLE001 - the job's own load says why
+            self._failed.pop(key, None)
+
     def clear(self) -> None:
         """Free every pipeline (a fresh start, as in a new worker)."""
         devices = {device for _, device in self._pipes}
         self._pipes.clear()
+        self._ahead.clear()
         for device in devices or {"cpu"}:
             free_memory(device)
 
@@ -85,7 +104,8 @@ class PipelineCache:
             return needed is None or free_bytes(device) < needed * self.headroom
 
         while self._pipes and too_full():
-            self._pipes.popitem(last=False)
+            evicted, _ = self._pipes.popitem(last=False)
+            self._ahead.pop(evicted, None)
             free_memory(device)
 
 
@@ -143,8 +163,19 @@ def pipeline_cache() -> PipelineCache:
     return _CACHE
 
 
-def warm_up() -> None:
-    """Import what rendering needs (seconds of torch and diffusers), e.g. on a fresh worker before its first job."""
-    import diffusers  # noqa: F401
+def warm_up(jobs: Sequence[Job] = (), device: str | None = None) -> None:
+    """Do now what the first job would otherwise wait for: import torch and diffusers (seconds), the pipeline
+    classes of ``jobs`` (diffusers imports each on first use: most of a small pipeline's load), and read this
+    process's provenance (``git status`` of the checkout). While the Prefect API boots, or on a fresh worker.
+
+    With ``device`` (the jobs render in this process), the first job's pipeline is loaded too (:meth:`PipelineCache.preload`).
+    """
+    import diffusers
     import torch  # noqa: F401
     import transformers  # noqa: F401
+
+    for name in dict.fromkeys(FAMILIES[job.family].pipeline_class for job in jobs):
+        getattr(diffusers, name, None)  # a class diffusers lacks is the load's to report
+    environment()
+    if device is not None and jobs:
+        pipeline_cache().preload(jobs[0], device)
