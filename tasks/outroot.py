@@ -106,7 +106,7 @@ def claim(out_root: Path, run_id: str | None, manifest: str) -> Iterator[None]:
     finally:
         del _HELD[key]
         (folder / PROCESSES_FILE).unlink(missing_ok=True)
-        handle.truncate(0)
+        os.ftruncate(handle.fileno(), 0)
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
 
@@ -227,10 +227,10 @@ def keep_reserve(out_root: Path) -> None:
 def _write_holder(handle, run_id: str | None, manifest: str) -> None:
     me = {"run_id": run_id or "starting", "pid": os.getpid(), "host": socket.gethostname(), "manifest": manifest,
           "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    handle.seek(0)
-    handle.truncate()
-    handle.write(json.dumps(me))
-    handle.flush()
+    # unbuffered: a disk too full for these bytes leaves nothing pending for a later flush (truncate, close) to
+    # raise again over the NoRoom that says what is wrong; O_APPEND ("a+") writes them at the emptied file's start
+    os.ftruncate(handle.fileno(), 0)
+    os.write(handle.fileno(), json.dumps(me).encode())
 
 
 def _create_time(pid: int) -> float | None:

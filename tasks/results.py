@@ -272,9 +272,13 @@ class Compaction:
         if not self.merged:
             return f"nothing to compact: {self.parts_before} part(s), {_mib(self.bytes_before)}"
         return (
-            f"compacted {self.merged} parts ({self.rows} attempts) into one: {self.parts_before} files, "
-            f"{_mib(self.bytes_before)} before; {self.parts_after} files, {_mib(self.bytes_after)} after"
+            f"compacted {self.merged} parts ({self.rows} attempts) into one: {_files(self.parts_before)}, "
+            f"{_mib(self.bytes_before)} before; {_files(self.parts_after)}, {_mib(self.bytes_after)} after"
         )
+
+
+def _files(count: int) -> str:
+    return f"{count} file" + ("" if count == 1 else "s")
 
 
 def _mib(count: int) -> str:

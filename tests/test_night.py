@@ -22,7 +22,8 @@ from videosweep.flows.cli import app
 from videosweep.tasks.manifest import load_manifest
 from videosweep.tasks.memory import ladder
 from videosweep.tasks.models import svd
-from videosweep.tasks.outroot import claim
+from videosweep.tasks.layout import STATE_DIR
+from videosweep.tasks.outroot import NoRoom, claim
 from videosweep.tasks.render import RunContext, render_job
 
 from .conftest import REPO, ROCKET, use_render
@@ -193,6 +194,22 @@ def small_disk(folder: Path, megabytes: int):
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_root_on_a_full_disk_is_refused_in_one_line_and_taken_once_there_is_room(tmp_path):
+    """The holder's bytes find no room: NoRoom says so, and letting go of the lock raises nothing over it
+    (a buffered write that failed used to fail again at the release, an internal error instead of the message)."""
+    with small_disk(tmp_path / "disk", 1) as disk:
+        out = disk / "out"
+        (out / STATE_DIR).mkdir(parents=True)
+        filler = fill(disk)
+        with pytest.raises(NoRoom, match="is full: free some space"):
+            with claim(out, "first", "night"):
+                pass
+        filler.unlink()
+        with claim(out, "second", "night"):
+            assert json.loads((out / STATE_DIR / "lock").read_text())["run_id"] == "second"
+        assert (out / STATE_DIR / "lock").read_text() == ""
 
 
 def fill(disk: Path) -> Path:
