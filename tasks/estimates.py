@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from .jobs import Job
-from .models import FAMILIES
+from .models import family_spec
 
 #: Bytes an H.264 video (crf 17) takes per pixel of each frame, generously: generated video of
 #: random-weight models (noise) measured ~0.15 here; real footage is far smaller.
@@ -20,7 +20,7 @@ LOSSLESS_BYTES_PER_PIXEL_FRAME = 3.0
 def video_shape(job: Job) -> tuple[int, int, int]:
     """(frames, height, width) of a job's video; 16 frames of 512 px where the row left them to the pipeline."""
     params = job.params
-    frames_param = FAMILIES[job.family].frames_param
+    frames_param = family_spec(job.family).frames_param
     frames = (params.get(frames_param) if frames_param else None) or 16
     return frames, params.get("height") or 512, params.get("width") or 512
 

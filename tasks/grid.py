@@ -9,6 +9,10 @@ in the sidecar. A value left unset reads "default". Every grid is written to
 ``OUT/grids/<name>.mp4`` with an animated preview (WebP or GIF) and a ``<name>.json`` sidecar
 describing it, all atomically (temporary name, then rename).
 
+A grid is silent, whatever its cells' videos carry: where some have sound (LTX-2), the sidecar says
+which (``audio`` per cell, and an ``audio_note``), and report.html is where one cell's sound is played.
+Mixing several tracks into one would play them over each other.
+
 Memory stays bounded by the grid's size, not the sweep's: each cell is shrunk to its place in
 the grid frame by frame as it is decoded.
 
@@ -63,6 +67,7 @@ class Cell:
     status: str  # ok | failed | skipped | missing (no record, or its video is gone) | unreadable
     box: tuple[int, int, int, int]  # (left, top, width, height) in the grid's pixels
     params: dict[str, Any] = field(default_factory=dict)  # its values of what varies in the grid besides the axes
+    audio: bool = False  # its job's video has sound (the grid itself is silent)
 
 
 @dataclass(frozen=True)
@@ -129,10 +134,19 @@ class Grid:
                     "status": c.status,
                     "box": c.box,
                     "params": c.params,
+                    **({"audio": True} if c.audio else {}),
                 }
                 for c in self.cells
             ],
+            **({"audio_note": AUDIO_NOTE} if any(c.audio for c in self.cells) else {}),
         }
+
+
+#: What a grid's sidecar says where some of its cells' videos have sound.
+AUDIO_NOTE = (
+    "the grid is silent; the cells marked audio have sound in their own mp4 "
+    "(report.html plays one cell's sound on demand)"
+)
 
 
 def grid_sidecar(video: Path) -> tuple[Path, dict[str, Any]] | None:
@@ -156,6 +170,7 @@ class _Record:
     video: Path | None  # absolute; None when the record names none
     size: tuple[int, int] | None  # (width, height) from the table, if recorded
     params: dict[str, Any]
+    audio: bool = False  # its video has sound
 
 
 def draw_grids(
@@ -285,6 +300,7 @@ def _records(table, out_root: Path) -> list[_Record]:
             video=out_root / row["video_path"] if isinstance(row["video_path"], str) else None,
             size=(int(row["video_width"]), int(row["video_height"])) if _known(row["video_width"]) else None,
             params=_parameters(row),
+            audio="audio_sample_rate" in row and _known(row["audio_sample_rate"]),
         )
         for _, row in table.iterrows()
     ]
@@ -781,7 +797,8 @@ def _draw(
                 box = (*layout.origin(row, col), *layout.cell)
                 shown = [*spec.moving.x, *spec.moving.y, *spec.moving.per_cell]
                 params = {name: record.params.get(name) for name in shown} if record else {}
-                cells.append(Cell(row, col, record.job_id if record else None, x_value, y_value, status, box, params))
+                audio = bool(record and record.audio and status == "ok")
+                cells.append(Cell(row, col, record.job_id if record else None, x_value, y_value, status, box, params, audio))
 
     # 3. compose every frame: the grid runs at the most common frame rate, as long as its longest clip
     counts = Counter(clip.fps for clip in clips.values())

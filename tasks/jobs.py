@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .errors import InputError
 from .layout import job_frames_path, job_video_path
-from .models import COMMIT, FAMILIES
+from .models import COMMIT, family_spec
 from .models.base import LoadOptions
 from .pipeline_options import load_options
 
@@ -68,7 +68,7 @@ class Job(BaseModel):
 
         None where the family renders one video per call, or this row must (``Family.can_batch``).
         """
-        spec = FAMILIES[self.family]
+        spec = family_spec(self.family)
         if not spec.can_batch(self.params):
             return None
         shared = {key: value for key, value in self.params.items() if key not in spec.batch_fields}
@@ -84,7 +84,7 @@ class Job(BaseModel):
                 if out_root is None:
                     raise InputError(f"{key}={value!r} names another job's video: give the output root")
                 params[key] = str(out_root / chain_input(out_root, value[1:], value[1:] in lossy)[0])
-        return FAMILIES[self.family].params(**params)
+        return family_spec(self.family).params(**params)
 
     def label(self) -> str:
         return describe(self.index, self.origin, self.coords)

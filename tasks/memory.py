@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .jobs import Job
-from .models import FAMILIES
+from .models import family_spec
 
 _OFFLOAD_ORDER = ("none", "model", "sequential")
 
@@ -43,7 +43,7 @@ LADDER = (
 
 def ladder(job: Job, device: str) -> Iterator[tuple[str, Job]]:
     """``job`` as asked, then each lighter rung that changes something for it, as (rung name, job to render)."""
-    fields = FAMILIES[job.family].params.model_fields
+    fields = family_spec(job.family).params.model_fields
     options, params = dict(job.options), dict(job.params)
     for rung in LADDER:
         if rung.gpu_only and not device.startswith("cuda"):

@@ -22,6 +22,7 @@ from typing import Any
 from .errors import InputError
 from .metrics import METRICS
 from .models import FAMILIES
+from .record import result_columns
 
 FORMATS = ("table", "csv", "json", "parquet")
 SHORT_ID = 8  # characters of a job_id shown to people; programs get the whole id
@@ -80,9 +81,16 @@ def _scalar(value: Any) -> Any:
     return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
 
 
+#: Every column a part of a curated family has: any other is a parameter of a family by class name.
+_RECORD_COLUMNS = frozenset(name for name, _ in result_columns())
+
+
 def varying_parameters(table) -> list[str]:
     """Model, swept keys, call parameters and seed that take more than one value in ``table``."""
     params = [name for spec in FAMILIES.values() for name in spec.params.model_fields]
+    params += [  # a family by class name's own, not its input hashes
+        name for name in table.columns if name not in _RECORD_COLUMNS and not re.fullmatch(r"input_\w+_sha256", name)
+    ]
     candidates = dict.fromkeys(["model", *swept_keys(table), *params, "seed"])
     return [name for name in candidates if name in table.columns and table[name].nunique(dropna=True) > 1]
 

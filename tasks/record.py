@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 from .jobs import Job, chain_input
 from .metrics import METRICS
-from .models import FAMILIES, file_sha256
+from .models import FAMILIES, family_spec, file_sha256
 from .models.base import input_fields, scalar_type
 from .models.family import FamilyError
 from .provenance import environment, gpu_name
@@ -73,6 +73,12 @@ class JobRecord(Mapping[str, Any]):
     video_width: Int32 | None = None
     video_height: Int32 | None = None
     video_fps: float | None = None
+    # the sound muxed into the mp4 (AAC), where the family renders one (LTX-2); null for a silent video
+    audio_sample_rate: Int32 | None = None  # Hz
+    audio_channels: Int32 | None = None
+    audio_samples: int | None = None  # per channel, as rendered (the AAC stream decodes to as many, within a frame)
+    audio_duration_s: float | None = None  # audio_samples / audio_sample_rate
+    audio_sha256: str | None = None  # of the 16-bit PCM the AAC stream was encoded from (models.base.Audio.sha256)
     frames_path: str | None = None  # its frames kept losslessly (FFV1 .mkv), for the jobs that take its video
     frames_sha256: str | None = None
     frames_bytes: int | None = None
@@ -123,7 +129,7 @@ class JobRecord(Mapping[str, Any]):
             family=job.family,
             model_id=job.model_id,
             model_revision=job.model_revision,
-            pipeline_class=FAMILIES[job.family].pipeline_class,
+            pipeline_class=family_spec(job.family).pipeline_class,
             dtype=job.dtype,
             variant=job.variant,
             device=run.device,
@@ -198,6 +204,11 @@ EMBEDDED = (
     "generator_device",
     "params_json",
     "options_json",
+    "audio_sample_rate",
+    "audio_channels",
+    "audio_samples",
+    "audio_duration_s",
+    "audio_sha256",
     "python_version",
     "torch_version",
     "diffusers_version",
@@ -243,6 +254,23 @@ def family_columns() -> list[tuple[str, type]]:
                 raise FamilyError(f"family {family!r}: parameter {name!r} is also a results column of every job; rename it")
             found[name] = kind
     return list(found.items())
+
+
+def own_columns(family: str | None) -> list[tuple[str, type]]:
+    """The columns a family by class name (``models.by_class``) adds to the table: its parameters and input hashes
+    that no curated family has (empty for a curated family). One with the name of a record column is refused."""
+    if family is None or family in FAMILIES:
+        return []
+    spec = family_spec(family)
+    known = dict(family_columns())
+    wanted = [(name, scalar_type(field.annotation)) for name, field in spec.params.model_fields.items()]
+    wanted += [(input_hash_column(name), str) for name in input_fields(spec.params)]
+    taken = set(_COLUMN_FIELDS) | set(METRICS)
+    clash = sorted(name for name, _ in wanted if name in taken)
+    if clash:
+        raise FamilyError(f"{family} takes {', '.join(clash)}, which the results table holds for every job; "
+                          "videosweep cannot record it")
+    return [(name, kind) for name, kind in wanted if name not in known]
 
 
 def chain_inputs(job: Job, run: RunContext) -> str | None:

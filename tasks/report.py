@@ -132,6 +132,7 @@ _SWEEP = """<section id="sweep"><h2>Sweep</h2>
 <div class="filter-groups" id="filter-groups"></div></details>
 <div id="hover-info" aria-live="polite"></div>
 <p class="hint" id="cell-note"></p>
+<p class="hint" id="audio-note" hidden></p>
 <div class="grid-wrap" id="sweep-grid"></div>
 <noscript><p>The sweep view needs JavaScript; the grids and tables below do not.</p></noscript>
 </section>"""

@@ -50,7 +50,7 @@ RECORD_COLUMNS = (
     "variant", "seed", "generator_device", "parent_job_id", "manifest_name", "run_id", "attempt", "device",
     "gpu_name", "worker", "batch_size", "batch_error", "memory_rung", "memory_fallbacks", "cache_hit",
     "export_overlapped", "peak_gpu_mem_bytes", "video_width", "video_height", "video_frames", "video_fps",
-    "video_sha256", "queued_at", "started_at", "finished_at", "python_version", "torch_version",
+    "video_sha256", "audio_sample_rate", "audio_channels", "audio_duration_s", "audio_sha256", "queued_at", "started_at", "finished_at", "python_version", "torch_version",
     "diffusers_version", "transformers_version", "videosweep_version", "git_commit",
 )  # fmt: skip
 
@@ -90,6 +90,7 @@ def page_data(out_root: Path, attempts) -> dict[str, Any]:
                 "width": _number(record.get("video_width")),
                 "height": _number(record.get("video_height")),
                 "seconds": frames / fps if frames and fps else None,
+                "audio": _audio(record),
                 "error": _error(record),
                 "record": [[key, text] for key, text in detail.items() if key not in shared],
                 "rerun": printable(f"videosweep rerun {rerun_root} {job_id}"),
@@ -163,6 +164,18 @@ def _number(value: Any) -> float | int | None:
 
 
 # -- a job's record as people read it ------------------------------------------------------------------
+
+
+def _audio(record: dict[str, Any]) -> dict[str, Any] | None:
+    """What the page says of a job's sound (its mp4's AAC stream, which the cell plays muted until asked), or None."""
+    rate = _number(record.get("audio_sample_rate"))
+    if not rate:
+        return None
+    return {
+        "rate": rate,
+        "channels": _number(record.get("audio_channels")),
+        "seconds": _number(record.get("audio_duration_s")),
+    }
 
 
 def _record_values(record: dict[str, Any]) -> dict[str, str]:

@@ -23,7 +23,7 @@ from .files import write_atomic
 from .jobs import Job, describe
 from .layout import KEPT_INPUTS_DIR, RERUNS_DIR, RESULTS_DIR, job_frames_path, job_video_path
 from .manifest import Manifest, job_from_row
-from .models import FAMILIES, file_sha256, known_models
+from .models import FAMILIES, family_spec, file_sha256, known_models
 from .models.base import input_fields
 from .provenance import environment, gpu_name, read_embedded_record
 from .record import JobRecord, input_hash_column
@@ -122,8 +122,12 @@ def record_row(record: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {}
     if known is not None and known.source == record["model_id"]:
         row["model"] = record["model"]
+        if known.family != family:  # a key loaded as another family of its checkpoint (`pipeline:`)
+            row["family"] = family
     else:
         row.update(model=record["model_id"], family=family)
+    if "family" in row and family not in FAMILIES:  # a video pipeline by its class name
+        row["pipeline"] = row.pop("family")
     revision = record["model_revision"]
     if not Path(record["model_id"]).is_absolute():  # a hub model: pinned to its commit
         row["revision"] = revision.removeprefix("unresolved:")
@@ -136,7 +140,7 @@ def record_row(record: dict[str, Any]) -> dict[str, Any]:
         generator_device=record["generator_device"],
     )
     row.update(json.loads(record.get("options_json") or "{}"))
-    inputs = input_fields(FAMILIES[family].params)
+    inputs = input_fields(family_spec(family).params)
     params = json.loads(record["params_json"])
     row.update({key: value for key, value in params.items() if not (key in inputs and value is None)})
     return row
@@ -151,7 +155,7 @@ def locate_inputs(
     the original changed or is gone and no copy is kept. Keys in ``skip`` (given anew) are left alone.
     """
     notes = []
-    for key in input_fields(FAMILIES[record["family"]].params):
+    for key in input_fields(family_spec(record["family"]).params):
         digest = record.get(input_hash_column(key))
         if key in skip or key not in row or not digest or digest.startswith("job:"):
             continue

@@ -32,7 +32,7 @@ import pyarrow as pa
 from .files import write_atomic
 from .layout import RESULTS_DIR
 from .models import file_sha256
-from .record import Int32, result_columns
+from .record import Int32, own_columns, result_columns
 
 if TYPE_CHECKING:
     from .jobs import Job
@@ -61,16 +61,23 @@ def arrow_type(annotation: Any) -> pa.DataType:
 SCHEMA = pa.schema([(name, arrow_type(annotation)) for name, annotation in result_columns()])
 
 
+@functools.cache
+def schema_of(family: str | None) -> pa.Schema:
+    """The schema of a part of ``family``: :data:`SCHEMA`, and the columns of a family by class name after it."""
+    return pa.schema([*SCHEMA, *((name, arrow_type(kind)) for name, kind in own_columns(family))])
+
+
 def write_record(out_root: Path, record: Mapping[str, Any]) -> Path:
     """Write one attempt's record (a JobRecord, or its row) as its own Parquet part; unknown keys are an error,
     missing ones null."""
     import pyarrow.parquet as pq
 
     row = dict(record)
-    unknown = set(row) - set(SCHEMA.names)
+    schema = schema_of(row.get("family"))
+    unknown = set(row) - set(schema.names)
     if unknown:
         raise KeyError(f"record keys not in the results schema: {sorted(unknown)}")
-    table = pa.Table.from_pylist([row], schema=SCHEMA)
+    table = pa.Table.from_pylist([row], schema=schema)
     stamp = row["finished_at"].strftime("%Y%m%dT%H%M%S%f")
     path = out_root / RESULTS_DIR / f"part-{stamp}-{row['job_id']}-{row['attempt']}.parquet"
     return write_atomic(path, lambda scratch: pq.write_table(table, scratch))
@@ -131,7 +138,7 @@ def _read_parts(parts: list[Path], columns: list[str] | None = None) -> tuple[pa
     if not parts:
         return None, []
     # Unify rather than trust the first file: parts written by an older version may lack columns.
-    schema = pa.unify_schemas([SCHEMA] + schemas)
+    schema = pa.unify_schemas([SCHEMA] + schemas, promote_options="permissive")
     wanted = None if columns is None else [name for name in columns if name in schema.names]
     try:
         return ds.dataset(parts, schema=schema, format="parquet").to_table(columns=wanted), parts

@@ -1,4 +1,5 @@
-"""mp4 files: H.264, yuv420p, written aside and renamed so no half-written video is ever left."""
+"""mp4 files: H.264, yuv420p (and AAC sound where a family renders one), written aside and renamed so no
+half-written video is ever left."""
 
 from __future__ import annotations
 
@@ -6,24 +7,43 @@ import errno
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import InputError
 from .files import write_atomic
 
+if TYPE_CHECKING:
+    from .models.base import Audio
+
+#: The sound of an mp4 with audio: AAC-LC (ffmpeg's own encoder, as the docs' PyAV export uses "aac") at this
+#: constant bitrate, at the family's sample rate and channel count (LTX-2: 24 kHz stereo).
+AUDIO_CODEC = ["-c:a", "aac", "-b:a", "128k"]
+#: How far an AAC stream's decoded length may be from the samples sent: the encoder works in frames of 1024
+#: samples, and the mp4's edit list trims its priming; what is left over is under one frame.
+AAC_FRAME = 1024
+
 
 def write_mp4(
-    frames: np.ndarray, fps: int, path: Path, crf: int = 17, metadata: dict[str, str] | None = None
+    frames: np.ndarray,
+    fps: int,
+    path: Path,
+    crf: int = 17,
+    metadata: dict[str, str] | None = None,
+    audio: Audio | None = None,
 ) -> tuple[int, int]:
     """Encode uint8 frames (frames, height, width, 3) to ``path`` atomically; return the encoded (height, width).
 
     Odd sizes are padded by one edge pixel (yuv420p needs even sides); nothing is rescaled.
     ``metadata`` goes into the container's tags (``comment``, ``title``...; read back by
     :func:`read_mp4_metadata`); ffmpeg adds no timestamp, so equal frames and tags give equal bytes.
+    ``audio`` (:class:`~tasks.models.base.Audio`), where given, is muxed as an AAC stream
+    (:data:`AUDIO_CODEC`) from its 16-bit samples (``Audio.pcm16``: the docs' conversion), neither
+    cut nor padded to the video's length; without it the file has no audio stream, as before.
     The file gets its final name only once ffmpeg has ended well and the file decodes to as many
-    frames as were sent (:func:`check_mp4`): a full disk or a dying encoder raises
-    :class:`EncodeError` (an ``OSError`` with errno ENOSPC when the disk is full) and leaves nothing.
+    frames as were sent, and to about as many samples (:func:`check_mp4`): a full disk or a dying
+    encoder raises :class:`EncodeError` (an ``OSError`` with errno ENOSPC when the disk is full) and leaves nothing.
     """
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"expected uint8 frames shaped (frames, height, width, 3), got {frames.dtype} {frames.shape}")
@@ -32,7 +52,14 @@ def write_mp4(
         frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     height, width = frames.shape[1:3]
     tags = [arg for key, value in (metadata or {}).items() for arg in ("-metadata", f"{key}={value}")]
-    write_atomic(path, lambda scratch: _encode(frames, fps, scratch, crf, tags), lambda scratch: check_mp4(scratch, len(frames)))
+    sound = None if audio is None else (audio.pcm16(), audio.sample_rate)
+
+    def check(scratch: Path) -> None:
+        check_mp4(scratch, len(frames))
+        if audio is not None:
+            check_audio(scratch, audio.samples, audio.channels, audio.sample_rate)
+
+    write_atomic(path, lambda scratch: _encode(frames, fps, scratch, crf, tags, sound=sound), check)
     return height, width
 
 
@@ -70,12 +97,21 @@ def write_lossless(frames: np.ndarray, fps: float, path: Path) -> None:
 
 
 def _encode(
-    frames: np.ndarray, fps: float, path: Path, crf: int, tags: list[str], codec: list[str] | None = None
+    frames: np.ndarray,
+    fps: float,
+    path: Path,
+    crf: int,
+    tags: list[str],
+    codec: list[str] | None = None,
+    sound: tuple[np.ndarray, int] | None = None,
 ) -> None:
     """Pipe raw RGB frames through ffmpeg's libx264 into ``path`` (the arguments imageio-ffmpeg's writer gives it),
-    or through the encoder ``codec``'s arguments name."""
+    or through the encoder ``codec``'s arguments name; ``sound`` (int16 samples shaped (samples, channels), and
+    their rate) through a second pipe into an AAC stream beside them."""
+    import os
     import subprocess
     import tempfile
+    import threading
     from fractions import Fraction
 
     import imageio_ffmpeg
@@ -85,13 +121,35 @@ def _encode(
         "-vcodec", "libx264", "-pix_fmt", "yuv420p", "-v", "error",
         "-crf", str(crf), "-movflags", "+faststart",
     ]  # fmt: skip
-    command = [
-        imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{width}x{height}",
-        "-pix_fmt", "rgb24", "-r", str(Fraction(fps).limit_denominator()), "-i", "-", "-an",
-        *output, *tags, str(path),
+    video_input = [
+        "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{width}x{height}",
+        "-pix_fmt", "rgb24", "-r", str(Fraction(fps).limit_denominator()), "-i", "-",
     ]  # fmt: skip
+    source = sink = None
+    if sound is None:
+        streams = ["-an"]
+    else:  # the samples go through a pipe of their own, fed by a thread: ffmpeg reads both inputs as it muxes
+        samples, rate = sound
+        source, sink = os.pipe()
+        audio_input = ["-f", "s16le", "-ar", str(rate), "-ac", str(samples.shape[1]), "-i", f"pipe:{source}"]
+        video_input += audio_input
+        streams = ["-map", "0:v:0", "-map", "1:a:0", *AUDIO_CODEC]
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", *video_input, *streams, *output, *tags, str(path)]
+    feeder = None
     with tempfile.TemporaryFile() as log:  # ffmpeg's complaints, for the error; never on the terminal
-        encoder = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            encoder = subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log, pass_fds=(source,) if sound else ()
+            )
+        except BaseException:
+            for end in (source, sink):
+                if end is not None:
+                    os.close(end)
+            raise
+        if sound is not None:
+            os.close(source)  # the encoder holds its own copy
+            feeder = threading.Thread(target=_feed, args=(sink, samples), name="videosweep-audio-feed", daemon=True)
+            feeder.start()
         try:
             try:
                 for frame in frames:
@@ -104,10 +162,24 @@ def _encode(
             if encoder.poll() is None:  # something raised on the way: no encoder outlives its video
                 encoder.kill()
                 encoder.wait()
+            if feeder is not None:  # the encoder is gone: the feeder's pipe is broken or drained
+                feeder.join()
         if code != 0:
             log.seek(0)
             message = log.read()[-2000:].decode(errors="replace").strip() or f"exit code {code}"
             raise _encode_error(f"ffmpeg could not write {path.name}: {message}")
+
+
+def _feed(sink: int, samples: np.ndarray) -> None:
+    """Write int16 samples into the pipe ``sink`` (little-endian, interleaved), then close it; an encoder that ended
+    early (a broken pipe) is the encoder's error to report."""
+    import os
+
+    with os.fdopen(sink, "wb") as pipe:
+        try:
+            pipe.write(samples.astype("<i2", copy=False).tobytes())
+        except BrokenPipeError:
+            pass
 
 
 def _encode_error(message: str) -> EncodeError:
@@ -137,6 +209,82 @@ def check_mp4(path: Path, frames: int | None = None) -> int:
         wanted = f" of {frames}" if frames is not None else ""
         raise _encode_error(f"{path.name} does not decode ({decoded}{wanted} frames): {problem[-500:] or 'no video stream'}")
     return decoded
+
+
+def audio_stream(path: Path) -> dict | None:
+    """The first audio stream of a video, as ffmpeg describes it: ``codec``, ``sample_rate`` (Hz), ``channels``,
+    ``layout`` and ``bitrate`` (kb/s, where said); None if the file has none. Raises if ffmpeg cannot open the file."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    # `ffmpeg -i file` with no output prints the streams, then fails for want of an output: only its listing counts
+    done = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        check=False,
+    )
+    if "Input #0" not in done.stderr:
+        raise InputError(f"cannot read {path}: {done.stderr.strip()[-500:] or 'ffmpeg failed'}")
+    line = re.search(r"Stream #0:\d+\S*: Audio: ([^\n]*)", done.stderr)
+    if line is None:
+        return None
+    parts = [part.strip() for part in re.split(r",(?![^(]*\))", line.group(1))]
+    rate = next((int(m.group(1)) for part in parts if (m := re.fullmatch(r"(\d+) Hz", part))), None)
+    layout = parts[2] if len(parts) > 2 else ""
+    channels = {"mono": 1, "stereo": 2}.get(layout)
+    if channels is None and (m := re.match(r"(\d+) channels", layout)):
+        channels = int(m.group(1))
+    bitrate = next((int(m.group(1)) for part in parts if (m := re.match(r"(\d+) kb/s", part))), None)
+    return {
+        "codec": parts[0].split()[0],
+        "profile": m.group(1) if (m := re.search(r"\((\w+)\)", parts[0])) else None,
+        "sample_rate": rate,
+        "channels": channels,
+        "layout": layout,
+        "bitrate_kbps": bitrate,
+    }
+
+
+def read_audio(path: Path) -> tuple[np.ndarray, int]:
+    """A video's first audio stream decoded to float32 samples in [-1, 1], shaped (channels, samples), and its rate.
+
+    Raises :class:`InputError` if the file has no audio stream, :class:`EncodeError` if it does not decode cleanly.
+    """
+    import subprocess
+
+    import imageio_ffmpeg
+
+    info = audio_stream(path)
+    if info is None or not info["channels"] or not info["sample_rate"]:
+        raise InputError(f"{path} has no audio stream" if info is None else f"{path}: an audio stream ffmpeg does not describe")
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-map", "0:a:0",
+        "-f", "f32le", "-acodec", "pcm_f32le", "-",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, check=False)
+    problem = done.stderr.decode(errors="replace").strip()
+    if done.returncode != 0 or problem:
+        raise _encode_error(f"the audio of {path.name} does not decode: {problem[-500:] or f'exit code {done.returncode}'}")
+    samples = np.frombuffer(done.stdout, dtype="<f4").reshape(-1, info["channels"]).T
+    return np.ascontiguousarray(samples), info["sample_rate"]
+
+
+def check_audio(path: Path, samples: int, channels: int, sample_rate: int) -> None:
+    """Raise :class:`EncodeError` unless ``path``'s audio stream decodes cleanly to ``channels`` channels at
+    ``sample_rate``, within one AAC frame (:data:`AAC_FRAME`) of ``samples`` samples."""
+    try:
+        decoded, rate = read_audio(path)
+    except InputError as exc:
+        raise EncodeError(errno.EIO, str(exc)) from None
+    if rate != sample_rate or decoded.shape[0] != channels or abs(decoded.shape[1] - samples) >= AAC_FRAME:
+        raise EncodeError(
+            errno.EIO,
+            f"the audio of {path.name} decodes to {decoded.shape[0]} channels x {decoded.shape[1]} samples at {rate} Hz, "
+            f"not {channels} x {samples} at {sample_rate} Hz",
+        )
 
 
 def read_mp4(path: Path) -> tuple[np.ndarray, float]:

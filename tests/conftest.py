@@ -9,8 +9,12 @@ from typing import NamedTuple
 import pytest
 
 # Before anything imports prefect or builds a checkpoint: nothing a test does touches ~/.
+# pytest-xdist's worker processes share the first process's tiny checkpoints (their builds race
+# safely: models._build_once), each with a Prefect home of its own (one SQLite database each).
+_SHARED = os.environ.get("VIDEOSWEEP_TEST_SESSION")
 _SESSION = Path(tempfile.mkdtemp(prefix="videosweep-tests-"))
-os.environ["VIDEOSWEEP_HOME"] = str(_SESSION / "home")
+os.environ.setdefault("VIDEOSWEEP_TEST_SESSION", str(_SESSION))
+os.environ["VIDEOSWEEP_HOME"] = str(Path(_SHARED or _SESSION) / "home")
 os.environ["PREFECT_HOME"] = str(_SESSION / "prefect")
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach for the hub
 import videosweep.flows  # noqa: E402,F401  (the CLI's quiet, offline Prefect and Hugging Face defaults)
@@ -84,16 +88,20 @@ def kept_renders(monkeypatch, family: str) -> list:
     runs jobs through the render step; the render itself is the family's."""
     from dataclasses import replace
 
-    from videosweep.tasks.models import FAMILIES
+    from videosweep.tasks.models import FAMILIES, by_class, family_spec
 
-    spec, kept = FAMILIES[family], []
+    spec, kept = family_spec(family), []
 
     def render(*args, **kwargs):
         videos = spec.render(*args, **kwargs)
         kept.extend(videos)
         return videos
 
-    monkeypatch.setitem(FAMILIES, family, replace(spec, render=render))
+    if family in FAMILIES:
+        monkeypatch.setitem(FAMILIES, family, replace(spec, render=render))
+    else:  # a pipeline by class name (tasks/models/by_class.py)
+        found = by_class.family
+        monkeypatch.setattr(by_class, "family", lambda name: replace(spec, render=render) if name == family else found(name))
     return kept
 
 

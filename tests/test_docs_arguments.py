@@ -276,8 +276,14 @@ def test_compile_fullgraph_is_validated_and_parts_the_pipeline_key(tmp_path):
 # -- listed -------------------------------------------------------------------------------------------
 
 
-def test_videosweep_models_lists_the_new_arguments():
-    shown = CliRunner().invoke(app, ["models"], env={"COLUMNS": "400"}, catch_exceptions=False)
+def test_videosweep_models_lists_the_new_arguments(monkeypatch):
+    from rich.console import Console
+
+    from videosweep.flows.cli import models
+
+    # wide enough for every name: the command's console took its width when it was imported
+    monkeypatch.setattr(models, "out", Console(width=400))
+    shown = CliRunner().invoke(app, ["models"], catch_exceptions=False)
     assert shown.exit_code == 0, shown.output
     for key in (
         "free_init_use_fast_sampling",

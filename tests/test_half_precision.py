@@ -21,7 +21,11 @@ from videosweep.tasks.models import FAMILIES, ensure_built, known_models
 from .family_contract import wrong_dtypes
 
 #: A separately stored part of a family (``components``): the pipeline argument and the class the docs load it with.
-COMPONENT_LOADERS = {"adapter": ("motion_adapter", "MotionAdapter"), "controlnet": ("controlnet", "ControlNetModel")}
+COMPONENT_LOADERS = {
+    "adapter": ("motion_adapter", "MotionAdapter"),
+    "controlnet": ("controlnet", "ControlNetModel"),
+    "vae": ("vae", "AutoencoderKL"),
+}
 TINY_MODELS = sorted(name for name, ref in known_models().items() if ref.tiny)
 
 

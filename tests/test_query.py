@@ -117,7 +117,7 @@ def test_select_filters_sorts_and_projects(table):
 @pytest.mark.parametrize(
     "selection, message",
     [
-        ({"columns": ["job_id", "motion"]}, r"unknown column 'motion' \(did you mean 'motion_score'\?\); columns: "),
+        ({"columns": ["job_id", "motion_scor"]}, r"unknown column 'motion_scor' \(did you mean 'motion_score'\?\); columns: "),
         ({"sort": "-totl_s"}, r"unknown sort key 'totl_s' \(did you mean 'total_s'\?\)"),
         ({"where": "motion_bucket > 6"}, r"where 'motion_bucket > 6': name 'motion_bucket' is not defined .*columns: "),
         ({"where": "seed =="}, r"where 'seed ==' is not a pandas query over this table \(SyntaxError"),

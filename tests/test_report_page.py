@@ -181,3 +181,80 @@ def test_the_grids_play_and_the_page_logged_no_errors(page):
     assert len(grids) == 2
     page.wait_for_function("Array.from(document.querySelectorAll('figure.grid video')).every(v => v.readyState >= 2)")
     assert page.errors == []
+
+
+# -- sound: jobs whose mp4 has an AAC track (LTX-2) ---------------------------------------------------
+
+
+def audio_root(base: Path) -> Path:
+    """Three jobs with sound (a tone each, in their mp4s) and one silent job, recorded as render_job records them."""
+    import json as _json
+
+    import numpy as np
+
+    from videosweep.tasks.models.base import Audio
+    from videosweep.tasks.render.export import audio_identity
+    from videosweep.tasks.report import write_report
+    from videosweep.tasks.results import write_record
+    from videosweep.tasks.video import write_mp4
+
+    from .test_report import T0, clip
+
+    root = base / "sound"
+    for index, tone in enumerate((220, 330, 440, None)):
+        job_id = f"{index:016x}"
+        video = f"videos/{job_id}.mp4"
+        sound = None
+        if tone:
+            t = np.arange(12000) / 24000
+            sound = Audio(np.stack([0.3 * np.sin(2 * np.pi * tone * t)] * 2).astype(np.float32), 24000)
+        write_mp4(clip(12, 24, 32, 30 * index), 24, root / video, audio=sound)
+        record = {
+            "job_id": job_id, "run_id": "run-1", "attempt": 1, "status": "ok", "manifest_name": "sound", "job_index": index,
+            "model": "tiny-ltx2" if tone else "tiny-svd", "family": "ltx2" if tone else "svd", "seed": index,
+            "sweep_json": _json.dumps({"seed": index}), "params_json": _json.dumps({"frame_rate": 24}),
+            "video_path": video, "video_frames": 12, "video_fps": 24.0, "video_width": 32, "video_height": 24,
+            "total_s": 1.0, "queued_at": T0, "started_at": T0, "finished_at": T0,
+            **(audio_identity(sound) if sound else {}),
+        }  # fmt: skip
+        write_record(root, record)
+    write_report(root)
+    return root
+
+
+def test_cells_play_muted_and_a_speaker_unmutes_exactly_one_job(page, tmp_path_factory, shots: Path):
+    """A root whose jobs have sound, in a second tab of the module's browser."""
+    root = audio_root(tmp_path_factory.mktemp("sound"))
+    tab = page.context.browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        tab.set_default_timeout(10_000)
+        errors = []
+        tab.on("pageerror", lambda error: errors.append(str(error)))
+        tab.goto((root / "report.html").as_uri())
+        tab.wait_for_selector("body[data-ready]")
+
+        def unmuted() -> list[str]:
+            return tab.eval_on_selector_all("video", "videos => videos.filter(v => !v.muted).map(v => v.dataset.job)")
+
+        assert "3 of 4 jobs have sound" in tab.inner_text("#audio-note") and "grids below are silent" in tab.inner_text("#audio-note")
+        assert tab.locator("#sweep-grid .tile.has-audio").count() == 3 and tab.locator("#sweep-grid .tile .speaker").count() == 3
+        assert unmuted() == [] and tab.locator("#sweep-grid video").count() == 4  # every cell muted to begin with
+        speakers = tab.locator("#sweep-grid .tile .speaker")
+        speakers.nth(1).click()
+        assert unmuted() == ["1"] and tab.locator("button.speaker.on").count() == 1
+        assert tab.locator("#detail video").count() == 0, "the speaker is not a click on the cell"
+        speakers.nth(2).click()  # another job's sound: the first goes quiet
+        assert unmuted() == ["2"] and tab.get_attribute("#sweep-grid .speaker.on", "data-job") == "2"
+        tab.locator("#sweep-grid .tile >> nth=2").click()  # its detail panel: the panel's copy plays it, the cell is muted
+        assert tab.locator("#detail figcaption .speaker.on").count() == 1
+        assert unmuted() == ["2"] and tab.eval_on_selector_all("video", "vs => vs.filter(v => !v.muted).length") == 1
+        assert tab.eval_on_selector("#detail video", "v => !v.muted")
+        assert "audio_sample_rate" in tab.inner_text("#detail")
+        tab.screenshot(path=shots / "sound.png")
+        tab.locator("#detail figcaption .speaker").click()  # off again: all muted
+        assert unmuted() == [] and tab.locator("button.speaker.on").count() == 0
+        tab.locator("#sweep-grid .tile >> nth=3").click()  # the silent job has no speaker anywhere
+        assert tab.locator("#detail .speaker").count() == 0
+        assert errors == []
+    finally:
+        tab.close()

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
 from rich.table import Table
 
-from .arguments import out
+from .arguments import out, refuse
 
 
-def models() -> None:
-    """List the model keys, families and each family's parameters (type, default, range), and the diffusers
-    releases a family works with where it states them."""
+def models(
+    pipeline: Annotated[
+        Optional[str],
+        typer.Option("--pipeline", help="one diffusers video pipeline class: the parameters a row may give it by class name"),
+    ] = None,
+) -> None:
+    """List the model keys, families and each family's parameters (type, default, range), the diffusers
+    releases a family works with where it states them, and the other video pipelines a row may name by class."""
     from videosweep.tasks.manifest import JobOptions
     from videosweep.tasks.models import FAMILIES, installed_diffusers, known_models
     from videosweep.tasks.pipeline_options import PipelineOptions
+
+    if pipeline is not None:
+        _by_class(pipeline)
+        return
 
     listing = Table(title="models", title_justify="left")
     for column in ("key", "family", "weights"):
@@ -32,6 +45,48 @@ def models() -> None:
                 title += f", not the installed {installed_diffusers()}: its rows are refused"
         extra = {name: f"hub id or folder: {part.description}" for name, part in spec.components.items()}
         _print_params(title, spec.params, extra=extra)
+    _list_by_class(FAMILIES)
+
+
+def _list_by_class(families) -> None:
+    """The video pipelines of the installed diffusers that no family curates: a row names one with ``pipeline:``."""
+    from videosweep.tasks.models import by_class
+
+    curated = {spec.pipeline_class for spec in families.values()}
+    listing = Table(title="by class name: any other video pipeline of diffusers", title_justify="left")
+    for column in ("pipeline", "what it is"):
+        listing.add_column(column)
+    for name, description in sorted(by_class.video_pipelines().items()):
+        if name not in curated:
+            listing.add_row(name, escape(description))
+    out.print(listing)
+    out.print(
+        "a row names one with `pipeline: <class>` and a hub id or local folder as `model` (a folder whose "
+        "model_index.json names it needs no `pipeline:`); its parameters are its call's: "
+        "`videosweep models --pipeline <class>` lists them\n"
+    )
+
+
+def _by_class(name: str) -> None:
+    """The parameters a row may give the pipeline ``name``: a curated family's, or those read from its call."""
+    from videosweep.tasks.models import FAMILY_OF_PIPELINE, by_class, family_spec
+
+    if name in FAMILY_OF_PIPELINE:
+        spec = family_spec(FAMILY_OF_PIPELINE[name])
+        _print_params(f"{name}: family {spec.name} ({spec.description})", spec.params)
+        return
+    try:
+        cls = by_class.pipeline_class(name)
+    except by_class.NotAVideoPipeline as exc:
+        refuse(str(exc))
+    spec = family_spec(name)
+    _print_params(f"{spec.description} (`pipeline: {name}`, its call's parameters and defaults)", spec.params)
+    left_out = Table(title=f"what {name} takes that a row cannot give", title_justify="left")
+    for column in ("parameter", "why"):
+        left_out.add_column(column)
+    for parameter, why in by_class.read_call(cls)[2].items():
+        left_out.add_row(parameter, escape(why))
+    out.print(left_out)
 
 
 def _print_params(title: str, model, skip=(), extra: dict[str, str] | None = None) -> None:
@@ -51,7 +106,7 @@ def _print_params(title: str, model, skip=(), extra: dict[str, str] | None = Non
         ]
         annotation = _type_name(field.annotation)
         default = "required" if field.is_required() else repr(field.default)
-        listing.add_row(name, annotation, default, ", ".join(bounds), field.description or "")
+        listing.add_row(name, escape(annotation), escape(default), ", ".join(bounds), escape(field.description or ""))
     out.print(listing)
 
 

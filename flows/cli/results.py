@@ -145,7 +145,8 @@ def show(out_root: OutArg, job_id: JobArg) -> None:
 
 
 def inspect(video: Annotated[Path, typer.Argument(help="an mp4 rendered by videosweep, or a grid of them")]) -> None:
-    """Print the record a video carries in its container metadata; for a sweep grid, what its sidecar says."""
+    """Print the record a video carries in its container metadata, and its audio stream where it has one; for a
+    sweep grid, what its sidecar says."""
     from videosweep.tasks.grid import grid_sidecar
     from videosweep.tasks.provenance import read_embedded_record
     from videosweep.tasks.reproduce import readable
@@ -154,6 +155,9 @@ def inspect(video: Annotated[Path, typer.Argument(help="an mp4 rendered by video
     if found is None:
         with plain_errors():
             typer.echo(readable(read_embedded_record(video)), nl=False)
+            sound = audio_stream_lines(video)
+        for line in sound:
+            typer.echo(printable(line, MESSAGE_LIMIT))
         return
     sidecar, grid = found
     axes = ", ".join(f"{axis}={grid[axis]}" for axis in ("x", "y") if grid.get(axis))
@@ -167,6 +171,35 @@ def inspect(video: Annotated[Path, typer.Argument(help="an mp4 rendered by video
     ]
     for cell in grid["cells"]:
         where = ", ".join(f"{grid[axis]}={cell.get(axis)}" for axis in ("x", "y") if grid.get(axis))
-        lines.append(f"  {where}: {cell.get('job_id') or 'no job'} ({cell.get('status')})")
+        sound = ", with sound" if cell.get("audio") else ""
+        lines.append(f"  {where}: {cell.get('job_id') or 'no job'} ({cell.get('status')}{sound})")
+    if grid.get("audio_note"):
+        lines.append(f"sound: {grid['audio_note']}")
     for line in lines:
         typer.echo(printable(line, MESSAGE_LIMIT))
+
+
+def audio_stream_lines(video: Path) -> list[str]:
+    """The audio stream of ``video`` as read from the file itself (not its record), as YAML lines after the record;
+    none for a silent video, whose output stays the record alone."""
+    from videosweep.tasks.video import audio_stream, read_audio
+
+    info = audio_stream(video)
+    if info is None:
+        return []
+    codec = info["codec"] + (f" ({info['profile']})" if info.get("profile") else "")
+    try:
+        samples, rate = read_audio(video)  # decoded whole: what a player would play
+    except OSError as exc:
+        return ["audio_stream:", f"  codec: {codec}", f"  error: {exc}"]
+    lines = [
+        "audio_stream:  # as the file's AAC decodes (audio_* above: what was encoded)",
+        f"  codec: {codec}",
+        f"  sample_rate: {rate}",
+        f"  channels: {samples.shape[0]}",
+        f"  samples: {samples.shape[1]}",
+        f"  duration_s: {samples.shape[1] / rate:.3f}",
+    ]
+    if info.get("bitrate_kbps"):
+        lines.append(f"  bitrate_kbps: {info['bitrate_kbps']}")
+    return lines

@@ -20,6 +20,10 @@ class JobOptions(PipelineOptions):
         None, pattern=r"^[\w.-]+$", description="names this row's videos, so a later row can take them: `video: '@name'`"
     )
     family: str | None = Field(None, description="the model family, where the model's own files cannot tell")
+    pipeline: str | None = Field(
+        None,
+        description="a diffusers video pipeline class: a family's (picks it), or any other, its parameters read from its call",
+    )
     revision: str | None = Field(None, description="hub branch, tag or commit of the weights")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto", description="weights and compute precision; auto: the family's documented half precision on a GPU, float32 on a CPU"

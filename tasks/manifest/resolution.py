@@ -33,22 +33,23 @@ class _Resolver:
 
     def __init__(self, base_dir: Path) -> None:
         self.base_dir = base_dir
-        self._models: dict[tuple[str, str | None], _Model | ModelError] = {}
+        self._models: dict[tuple[str, str | None, str | None], _Model | ModelError] = {}
         self._revisions: dict[tuple[ModelRef | str, str | None], str] = {}
 
-    def model(self, key: tuple[str, str | None]) -> _Model | ModelError:
-        """What the checks need of the model ``key`` (name, family) names; its ModelError (returned, not raised) if none."""
+    def model(self, key: tuple[str, str | None, str | None]) -> _Model | ModelError:
+        """What the checks need of the model ``key`` (name, family, pipeline) names; its ModelError (returned, not
+        raised) if none."""
         if key not in self._models:
-            name, family = key
+            name, family, pipeline = key
             try:
                 if len(name) > 4096:  # longer than any path: no key, hub id or folder
                     raise ModelError(f"unknown model {_shown(name)}: {len(name):,} characters, longer than any path")
-                ref = resolve(name, family, self.base_dir)
+                ref = resolve(name, family, self.base_dir, pipeline)
                 if ref.tiny:  # built first: its component folders are checked below
                     ensure_built(ref)
             except ModelError as exc:  # its message quotes the name and family whole: shortened here
                 message = str(exc)
-                for given in (name, family):
+                for given in (name, family, pipeline):
                     if given is not None and len(repr(given)) > SHOWN_CHARS:
                         message = message.replace(repr(given), _shown(given))
                 self._models[key] = ModelError(message)

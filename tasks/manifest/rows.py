@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..devices import auto_dtype
 from ..jobs import Job, JobIdMaker
-from ..models import ModelError, ModelRef, is_local
+from ..models import ModelError, ModelRef, is_local, on_the_same_checkpoint
 from ..pipeline_options import (
     PipelineOptions,
     freeu_refusal,
@@ -59,6 +59,12 @@ class _Setup:
     ids: JobIdMaker
 
 
+def _elsewhere(key: Any, family: str) -> str:
+    """A hint naming the pipeline of the same checkpoint that takes ``key`` (AnimateDiff's video-to-video, its ``video``)."""
+    takers = [spec.pipeline_class for spec in on_the_same_checkpoint(family) if key in spec.params.model_fields]
+    return f"; {takers[0]} takes it: add `pipeline: {takers[0]}`" if takers else ""
+
+
 class _RowChecker:
     """Validates rows one by one, caching what many rows share.
 
@@ -103,8 +109,8 @@ class _RowChecker:
             return self._fail(index, entry, found)
 
         # 2. the model, and with it the family's parameters
-        family = values.get("family")
-        model_key = (model_name, family if isinstance(family, str) else None)
+        family, pipeline = values.get("family"), values.get("pipeline")
+        model_key = (model_name, family if isinstance(family, str) else None, pipeline if isinstance(pipeline, str) else None)
         model = self._names.model(model_key)
         if isinstance(model, ModelError):
             return self._fail(index, entry, found + [("model", _cut(str(model), 1500))])
@@ -116,7 +122,7 @@ class _RowChecker:
                 (
                     _brief(key),
                     f"unknown key {_shown(key)} for {_brief(model_name)} (family {ref.family})"
-                    f"{_suggest(key, model.allowed)}; allowed: {', '.join(model.allowed)}",
+                    f"{_suggest(key, model.allowed) or _elsewhere(key, ref.family)}; allowed: {', '.join(model.allowed)}",
                 )
                 for key in values
                 if key not in model.allowed

@@ -8,6 +8,12 @@ import, and refused there unless it declares ``FAMILY = Family(...)`` (the contr
 - a hub repo id (``org/name``) or a local folder holding a diffusers pipeline; the family is
   read from ``model_index.json`` where it is on disk, else given as ``family:``.
 
+A row's ``pipeline:`` names a diffusers class instead of a family: a curated family's (the
+family whose ``pipeline_class`` it is; a model key of a family on the same checkpoint may then
+be loaded with it, as ``animatediff-v1-5-2`` with ``AnimateDiffVideoToVideoPipeline``), or any
+other video pipeline, whose family is built from its call signature (``by_class``) and named by
+the class. :func:`family_spec` finds either.
+
 A family whose pipeline is assembled from separate repos (a motion adapter, a ControlNet)
 names them in its ``components``; a model key gives their defaults and a row may override them.
 
@@ -37,7 +43,7 @@ from ..errors import InputError
 from .base import scalar_type
 from .family import Family, FamilyError
 
-NOT_FAMILIES = ("base", "family")
+NOT_FAMILIES = ("base", "family", "by_class")
 
 
 def discover(path: list[str], package: str) -> dict[str, Family]:
@@ -110,7 +116,19 @@ class ModelRef:
     @property
     def spec(self) -> Family:
         """The family's declaration."""
-        return FAMILIES[self.family]
+        return family_spec(self.family)
+
+
+def family_spec(family: str) -> Family:
+    """The :class:`Family` named ``family``: a curated one, or a video pipeline's by its class name (``by_class``)."""
+    if family in FAMILIES:
+        return FAMILIES[family]
+    from . import by_class
+
+    try:
+        return by_class.family(family)
+    except by_class.NotAVideoPipeline as exc:
+        raise ModelError(f"unknown family {family!r}: {exc}") from None
 
 
 def is_local(source: str) -> bool:
@@ -175,9 +193,11 @@ def diffusers_refusal(spec: Family) -> str | None:
     )
 
 
-def resolve(name: str, family: str | None = None, base_dir: Path | None = None) -> ModelRef:
-    """Turn a manifest's ``model`` (and optional ``family``) into a :class:`ModelRef`; refuse it where its family
-    does not work with the installed diffusers (:func:`diffusers_refusal`)."""
+def resolve(name: str, family: str | None = None, base_dir: Path | None = None, pipeline: str | None = None) -> ModelRef:
+    """Turn a manifest's ``model`` (and optional ``family`` or ``pipeline``) into a :class:`ModelRef`; refuse it where
+    its family does not work with the installed diffusers (:func:`diffusers_refusal`)."""
+    if pipeline is not None:
+        family = _family_of_pipeline(pipeline, family)
     ref = _find(name, family, base_dir)
     refusal = diffusers_refusal(ref.spec)
     if refusal is not None:
@@ -185,15 +205,33 @@ def resolve(name: str, family: str | None = None, base_dir: Path | None = None) 
     return ref
 
 
+def _family_of_pipeline(pipeline: str, family: str | None) -> str:
+    """The family a row's ``pipeline:`` class picks: the curated one rendering it, else the class's own (by_class)."""
+    chosen = FAMILY_OF_PIPELINE.get(pipeline)
+    if chosen is None:
+        from . import by_class
+
+        try:
+            by_class.pipeline_class(pipeline)
+        except by_class.NotAVideoPipeline as exc:
+            raise ModelError(f"pipeline {pipeline!r}: {exc}") from None
+        chosen = pipeline
+    if family is not None and family != chosen:
+        raise ModelError(f"pipeline {pipeline!r} is family {chosen!r}'s, not {family!r}: give `pipeline:` or `family:`, not both")
+    return chosen
+
+
 def _find(name: str, family: str | None, base_dir: Path | None) -> ModelRef:
     """The :class:`ModelRef` a model key, ``tiny-<family>``, local folder or hub id names."""
     if family is not None and family not in FAMILIES:
-        raise ModelError(f"unknown family {family!r}; known families: {', '.join(sorted(FAMILIES))}")
+        if not family.endswith("Pipeline"):
+            raise ModelError(f"unknown family {family!r}; known families: {', '.join(sorted(FAMILIES))}")
+        family_spec(family)  # a video pipeline by its class name, or refused naming what would work
     models = known_models()
     if name in models:
         ref = models[name]
         if family is not None and family != ref.family:
-            raise ModelError(f"model {name!r} is of family {ref.family!r}, not {family!r}; drop `family:`")
+            return _on_the_same_checkpoint(ref, family)
         return ref
 
     folder = Path(name).expanduser()
@@ -221,17 +259,49 @@ def _find(name: str, family: str | None, base_dir: Path | None) -> ModelRef:
     )
 
 
+def _on_the_same_checkpoint(ref: ModelRef, family: str) -> ModelRef:
+    """``ref``'s key loaded as another curated ``family`` whose pipeline reads the same checkpoint (one tiny base, the
+    same separately stored parts), as ``animatediff-v1-5-2`` under ``AnimateDiffVideoToVideoPipeline``; else refused."""
+    if family not in {other.name for other in on_the_same_checkpoint(ref.family)}:
+        raise ModelError(f"model {ref.name!r} is of family {ref.family!r}, not {family!r}; drop `family:`")
+    if ref.tiny:
+        return known_models()[f"tiny-{family}"]
+    return ModelRef(ref.name, family, ref.source, components=ref.components, variant=ref.variant, gpu_dtype=ref.gpu_dtype)
+
+
+def on_the_same_checkpoint(family: str) -> list[Family]:
+    """The other curated families whose pipelines read ``family``'s checkpoints: a row picks one with ``pipeline:``.
+
+    One tiny base, and the same separately stored parts (same names and descriptions: PIA shares
+    AnimateDiff's base but takes another kind of motion adapter, so it is not one of AnimateDiff's)."""
+    spec = FAMILIES.get(family)
+    if spec is None:
+        return []
+
+    def parts(one: Family) -> dict[str, str]:
+        return {name: part.description for name, part in one.components.items()}
+
+    return [
+        other
+        for other in FAMILIES.values()
+        if other is not spec and other.tiny_name == spec.tiny_name and parts(other) == parts(spec)
+    ]
+
+
 def _family_from_index(index: Path, name: str) -> str:
     try:
         pipeline_class = json.loads(index.read_text())["_class_name"]
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"{name!r} has no readable model_index.json ({exc}); is it a diffusers pipeline folder?") from exc
-    if pipeline_class not in FAMILY_OF_PIPELINE:
-        raise ModelError(
-            f"{name!r} holds a {pipeline_class}, which no family renders; "
-            f"supported pipelines: {', '.join(sorted(FAMILY_OF_PIPELINE))}"
-        )
-    return FAMILY_OF_PIPELINE[pipeline_class]
+    if pipeline_class in FAMILY_OF_PIPELINE:
+        return FAMILY_OF_PIPELINE[pipeline_class]
+    from . import by_class
+
+    try:
+        by_class.pipeline_class(pipeline_class)
+    except by_class.NotAVideoPipeline as exc:
+        raise ModelError(f"{name!r} holds a {pipeline_class}, which videosweep cannot render: {exc}") from None
+    return pipeline_class  # a video pipeline without a curated family: by its class name
 
 
 def _cached_hub_file(repo_id: str, filename: str, revision: str | None = None) -> Path | None:

@@ -162,15 +162,65 @@ def fold_fps(name: str) -> Any:
     return model_validator(mode="before")(fold)
 
 
+@dataclass(frozen=True)
+class Audio:
+    """The sound a family renders with its video (LTX-2): a float waveform in [-1, 1], (channels, samples), and its rate.
+
+    What the docs hand their export (``audio[0].float().cpu()``, at ``pipe.vocoder.config.output_sampling_rate``).
+    """
+
+    waveform: np.ndarray  # float32, (channels, samples)
+    sample_rate: int
+
+    def __post_init__(self) -> None:
+        import numpy as np
+
+        waveform = np.asarray(self.waveform)
+        if waveform.ndim != 2 or waveform.shape[0] not in (1, 2) or waveform.shape[1] == 0:
+            raise ValueError(f"audio: expected a waveform shaped (1 or 2 channels, samples), got {waveform.shape}")
+        if not np.issubdtype(waveform.dtype, np.floating):
+            raise ValueError(f"audio: expected a float waveform in [-1, 1], got {waveform.dtype}")
+        if not 1000 <= self.sample_rate <= 384000:
+            raise ValueError(f"audio: sample rate {self.sample_rate} Hz is not a sound's")
+
+    @property
+    def channels(self) -> int:
+        return int(self.waveform.shape[0])
+
+    @property
+    def samples(self) -> int:
+        return int(self.waveform.shape[1])
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples / self.sample_rate
+
+    def pcm16(self) -> np.ndarray:
+        """The samples as the docs' export (``diffusers.utils.encode_video``) hands them to the AAC encoder: clipped
+        to [-1, 1], times 32767, truncated to int16 (``.to(torch.int16)``); interleaved, shaped (samples, channels)."""
+        import numpy as np
+
+        clipped = np.clip(np.asarray(self.waveform, dtype=np.float32), -1.0, 1.0)
+        return np.ascontiguousarray((clipped * 32767.0).astype(np.int16).T)
+
+    def sha256(self) -> str:
+        """The sha256 of :meth:`pcm16`'s little-endian bytes: the exact samples the mp4's AAC stream was encoded from."""
+        import hashlib
+
+        return hashlib.sha256(self.pcm16().astype("<i2").tobytes()).hexdigest()
+
+
 @dataclass
 class Rendered:
-    """One rendered video, in memory: uint8 frames shaped (frames, height, width, 3)."""
+    """One rendered video, in memory: uint8 frames shaped (frames, height, width, 3), and its sound where the family
+    renders one (``audio``; None for the silent families, whose mp4 has no audio stream)."""
 
     frames: np.ndarray
     fps: int
     denoise_s: float  # this video's: its share (time / videos) where a call rendered several
     decode_s: float
     scheduler: Any = None  # the scheduler the call used, where the family swapped one in for this job only
+    audio: Audio | None = None
 
 
 def prompt_lists(params_list: list[Any]) -> dict[str, list[str]]:
@@ -193,9 +243,10 @@ def rendered_videos(
     conversion: Uint8Conversion,
     fps: int,
     scheduler: Any = None,
+    audio: list[Audio] | None = None,
 ) -> list[Rendered]:
     """The end of every render: the float frames in [0, 1] that one pipeline call's latents decoded to, one array
-    per video, as :class:`Rendered` videos.
+    per video, as :class:`Rendered` videos (with each video's ``audio``, where the family renders sound).
 
     Each video is converted to uint8 as the family's docs convert it, the pipeline's offload hooks
     are reset as after its own decode (a no-op without offload), and ``watch``'s lap since the
@@ -206,7 +257,10 @@ def rendered_videos(
     pipe.maybe_free_model_hooks()
     decode_s = watch.lap()
     count = len(frames)
-    return [Rendered(one, fps, denoise_s / count, decode_s / count, scheduler) for one in frames]
+    sounds = audio if audio is not None else [None] * count
+    if len(sounds) != count:
+        raise ValueError(f"{count} videos but {len(sounds)} sounds")
+    return [Rendered(one, fps, denoise_s / count, decode_s / count, scheduler, sound) for one, sound in zip(frames, sounds)]
 
 
 def decode_latents(pipe: Any, latents: torch.Tensor, *args: Any, **kwargs: Any) -> np.ndarray:

@@ -79,7 +79,37 @@ MODELS = {
 MAX_FRAMES = 64
 
 
-class Params(ResizedVideoParams):
+class ControlledParams(ResizedVideoParams):
+    """Base of the ``Params`` of a family that takes a control video (its ``control``, ``canny_*`` and
+    ``control_guidance_*`` fields): the checks their values need together."""
+
+    # Field validators, not a model validator: the manifest reports an error under the key it names.
+    @field_validator("canny_low", "canny_high", "canny_sigma", check_fields=False)
+    @classmethod
+    def _canny_settings_need_canny(cls, value: float, info: ValidationInfo) -> float:
+        default = cls.model_fields[info.field_name].default
+        if value != default and info.data.get("control", "canny") != "canny":
+            raise ValueError(f"{info.field_name} only applies with `control: canny` (control is {info.data['control']!r})")
+        return value
+
+    @field_validator("canny_high", check_fields=False)
+    @classmethod
+    def _thresholds_in_order(cls, high: int, info: ValidationInfo) -> int:
+        low = info.data.get("canny_low")
+        if low is not None and low > high:
+            raise ValueError(f"canny_low={low} is above canny_high={high}; the low threshold must be the smaller")
+        return high
+
+    @field_validator("control_guidance_end", check_fields=False)
+    @classmethod
+    def _control_window(cls, end: float, info: ValidationInfo) -> float:
+        start = info.data.get("control_guidance_start")
+        if start is not None and start >= end:
+            raise ValueError(f"control_guidance_start={start} must be below control_guidance_end={end} (the pipeline's rule)")
+        return end
+
+
+class Params(ControlledParams):
     """The call parameters of ``StableDiffusionControlNetPipeline``, with its own defaults, and the control video."""
 
     prompt: str = Field(min_length=1, description="what the video shows (the same prompt for every frame)")
@@ -126,31 +156,6 @@ class Params(ResizedVideoParams):
         description="fraction of the steps where control stops; > control_guidance_start",
     )
     fps: int | None = fps_field(None)
-
-    # Field validators, not a model validator: the manifest reports an error under the key it names.
-    @field_validator("canny_low", "canny_high", "canny_sigma")
-    @classmethod
-    def _canny_settings_need_canny(cls, value: float, info: ValidationInfo) -> float:
-        default = cls.model_fields[info.field_name].default
-        if value != default and info.data.get("control", "canny") != "canny":
-            raise ValueError(f"{info.field_name} only applies with `control: canny` (control is {info.data['control']!r})")
-        return value
-
-    @field_validator("canny_high")
-    @classmethod
-    def _thresholds_in_order(cls, high: int, info: ValidationInfo) -> int:
-        low = info.data.get("canny_low")
-        if low is not None and low > high:
-            raise ValueError(f"canny_low={low} is above canny_high={high}; the low threshold must be the smaller")
-        return high
-
-    @field_validator("control_guidance_end")
-    @classmethod
-    def _control_window(cls, end: float, info: ValidationInfo) -> float:
-        start = info.data.get("control_guidance_start")
-        if start is not None and start >= end:
-            raise ValueError(f"control_guidance_start={start} must be below control_guidance_end={end} (the pipeline's rule)")
-        return end
 
 
 def load(options: LoadOptions, device: str):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..jobs import Job
-from ..models import FAMILIES, ensure_built, known_models
+from ..models import ensure_built, family_spec, known_models
 from ..pipeline_setup import Baseline, prepare_load
 from ..provenance import environment
 
@@ -60,7 +60,7 @@ class PipelineCache:
             if job.model in known_models():  # a tiny checkpoint is built where it is first needed
                 ensure_built(known_models()[job.model])
             offloaded = job.options.get("offload", "none") != "none"  # offload hooks move parts to the GPU
-            pipe = FAMILIES[job.family].load(job.load_options, "cpu" if offloaded else device)
+            pipe = family_spec(job.family).load(job.load_options, "cpu" if offloaded else device)
             pipe = prepare_load(pipe, job.options, device)
         except Exception as exc:
             self._failed[key] = (run_id, exc)
@@ -174,7 +174,7 @@ def warm_up(jobs: Sequence[Job] = (), device: str | None = None) -> None:
     import torch  # noqa: F401
     import transformers  # noqa: F401
 
-    for name in dict.fromkeys(FAMILIES[job.family].pipeline_class for job in jobs):
+    for name in dict.fromkeys(family_spec(job.family).pipeline_class for job in jobs):
         getattr(diffusers, name, None)  # a class diffusers lacks is the load's to report
     environment()
     if device is not None and jobs:

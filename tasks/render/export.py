@@ -11,11 +11,12 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from ..errors import DiskFull, describe, is_disk_full
 from ..layout import job_frames_path, job_video_path
 from ..metrics import video_metrics
-from ..models.base import conditioning_image
+from ..models.base import Audio, conditioning_image
 from ..outroot import release_reserve
 from ..provenance import METADATA_TAG
 from ..record import JobRecord
@@ -44,6 +45,8 @@ def _export(rendering: Rendering) -> JobRecord:
     if rendered is not None:
         try:
             relative = job_video_path(record.job_id)
+            if rendered.audio is not None:  # before the record is embedded: the mp4 carries its sound's identity
+                record.update(**audio_identity(rendered.audio))
             metadata = {METADATA_TAG: record.embedded()}
             kept = {}
             try:
@@ -51,7 +54,9 @@ def _export(rendering: Rendering) -> JobRecord:
                     frames_path = job_frames_path(record.job_id)
                     write_lossless(rendered.frames, rendered.fps, run.out_root / frames_path)
                     kept = {"frames_path": frames_path, **video_identity(run.out_root / frames_path, "frames")}
-                height, width = write_mp4(rendered.frames, rendered.fps, run.out_root / relative, metadata=metadata)
+                height, width = write_mp4(
+                    rendered.frames, rendered.fps, run.out_root / relative, metadata=metadata, audio=rendered.audio
+                )
             except OSError as exc:
                 if is_disk_full(exc, run.out_root):
                     raise DiskFull(f"no space left on the disk of {run.out_root}: free some and run again") from exc
@@ -73,6 +78,17 @@ def _export(rendering: Rendering) -> JobRecord:
     # the job's own work: rendering and exporting, not the wait for an export thread
     record.update(total_s=rendering.compute_s + time.perf_counter() - started, finished_at=datetime.now(timezone.utc))
     return record
+
+
+def audio_identity(audio: Audio) -> dict[str, Any]:
+    """The record's audio columns for the sound muxed into a job's mp4."""
+    return {
+        "audio_sample_rate": audio.sample_rate,
+        "audio_channels": audio.channels,
+        "audio_samples": audio.samples,
+        "audio_duration_s": audio.duration_s,
+        "audio_sha256": audio.sha256(),
+    }
 
 
 def write_record_or_stop(out_root: Path, record: JobRecord) -> JobRecord:

@@ -19,7 +19,7 @@ from ..errors import DiskFull, describe, is_disk_full
 from ..jobs import Job
 from ..layout import job_video_path
 from ..memory import LADDER, OutOfMemory, is_out_of_memory, ladder
-from ..models import FAMILIES
+from ..models import family_spec
 from ..pipeline_setup import prepare_job
 from ..provenance import keep_inputs
 from ..record import JobRecord
@@ -214,7 +214,7 @@ def _render_call(pipe: Any, jobs: list[Job], run: RunContext) -> tuple[list[Any]
     generators = [torch.Generator(run.device if job.generator_device == "cuda" else "cpu").manual_seed(job.seed) for job in jobs]
     params = [job.typed_params(run.out_root, run.lossy_inputs) for job in jobs]
     with watchdog(run.hang_timeout_s):
-        return FAMILIES[jobs[0].family].render(pipe, params, generators, run.device), params
+        return family_spec(jobs[0].family).render(pipe, params, generators, run.device), params
 
 
 def _note_render(record: JobRecord, pipe: Any, rendered: Any, run: RunContext) -> None:

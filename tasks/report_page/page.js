@@ -16,6 +16,7 @@
     hiddenStatus: new Set(), range: {measure: "", min: null, max: null},
     search: "", sort: {key: "n", direction: 1},
     selected: -1, compared: null,  // a job index; compared: {job} or {other: attempt entry of the selected job}
+    audible: -1,  // the job whose sound plays (one at most); every other video is muted
   };
 
   // -- small helpers ------------------------------------------------------------------------------------
@@ -139,6 +140,42 @@
     video.load();  // lets the browser drop the decoder
     active.delete(video);
   }
+  // -- sound: every video plays muted; one job's sound on demand ---------------------------------------
+  var SOUND_ON = "\uD83D\uDD0A", SOUND_OFF = "\uD83D\uDD07";  // speaker with waves, speaker struck out
+  function soundTitle(index) {
+    var job = jobs[index], on = state.audible === index, audio = job.audio;
+    return (on ? "Mute" : "Play") + " the sound of #" + job.n + " (" + format(audio.rate) + " Hz, "
+      + (audio.channels === 1 ? "mono" : audio.channels + " channels") + (audio.seconds ? ", " + format(audio.seconds) + " s" : "")
+      + "); one job's sound plays at a time";
+  }
+  function speaker(index) {
+    var button = el("button", {type: "button", class: "speaker", "data-job": String(index), "aria-pressed": "false"});
+    button.addEventListener("click", function (event) { event.stopPropagation(); toggleSound(index); });
+    button.addEventListener("keydown", function (event) { event.stopPropagation(); });  // Enter here is not Enter on the cell
+    return button;
+  }
+  function toggleSound(index) {
+    state.audible = state.audible === index ? -1 : index;
+    applySound();
+  }
+  function applySound() {
+    // exactly one element plays the chosen job's sound: its view in the detail panel where it is shown, else its cell
+    var chosen = null;
+    if (state.audible >= 0) {
+      var selector = 'video[data-job="' + state.audible + '"]';
+      chosen = document.querySelector("#detail " + selector) || document.querySelector("#sweep-grid " + selector);
+    }
+    document.querySelectorAll("video").forEach(function (video) { video.muted = video !== chosen; });
+    document.querySelectorAll("button.speaker").forEach(function (button) {
+      var index = Number(button.dataset.job), on = index === state.audible;
+      button.classList.toggle("on", on);
+      button.setAttribute("aria-pressed", on ? "true" : "false");
+      button.textContent = on ? SOUND_ON : SOUND_OFF;
+      button.title = soundTitle(index);
+      button.setAttribute("aria-label", button.title);
+    });
+  }
+
   var observer = "IntersectionObserver" in window ? new IntersectionObserver(function (entries) {
     entries.forEach(function (entry) {
       var video = entry.target.querySelector("video");
@@ -253,7 +290,9 @@
       var video = el("video", {muted: true, playsinline: true, preload: "none", poster: job.poster});
       video.muted = true;
       video.dataset.src = job.video;
+      video.dataset.job = String(index);
       node.appendChild(video);
+      if (job.audio) { node.classList.add("has-audio"); node.appendChild(speaker(index)); }
     } else {
       var why = job.status === "ok" ? "ok, video missing" : job.status + (job.error ? ": " + job.error.split("\n")[0].slice(0, 80) : "");
       node.appendChild(document.createTextNode(why));
@@ -355,6 +394,7 @@
     wrap.querySelectorAll(".tile").forEach(function (node) {
       if (observer) { observer.observe(node); } else if (node.querySelector("video")) { attach(node.querySelector("video"), node.querySelector("video").dataset.src); }
     });
+    applySound();
   }
   function onTile(event) {
     var node = event.target.closest(".tile");
@@ -385,17 +425,19 @@
       row.classList.toggle("selected", Number(row.dataset.job) === state.selected);
     });
   }
-  function view(video, poster, caption, failed) {
-    var figure = el("figure");
+  function view(video, poster, caption, failed, index) {
+    // index: the job shown (its sound can be played here); none for another attempt's video
+    var figure = el("figure"), sound = index !== undefined && video && jobs[index].audio;
     if (video) {
       var node = el("video", {muted: true, playsinline: true, preload: "auto", poster: poster});
       node.muted = true;
+      if (index !== undefined) { node.dataset.job = String(index); }
       figure.appendChild(node);
       attach(node, video);
     } else {
       figure.appendChild(el("div", {class: "failed-view", text: failed}));
     }
-    figure.appendChild(el("figcaption", {text: caption}));
+    figure.appendChild(el("figcaption", {}, sound ? [speaker(index), " " + caption] : [caption]));
     return figure;
   }
   function kvTable(pairs, differing) {
@@ -501,9 +543,10 @@
     ]));
     var views = el("div", {class: "views"});
     views.style.setProperty("--views", other ? 2 : 1);
-    views.appendChild(view(job.video, job.poster, "#" + job.n + " " + shortId(job), job.status + (job.error ? ": " + job.error.split("\n")[0] : "")));
+    views.appendChild(view(job.video, job.poster, "#" + job.n + " " + shortId(job), job.status + (job.error ? ": " + job.error.split("\n")[0] : ""),
+                           state.selected));
     if (second) {
-      views.appendChild(view(second.video, second.poster, "#" + second.n + " " + shortId(second), second.status));
+      views.appendChild(view(second.video, second.poster, "#" + second.n + " " + shortId(second), second.status, other.job));
     } else if (other) {
       var entry = other.other;
       views.appendChild(view(entry.video, null, entry.where + " " + entry.job.slice(0, 8) + " attempt " + entry.attempt, entry.status));
@@ -525,6 +568,7 @@
     if (data.common.length) {
       panel.appendChild(el("details", {class: "more-record"}, [el("summary", {text: "the same for every job"}), kvTable(data.common)]));
     }
+    applySound();
     syncAll();
   }
 
@@ -618,6 +662,13 @@
 
   // -- start ------------------------------------------------------------------------------------------
   buildControls();
+  var withSound = jobs.filter(function (job) { return job.audio && job.video; }).length;
+  if (withSound) {
+    $("audio-note").hidden = false;
+    $("audio-note").textContent = withSound + " of " + jobs.length + " jobs have sound (an AAC track in their mp4). "
+      + "Every cell plays muted; " + SOUND_OFF + " on a cell, or beside its video in the detail panel, plays that job's "
+      + "sound, one job at a time. The grids below are silent.";
+  }
   var start = data.start || {};
   ["x", "y", "z"].forEach(function (which, position) {
     var named = axisNames.indexOf(start[which]);
