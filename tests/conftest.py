@@ -17,6 +17,11 @@ os.environ.setdefault("VIDEOSWEEP_TEST_SESSION", str(_SESSION))
 os.environ["VIDEOSWEEP_HOME"] = str(Path(_SHARED or _SESSION) / "home")
 os.environ["PREFECT_HOME"] = str(_SESSION / "prefect")
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach for the hub
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two test processes share the cores: one compute thread each (and in the processes they start), so OpenMP's
+    # threads do not spin against each other's. Set before torch is imported; every process of a test agrees.
+    for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_threads, "1")
 import videosweep.flows  # noqa: E402,F401  (the CLI's quiet, offline Prefect and Hugging Face defaults)
 
 REPO = Path(__file__).resolve().parent.parent
