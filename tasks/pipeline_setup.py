@@ -76,7 +76,8 @@ class Baseline:
     @classmethod
     def of(cls, pipe: Any) -> Baseline:
         vae = getattr(pipe, "vae", None)
-        return cls(pipe.scheduler, getattr(vae, "use_slicing", None), getattr(vae, "use_tiling", None))
+        # no scheduler: a pipeline that does not denoise (LTX-2's latent upsampler)
+        return cls(getattr(pipe, "scheduler", None), getattr(vae, "use_slicing", None), getattr(vae, "use_tiling", None))
 
 
 def prepare_load(pipe: Any, chosen: dict[str, Any], device: str) -> Any:
@@ -95,6 +96,8 @@ def prepare_load(pipe: Any, chosen: dict[str, Any], device: str) -> Any:
                 _to_channels_last(module)
     backend = chosen.get("attention")
     if backend:
+        if denoiser is None:
+            raise UnsupportedOption(f"attention: {type(pipe).__name__} has no denoiser (it does not denoise); drop it")
         _set_attention_backend(denoiser, ATTENTION_BACKENDS[backend])
     targets = compile_specs(chosen.get("compile", False))
     if targets:
@@ -150,10 +153,14 @@ def prepare_job(pipe: Any, chosen: dict[str, Any], baseline: Baseline, best_effo
     # scheduler: a fresh one from the loaded config (plus overrides), or the loaded one back
     name = chosen.get("scheduler")
     overrides = chosen.get("scheduler_config") or {}
+    if (name or overrides) and baseline.scheduler is None:
+        raise UnsupportedOption(
+            f"scheduler: {type(pipe).__name__} has no scheduler (it does not denoise); drop scheduler and scheduler_config"
+        )
     if name or overrides:
         scheduler_cls = getattr(diffusers, SCHEDULERS.get(name, name)) if name else type(baseline.scheduler)
         pipe.scheduler = scheduler_cls.from_config(baseline.scheduler.config, **overrides)
-    else:
+    elif baseline.scheduler is not None:
         pipe.scheduler = baseline.scheduler
 
     skipped: list[str] = []
@@ -189,7 +196,7 @@ def prepare_job(pipe: Any, chosen: dict[str, Any], baseline: Baseline, best_effo
         if hasattr(denoiser, "enable_forward_chunking"):
             denoiser.enable_forward_chunking(**chunking)  # no arguments for `true`: the docs' call, the method's defaults
         else:
-            unsupported("forward_chunking", denoiser)
+            unsupported("forward_chunking", pipe if denoiser is None else denoiser)
     elif hasattr(denoiser, "disable_forward_chunking"):
         denoiser.disable_forward_chunking()
     elif denoiser is not None:  # SVD's UNet can enable it but not disable it: what the others' disable does
@@ -202,11 +209,15 @@ def prepare_job(pipe: Any, chosen: dict[str, Any], baseline: Baseline, best_effo
     # the step cache and the guidance cutoff: attached afresh for each job (their state is per video), removed when unset
     if getattr(denoiser, "is_cache_enabled", False):
         denoiser.disable_cache()
-    detach_all(denoiser)
+    if denoiser is not None:
+        detach_all(denoiser)
     cache = PipelineOptions.model_validate({"step_cache": chosen.get("step_cache")}).step_cache
+    cutoff = chosen.get("guidance_cutoff")
+    if denoiser is None and (cache is not None or (cutoff is not None and cutoff < 1)):
+        option = "step_cache" if cache is not None else "guidance_cutoff"
+        raise UnsupportedOption(f"{option}: {type(pipe).__name__} has no denoiser (it does not denoise); drop it from the row")
     if cache is not None:
         _attach_step_cache(cache, pipe, denoiser)
-    cutoff = chosen.get("guidance_cutoff")
     if cutoff is not None and cutoff < 1:
         GuidanceCutoff(pipe, cutoff).attach(denoiser)
     return skipped

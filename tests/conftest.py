@@ -131,7 +131,7 @@ def pipeline_call(pipe, render) -> Call:
     calls = []
 
     def stop(self, *args, **kwargs):
-        calls.append(Call(args, kwargs, self.scheduler))
+        calls.append(Call(args, kwargs, getattr(self, "scheduler", None)))  # None: a pipeline that does not denoise
         raise PipelineCalled
 
     with pytest.MonkeyPatch.context() as patch:

@@ -333,7 +333,8 @@ class FamilyContract:
         def watch(module, args, kwargs):
             fed.append(kwargs.get("hidden_states", kwargs.get("sample", args[0] if args else None)).dtype)
 
-        denoiser = getattr(pipe, "transformer", None) or pipe.unet
+        # the network that takes the latents: a denoiser, or LTX-2's latent upsampler (a pipeline that does not denoise)
+        denoiser = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None) or pipe.latent_upsampler
         handle = denoiser.register_forward_pre_hook(watch, with_kwargs=True)
         try:
             record, frames, video = self.render_step(tmp_path, half, 3)

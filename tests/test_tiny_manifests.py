@@ -19,6 +19,7 @@ FAMILIES = [
     "skyreels-v2-df-i2v",
     "skyreels-v2-df-v2v",
     "ltx2-i2v",
+    "ltx2-upsample",
 ]
 
 

@@ -219,10 +219,10 @@ def _render_call(pipe: Any, jobs: list[Job], run: RunContext) -> tuple[list[Any]
 
 def _note_render(record: JobRecord, pipe: Any, rendered: Any, run: RunContext) -> None:
     """What a job's record says of its render: the scheduler it used, its timings, the peak GPU memory."""
-    scheduler = rendered.scheduler or pipe.scheduler
+    scheduler = rendered.scheduler or getattr(pipe, "scheduler", None)  # None: a pipeline that does not denoise
     record.update(
-        scheduler_class=type(scheduler).__name__,
-        scheduler_config_json=scheduler_config_json(scheduler),
+        scheduler_class=None if scheduler is None else type(scheduler).__name__,
+        scheduler_config_json=None if scheduler is None else scheduler_config_json(scheduler),
         denoise_s=rendered.denoise_s,
         decode_s=rendered.decode_s,
     )
