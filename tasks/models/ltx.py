@@ -130,7 +130,6 @@ def decode(
     raises.
     """
     import torch
-    from diffusers.utils.torch_utils import randn_tensor
 
     device = pipe._execution_device
     latent_num_frames = (params.num_frames - 1) // pipe.vae_temporal_compression_ratio + 1
@@ -150,20 +149,29 @@ def decode(
         )
         latents = latents.to(pipe.text_encoder.dtype)  # the pipeline's prompt_embeds.dtype
 
-        if not pipe.vae.config.timestep_conditioning:
-            timestep = None
-        else:
-            noise = randn_tensor(latents.shape, generator=generator, device=device, dtype=latents.dtype)
-            decode_timestep = [params.decode_timestep]
-            decode_noise_scale = decode_timestep if params.decode_noise_scale is None else [params.decode_noise_scale]
-            timestep = torch.tensor(decode_timestep, device=device, dtype=latents.dtype)
-            scale = torch.tensor(decode_noise_scale, device=device, dtype=latents.dtype)[:, None, None, None, None]
-            latents = (1 - scale) * latents + scale * noise
+        latents, timestep = decode_noise(pipe, latents, params, generator, device)
 
         if cast_to_vae_dtype:
             latents = latents.to(pipe.vae.dtype)
         video = pipe.vae.decode(latents, timestep, return_dict=False)[0]
         return pipe.video_processor.postprocess_video(video, output_type="np")[0]
+
+
+def decode_noise(pipe, latents, params, generator, device) -> tuple:
+    """The latents and the decoder's timestep, as the LTX pipelines (LTX-Video, LTX-2) prepare them for a VAE with
+    timestep conditioning: noise from ``generator`` mixed in at ``decode_noise_scale`` (else ``decode_timestep``);
+    the latents as they are and no timestep for a VAE without it."""
+    import torch
+    from diffusers.utils.torch_utils import randn_tensor
+
+    if not pipe.vae.config.timestep_conditioning:
+        return latents, None
+    noise = randn_tensor(latents.shape, generator=generator, device=device, dtype=latents.dtype)
+    decode_timestep = [params.decode_timestep]
+    decode_noise_scale = decode_timestep if params.decode_noise_scale is None else [params.decode_noise_scale]
+    timestep = torch.tensor(decode_timestep, device=device, dtype=latents.dtype)
+    scale = torch.tensor(decode_noise_scale, device=device, dtype=latents.dtype)[:, None, None, None, None]
+    return (1 - scale) * latents + scale * noise, timestep
 
 
 def render_batch(pipe, params_list: list[Params], generators: list[torch.Generator], device: str) -> list[Rendered]:

@@ -56,6 +56,7 @@ from .base import (
     prompt_lists, rendered_videos,
 )
 from .family import Family
+from .ltx import decode_noise
 
 if TYPE_CHECKING:
     import numpy as np
@@ -227,7 +228,6 @@ def decode(
     The waveform is what the docs hand their export: ``audio[0].float().cpu()``, at the vocoder's output rate.
     """
     import torch
-    from diffusers.utils.torch_utils import randn_tensor
 
     device = pipe._execution_device
     latent_num_frames = (params.num_frames - 1) // pipe.vae_temporal_compression_ratio + 1
@@ -244,15 +244,7 @@ def decode(
         )
         latents = latents.to(pipe.text_encoder.dtype)  # the pipeline's prompt_embeds.dtype
 
-        if not pipe.vae.config.timestep_conditioning:
-            timestep = None
-        else:
-            noise = randn_tensor(latents.shape, generator=generator, device=device, dtype=latents.dtype)
-            decode_timestep = [params.decode_timestep]
-            decode_noise_scale = decode_timestep if params.decode_noise_scale is None else [params.decode_noise_scale]
-            timestep = torch.tensor(decode_timestep, device=device, dtype=latents.dtype)
-            scale = torch.tensor(decode_noise_scale, device=device, dtype=latents.dtype)[:, None, None, None, None]
-            latents = (1 - scale) * latents + scale * noise
+        latents, timestep = decode_noise(pipe, latents, params, generator, device)
 
         latents = pipe._denormalize_latents(
             latents, pipe.vae.latents_mean, pipe.vae.latents_std, pipe.vae.config.scaling_factor

@@ -80,6 +80,7 @@ from .base import (
     video_field,
 )
 from .family import Family, one_video_per_call
+from .ltx import decode_noise
 
 if TYPE_CHECKING:
     import numpy as np
@@ -220,19 +221,10 @@ def decode(pipe, latents: torch.Tensor, params: Params, generator: torch.Generat
     latents, verbatim, for a batch of one (the decode noise of a timestep-aware VAE from the job's generator, after
     the encode's draw, as the pipeline draws it)."""
     import torch
-    from diffusers.utils.torch_utils import randn_tensor
 
     device = pipe._execution_device
     with torch.no_grad():
-        if not pipe.vae.config.timestep_conditioning:
-            timestep = None
-        else:
-            noise = randn_tensor(latents.shape, generator=generator, device=device, dtype=latents.dtype)
-            decode_timestep = [params.decode_timestep]
-            decode_noise_scale = decode_timestep if params.decode_noise_scale is None else [params.decode_noise_scale]
-            timestep = torch.tensor(decode_timestep, device=device, dtype=latents.dtype)
-            scale = torch.tensor(decode_noise_scale, device=device, dtype=latents.dtype)[:, None, None, None, None]
-            latents = (1 - scale) * latents + scale * noise
+        latents, timestep = decode_noise(pipe, latents, params, generator, device)
 
         video = pipe.vae.decode(latents, timestep, return_dict=False)[0]
         return pipe.video_processor.postprocess_video(video, output_type="np")[0]
