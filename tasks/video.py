@@ -166,7 +166,7 @@ def _encode(
                 feeder.join()
         if code != 0:
             log.seek(0)
-            message = log.read()[-2000:].decode(errors="replace").strip() or f"exit code {code}"
+            message = ffmpeg_says(log.read()[-4000:].decode(errors="replace")) or f"exit code {code}"
             raise _encode_error(f"ffmpeg could not write {path.name}: {message}")
 
 
@@ -180,6 +180,13 @@ def _feed(sink: int, samples: np.ndarray) -> None:
             pipe.write(samples.astype("<i2", copy=False).tobytes())
         except BrokenPipeError:
             pass
+
+
+def ffmpeg_says(stderr: str, limit: int = 500) -> str:
+    """ffmpeg's complaint as one line: its lines joined by "; " without their ``[in#0 @ 0x...]`` prefixes, the end
+    kept (where it says what failed), for an error message a terminal shows on one line."""
+    lines = [re.sub(r"^(\[[^\]]*\]\s*)+", "", line).strip() for line in stderr.splitlines()]
+    return "; ".join(line for line in lines if line)[-limit:]
 
 
 def _encode_error(message: str) -> EncodeError:
@@ -204,10 +211,10 @@ def check_mp4(path: Path, frames: int | None = None) -> int:
     done = subprocess.run(command, capture_output=True, text=True, errors="replace", check=False)
     counts = re.findall(r"^frame=(\d+)$", done.stdout, re.MULTILINE)
     decoded = int(counts[-1]) if counts else 0
-    problem = done.stderr.strip()
+    problem = ffmpeg_says(done.stderr)
     if done.returncode != 0 or problem or (frames is not None and decoded != frames):
         wanted = f" of {frames}" if frames is not None else ""
-        raise _encode_error(f"{path.name} does not decode ({decoded}{wanted} frames): {problem[-500:] or 'no video stream'}")
+        raise _encode_error(f"{path.name} does not decode ({decoded}{wanted} frames): {problem or 'no video stream'}")
     return decoded
 
 
@@ -227,7 +234,7 @@ def audio_stream(path: Path) -> dict | None:
         check=False,
     )
     if "Input #0" not in done.stderr:
-        raise InputError(f"cannot read {path}: {done.stderr.strip()[-500:] or 'ffmpeg failed'}")
+        raise InputError(f"cannot read {path}: {ffmpeg_says(done.stderr) or 'ffmpeg failed'}")
     line = re.search(r"Stream #0:\d+\S*: Audio: ([^\n]*)", done.stderr)
     if line is None:
         return None
@@ -265,9 +272,9 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
         "-f", "f32le", "-acodec", "pcm_f32le", "-",
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, check=False)
-    problem = done.stderr.decode(errors="replace").strip()
+    problem = ffmpeg_says(done.stderr.decode(errors="replace"))
     if done.returncode != 0 or problem:
-        raise _encode_error(f"the audio of {path.name} does not decode: {problem[-500:] or f'exit code {done.returncode}'}")
+        raise _encode_error(f"the audio of {path.name} does not decode: {problem or f'exit code {done.returncode}'}")
     samples = np.frombuffer(done.stdout, dtype="<f4").reshape(-1, info["channels"]).T
     return np.ascontiguousarray(samples), info["sample_rate"]
 
@@ -317,7 +324,7 @@ def read_mp4_metadata(path: Path) -> dict[str, str]:
         check=False,
     )
     if done.returncode != 0:
-        raise InputError(f"cannot read the metadata of {path}: {done.stderr.strip() or 'ffmpeg failed'}")
+        raise InputError(f"cannot read the metadata of {path}: {ffmpeg_says(done.stderr) or 'ffmpeg failed'}")
     # ffmetadata: a ";FFMETADATA1" line, then key=value lines; '=', ';', '#', '\\' and newlines escaped by '\\'
     line = re.compile(r"^((?:[^\\=\n]|\\.)+)=((?:[^\\\n]|\\.)*)$", re.MULTILINE | re.DOTALL)
     escape = re.compile(r"\\(.)", re.DOTALL)
@@ -356,7 +363,7 @@ def write_poster(video: Path, path: Path, max_width: int) -> Path:
         ]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, errors="replace", check=False)
         if done.returncode != 0 or not scratch.is_file() or scratch.stat().st_size == 0:
-            raise _encode_error(f"no first frame of {video.name}: {done.stderr.strip()[-500:] or 'no video stream'}")
+            raise _encode_error(f"no first frame of {video.name}: {ffmpeg_says(done.stderr) or 'no video stream'}")
 
     return write_atomic(path, extract)
 

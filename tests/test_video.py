@@ -121,3 +121,17 @@ def test_a_full_disk_while_muxing_sound_is_enospc_and_leaves_nothing(tmp_path: P
         assert caught.value.errno == errno.ENOSPC
         filler.unlink()
         assert not list(disk.iterdir())
+
+
+def test_a_truncated_mp4_is_refused_in_one_line(tmp_path):
+    """ffmpeg's complaint about a cut-off file (several lines, with ``[in#0 @ 0x...]`` prefixes) reads as one line."""
+    from videosweep.tasks.errors import InputError
+    from videosweep.tasks.video import read_mp4_metadata, write_mp4
+
+    whole = tmp_path / "whole.mp4"
+    write_mp4(np.zeros((4, 16, 16, 3), np.uint8), 8, whole)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[100:])  # its first boxes lost: ffmpeg cannot open it
+    with pytest.raises(InputError) as caught:
+        read_mp4_metadata(cut)
+    assert "\n" not in str(caught.value) and "@ 0x" not in str(caught.value) and "cut.mp4" in str(caught.value)

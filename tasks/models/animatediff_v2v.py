@@ -43,13 +43,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field
 
 from . import animatediff
 from .animatediff_sdxl import check_frames
 from .base import (
     LoadOptions, Rendered, ResizedVideoParams, Stopwatch,
-    decode_latents, fps_field, from_pretrained, rendered_videos, video_field,
+    decode_latents, fps_field, from_pretrained, rendered_videos, strength_runs_a_step, video_field,
 )
 from .family import Component, Family, one_video_per_call
 
@@ -102,16 +102,7 @@ class Params(ResizedVideoParams):
     )
     fps: int = fps_field(FPS)
 
-    @field_validator("num_inference_steps")
-    @classmethod
-    def _runs_a_step(cls, steps: int, info: ValidationInfo) -> int:
-        strength = info.data.get("strength")
-        if strength is not None and int(steps * strength) < 1:
-            raise ValueError(
-                f"strength={strength} x num_inference_steps={steps} runs no denoising step "
-                "(the pipeline runs int(steps * strength) of them); raise one of them"
-            )
-        return steps
+    _runs_a_step = strength_runs_a_step()
 
 
 def load(options: LoadOptions, device: str):

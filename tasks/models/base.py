@@ -210,6 +210,23 @@ class Audio:
         return hashlib.sha256(self.pcm16().astype("<i2").tobytes()).hexdigest()
 
 
+def strength_runs_a_step() -> Any:
+    """The ``num_inference_steps`` validator of a family whose pipeline re-noises an input by ``strength`` (declared
+    before the steps, which set ``validate_default=True``): a pair that runs no denoising step is refused (the
+    pipelines run ``int(steps * strength)`` of them, and fail on an empty schedule or return the input)."""
+
+    def runs_a_step(cls: type[BaseModel], steps: int, info: ValidationInfo) -> int:
+        strength = info.data.get("strength")
+        if strength is not None and int(steps * strength) < 1:
+            raise ValueError(
+                f"strength={strength} x num_inference_steps={steps} runs no denoising step "
+                "(the pipeline runs int(steps * strength) of them); raise one of them"
+            )
+        return steps
+
+    return field_validator("num_inference_steps")(runs_a_step)
+
+
 @dataclass
 class Rendered:
     """One rendered video, in memory: uint8 frames shaped (frames, height, width, 3), and its sound where the family

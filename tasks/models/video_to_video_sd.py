@@ -29,11 +29,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field
 
 from .base import (
     ResizedVideoParams, LoadOptions, Rendered, Stopwatch,
-    decode_latents, fps_field, from_pretrained, rendered_videos, video_field,
+    decode_latents, fps_field, from_pretrained, rendered_videos, strength_runs_a_step, video_field,
 )
 from .family import Family, one_video_per_call
 
@@ -67,16 +67,7 @@ class Params(ResizedVideoParams):
     eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta; ignored by the docs' DPM++ scheduler")
     fps: int | None = fps_field(None)
 
-    @field_validator("num_inference_steps")
-    @classmethod
-    def _runs_a_step(cls, steps: int, info: ValidationInfo) -> int:
-        strength = info.data.get("strength")
-        if strength is not None and int(steps * strength) < 1:
-            raise ValueError(
-                f"strength={strength} x num_inference_steps={steps} runs no denoising step "
-                "(the pipeline runs int(steps * strength) of them); raise one of them"
-            )
-        return steps
+    _runs_a_step = strength_runs_a_step()
 
 
 def load(options: LoadOptions, device: str):

@@ -34,12 +34,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, field_validator
 
 from . import wan
 from .base import (
     LoadOptions, Rendered, Stopwatch, VideoParams, check_packed_frames, fps_field, from_pretrained, rendered_videos,
-    video_field,
+    strength_runs_a_step, video_field,
 )
 from .family import Family, one_video_per_call
 
@@ -94,16 +94,7 @@ class Params(VideoParams):
     def _num_frames_4k_plus_1(cls, value: int | None) -> int | None:
         return value if value is None else check_packed_frames(value, wan.TEMPORAL_FACTOR, "Wan")
 
-    @field_validator("num_inference_steps")
-    @classmethod
-    def _runs_a_step(cls, steps: int, info: ValidationInfo) -> int:
-        strength = info.data.get("strength")
-        if strength is not None and int(steps * strength) < 1:
-            raise ValueError(
-                f"strength={strength} x num_inference_steps={steps} runs no denoising step "
-                "(the pipeline runs int(steps * strength) of them); raise one of them"
-            )
-        return steps
+    _runs_a_step = strength_runs_a_step()
 
 
 def load(options: LoadOptions, device: str):
