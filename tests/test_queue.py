@@ -314,7 +314,9 @@ def test_two_submissions_run_one_after_another_by_priority(server, tmp_path):
     lines = [line.split()[0] for line in during.splitlines()[2:]]
     assert lines.count(name_second) == 1  # the running one's render subflow is not a run of its own
     lines = {line.split()[0]: line for line in during.splitlines()[2:]}
-    assert "Running" in lines[name_second] and "Scheduled" in lines[name_first]
+    assert lines[name_second].split()[1] == "Running"
+    # waiting: Prefect's Scheduled, or Late once its start time is 15 s past (a slow machine)
+    assert lines[name_first].split()[1] in ("Scheduled", "Late")
     assert "): Running" in one and "of 1" in one and "ETA:" in one
 
     runs = runs_by_out(url)
