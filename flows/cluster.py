@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import threading
-from collections.abc import Callable
 
 from videosweep.tasks.errors import InputError
 
@@ -62,6 +60,8 @@ def dask_runner(workers: int, address: str | None, device: str):
     Each worker process runs one render at a time (one thread, a ``GPU`` resource of 1); on GPUs,
     dask-cuda's LocalCUDACluster pins each worker to its own GPU with CUDA_VISIBLE_DEVICES.
     """
+    if workers == 1 and not address:
+        return None
     import dask
     from prefect_dask import DaskTaskRunner
 
@@ -70,8 +70,6 @@ def dask_runner(workers: int, address: str | None, device: str):
     dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
     if address:
         return DaskTaskRunner(address=address)
-    if workers == 1:
-        return None
     from . import process
 
     slots = {"n_workers": workers, "threads_per_worker": 1, "resources": {"GPU": 1}, "dashboard_address": None,
@@ -95,44 +93,6 @@ def share_prefect_api() -> None:
     (seconds each, some left running at exit). Starting the ephemeral server here, before the
     cluster, and exporting its URL makes the workers, which inherit the environment, use it.
     """
+    from .api_server import start_prefect_api
+
     start_prefect_api()()
-
-
-def local_prefect_server() -> bool:
-    """Whether this process's flows need a Prefect API server of their own (no PREFECT_API_URL names one)."""
-    from prefect.settings import PREFECT_API_URL
-
-    return not PREFECT_API_URL.value()
-
-
-def start_prefect_api() -> Callable[[], None]:
-    """Start this process's ephemeral Prefect API server on a thread; return the call that waits for it.
-
-    The server is a subprocess that takes 13-28 s to answer here; the first flow of a process
-    would start it and wait. Started first, it boots while this process imports torch and
-    diffusers (5 s here, 17-19 s on a fresh GPU machine). Nothing to start where PREFECT_API_URL
-    names a server already.
-    """
-    if not local_prefect_server():
-        return lambda: None
-    failed: list[BaseException] = []
-
-    def boot() -> None:
-        from prefect.server.api.server import SubprocessASGIServer
-
-        try:
-            server = SubprocessASGIServer()  # the instance Prefect's own ephemeral client uses
-            server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")))
-            os.environ["PREFECT_API_URL"] = server.api_url
-        except BaseException as exc:  # re-raised in the caller's thread by wait()
-            failed.append(exc)
-
-    thread = threading.Thread(target=boot, name="videosweep-prefect-api", daemon=True)
-    thread.start()
-
-    def wait() -> None:
-        thread.join()
-        if failed:
-            raise failed[0]
-
-    return wait

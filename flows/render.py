@@ -21,7 +21,7 @@ from videosweep.tasks import children
 from videosweep.tasks.devices import resolve_device
 from videosweep.tasks.jobs import Job
 from videosweep.tasks.manifest import Limits, load_manifest
-from videosweep.tasks.outroot import check_room, claim, keep_reserve
+from videosweep.tasks.outroot import check_room, claim, default_out_root, keep_reserve
 from videosweep.tasks.plan import Plan, make_plan
 from videosweep.tasks.progress import job_progress, startup
 from videosweep.tasks.provenance import write_lock
@@ -35,10 +35,6 @@ from videosweep.tasks.watchdog import DEFAULT_HANG_TIMEOUT_S
 
 from .cluster import dask_runner, share_prefect_api, worker_count
 from .dispatch import on_dask, render_plan
-
-
-def default_out_root(manifest_name: str) -> Path:
-    return Path("outputs") / manifest_name
 
 
 @task(name="grids-and-report", cache_policy=NO_CACHE)

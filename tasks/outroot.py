@@ -65,6 +65,11 @@ class OutRootError(InputError):
 _HELD: dict[Path, tuple[int, object]] = {}
 
 
+def default_out_root(manifest_name: str) -> Path:
+    """Where a run renders without ``--out``: ``outputs/<manifest name>`` under the working directory."""
+    return Path("outputs") / manifest_name
+
+
 @contextmanager
 def claim(out_root: Path, run_id: str | None, manifest: str) -> Iterator[None]:
     """Hold ``out_root`` for one run: refuse if another run holds it, tidy what a killed run left behind.

@@ -374,6 +374,8 @@ class History:
 
 def history(out_root: Path) -> History:
     """What is done in ``out_root``: a job is finished when the video of its latest ok record is still the one recorded."""
+    if not live_parts(out_root):  # a new root: nothing to read (nor pandas to import, 0.4 s before the first video)
+        return History(frozenset(), {}, frozenset())
     columns = ["job_id", "attempt", "status", "video_path", *VIDEO_IDENTITY, "frames_path", *FRAMES_IDENTITY]
     table = read_results(out_root, columns)
     done = table[table["status"] == "ok"].sort_values("attempt").drop_duplicates("job_id", keep="last")

@@ -112,11 +112,9 @@ def test_a_busy_output_root_is_refused_at_once(tmp_path):
 
 
 def test_the_default_output_root_busy_is_refused_before_prefect_starts(tmp_path, monkeypatch):
-    import videosweep.flows.render  # noqa: F401  (imported already in a run's process; not what is timed)
-
     monkeypatch.chdir(tmp_path)
     started = []
-    monkeypatch.setattr("videosweep.flows.cluster.start_prefect_api", lambda: started.append(1))
+    monkeypatch.setattr("videosweep.flows.api_server.start_prefect_api", lambda: started.append(1))
     with held_by_another_run(Path("outputs") / "tiny-svd"):
         result, seconds = timed("run", TINY_SVD)
     assert result.exit_code == 2 and seconds < 2, (seconds, result.output)

@@ -64,7 +64,7 @@ def submit(
         server_url()  # no server: refused before the manifest's models are resolved (or built)
     bounds = limits(max_jobs, max_manifest_mb)
     table = load(manifest, device, bounds)  # checked here, on this machine; the worker's device if --device is not given
-    from videosweep.flows.render import default_out_root
+    from videosweep.tasks.outroot import default_out_root
     from videosweep.tasks.submission import freeze_manifest, start_time
 
     with plain_errors():

@@ -62,26 +62,26 @@ def run(
         _refuse_at_once(manifest, out_dir, dask_address, bounds)
         children.start_reaper()  # before any child process: each carries this run's mark and ends with it
         table = load(manifest, device, bounds)  # fail fast, before Prefect starts
-        startup.show("starting Prefect…")
         from videosweep.flows import process
-        from videosweep.flows.cluster import local_prefect_server, start_prefect_api, worker_count
-        from videosweep.flows.render import default_out_root, run_manifest
-        from videosweep.tasks.outroot import check_manifest_location, check_room, claim
+        from videosweep.flows.api_server import start_prefect_api
+        from videosweep.flows.cluster import worker_count
+        from videosweep.tasks.outroot import check_manifest_location, check_room, claim, default_out_root
         from videosweep.tasks.results import pending
-        from videosweep.tasks.render.cache import warm_up
 
-        process.quiet_libraries()
         out_root = out_dir or default_out_root(table.name)
-        # the setup must work before anything starts: the root free, writable and roomy (exit 2 if not)
+        # the setup must work before the run starts: the root free, writable and roomy (exit 2 if not)
         with plain_errors(), claim(out_root, None, table.name):
             check_manifest_location(manifest, out_root)
             check_room(out_root, pending(table, out_root, force, retry_failed)[1])
             process.resume_hint = "finished jobs are kept; the same command renders the rest"
-            local = local_prefect_server()
-            startup.show("starting Prefect (local server), loading torch…" if local else "loading torch…")
-            prefect_api = start_prefect_api()  # its server boots while torch and diffusers import
+            prefect_api = start_prefect_api()  # a server of its own, where one is needed, boots on another core from now on
+            startup.show("starting Prefect, loading torch…")
+            from videosweep.flows.render import run_manifest
+            from videosweep.tasks.render.cache import warm_up
+
+            process.quiet_libraries()
             here = dask_address is None and worker_count(workers, table.device) == 1  # the jobs render in this process
-            warm_up(table.jobs, table.device if here else None)  # and the first pipeline loads meanwhile
+            warm_up(table.jobs, table.device if here else None)  # torch and diffusers import, the first pipeline loads
             prefect_api()
             summary = run_manifest(
                 str(manifest), str(out_root), table.device, force, workers, dask_address,
@@ -97,14 +97,12 @@ def _refuse_at_once(manifest: Path, out_dir: Path | None, dask_address: str | No
     is busy (as the run's claim would say) or nothing answers at ``--dask-address``."""
     from videosweep.flows.cluster import check_scheduler
     from videosweep.tasks.manifest import Limits, run_name
-    from videosweep.tasks.outroot import check_free
+    from videosweep.tasks.outroot import check_free, default_out_root
 
     with plain_errors():
         if dask_address:
             check_scheduler(dask_address)
         if out_dir is None and (name := run_name(manifest, Limits(**bounds))):  # None: load says what is wrong
-            from videosweep.flows.render import default_out_root  # Prefect's import (2 s), not its server
-
             out_dir = default_out_root(name)
         if out_dir is not None:
             check_free(out_dir)
