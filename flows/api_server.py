@@ -35,6 +35,9 @@ STARTUP_FAILURE = 3
 LAUNCHES = 3
 #: Seconds a server that answered gets to stop when this process ends, before it is killed.
 STOP_GRACE_S = 5.0
+#: A flow's first requests (its client's API version check, then a read of runs), which a server that has just
+#: started answers slowly (0.4 s for the first, measured); the server asks them of itself while the run imports torch.
+FIRST_REQUESTS = [("GET", "/admin/version", None), ("POST", "/flow_runs/filter", b"{}")]
 
 
 def local_prefect_server() -> bool:
@@ -114,13 +117,9 @@ class _Server:
                 self.process = self._launch()
             elif code is not None:
                 raise RuntimeError(f"the local Prefect API server exited with code {code} before it answered")
-            try:
-                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        self.answered = True
-                        return self.api_url
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
+            if _answers(self.api_url):
+                self.answered = True
+                return self.api_url
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"the local Prefect API server did not answer within {timeout_s:.0f} s")
@@ -147,13 +146,38 @@ def serve(port: int) -> None:
     import videosweep.flows  # noqa: F401  (the run's quiet Prefect defaults, for a launch from elsewhere too)
 
     if local_prefect_server():
+        import threading
+
         import uvicorn
 
         os.environ |= {"PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1", "PREFECT_UI_ENABLED": "0"}
+        threading.Thread(target=_first_requests, args=(f"http://127.0.0.1:{port}/api",), daemon=True).start()
         uvicorn.run("prefect.server.api.server:create_app", factory=True, host="127.0.0.1", port=port,
                     log_level="error", lifespan="on")  # fmt: skip
     else:
         sys.exit(NOT_NEEDED)
+
+
+def _first_requests(api_url: str) -> None:
+    """Ask the server's :data:`FIRST_REQUESTS` of it once it answers at all (on its own core, off the run's path)."""
+    deadline = time.monotonic() + 600
+    while not _answers(api_url) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for method, path, body in FIRST_REQUESTS:
+        request = urllib.request.Request(f"{api_url}{path}", body, {"Content-Type": "application/json"}, method=method)
+        try:
+            urllib.request.urlopen(request, timeout=30).close()
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return
+
+
+def _answers(api_url: str) -> bool:
+    """Whether the API at ``api_url`` answers its health check."""
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as answer:
+            return answer.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
 
 
 if __name__ == "__main__":

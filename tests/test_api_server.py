@@ -49,7 +49,8 @@ def test_a_flow_runs_on_the_launched_server_which_ends_with_the_process(tmp_path
     port = int(url.split(":")[2].split("/")[0])
     with socket.socket() as probe:  # the process has exited, and its server with it
         assert probe.connect_ex(("127.0.0.1", port)) != 0, "the server outlived the process that launched it"
-    assert not [p for p in psutil.process_iter(["cmdline"]) if str(port) in " ".join(p.info["cmdline"] or [])]
+    launched = ["videosweep.flows.api_server", str(port)]
+    assert not [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [])[-2:] == launched]
 
 
 def test_a_server_named_in_the_active_profile_is_not_launched_again(tmp_path):
