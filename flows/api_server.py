@@ -62,7 +62,7 @@ def start_prefect_api() -> Callable[[], None]:
     server = _Server()
 
     def wait() -> None:
-        url = server.wait_until_answering(float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")))
+        url = server.wait_until_answering(_startup_timeout_s())
         if url is None:
             return  # a profile names the server; this process's settings read it already
         from prefect.context import refresh_global_settings_context
@@ -79,8 +79,13 @@ def _prefect_own_server() -> None:
     from prefect.server.api.server import SubprocessASGIServer
 
     server = SubprocessASGIServer()  # one per process: the instance Prefect's client starts for a flow
-    server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")))
+    server.start(timeout=int(_startup_timeout_s()))
     os.environ["PREFECT_API_URL"] = server.api_url
+
+
+def _startup_timeout_s() -> float:
+    """Prefect's own limit on a local server's start (flows/__init__ sets 180 s by default)."""
+    return float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180"))
 
 
 class _Server:

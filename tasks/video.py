@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import errno
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -385,6 +385,20 @@ def read_video(path: Path, num_frames: int | None = None, max_frames: int | None
             f"set num_frames (1-{max_frames}) to take its first frames"
         )
     return [Image.fromarray(frame) for frame in frames[: num_frames or len(frames)]], max(1, round(fps))
+
+
+def read_input_video(path: Path, num_frames: int | None, check_count: Callable[[int], object]) -> tuple[list, int]:
+    """A video input's frames (PIL images) and frame rate: its first ``num_frames``, or, where the row gives no count,
+    all of them, refused unless ``check_count`` (the frame counts the family's VAE gives back) takes their number."""
+    video, fps = read_video(path, num_frames)
+    if num_frames is None:
+        try:
+            check_count(len(video))
+        except ValueError as exc:
+            raise ValueError(
+                f"the video {path} has {len(video)} frames, which {exc}; set num_frames to take its first ones"
+            ) from None
+    return video, fps
 
 
 def output_size(size: tuple[int, int], width: int | None, height: int | None, scale: int) -> tuple[int, int]:

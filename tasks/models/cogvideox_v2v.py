@@ -117,16 +117,9 @@ def load(options: LoadOptions, device: str):
 
 def input_frames(params: Params) -> list:
     """The video's frames the VAE encodes, as PIL images: its first ``num_frames``, or all of them if 8k or 8k+1."""
-    from ..video import read_video
+    from ..video import read_input_video
 
-    video, _ = read_video(params.video, params.num_frames)
-    if params.num_frames is None:
-        try:
-            cogvideox.check_num_frames(len(video))
-        except ValueError as exc:
-            raise ValueError(
-                f"the video {params.video} has {len(video)} frames, which {exc}; set num_frames to take its first ones"
-            ) from None
+    video, _ = read_input_video(params.video, params.num_frames, cogvideox.check_num_frames)
     return video
 
 

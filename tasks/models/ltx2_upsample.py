@@ -69,6 +69,7 @@ of the folder loads the two parts; whether the real repo's lists it could not be
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -184,16 +185,10 @@ def load(options: LoadOptions, device: str):
 def input_frames(params: Params) -> tuple[list, int, int, int]:
     """The video's frames the VAE encodes (PIL images: its first ``num_frames``, or all of them if 8k+1), its frame
     rate, and the (width, height) the pipeline is given: the row's, else the video's own."""
-    from ..video import read_video
+    from ..video import read_input_video
 
-    video, fps = read_video(params.video, params.num_frames)
-    if params.num_frames is None:
-        try:
-            check_packed_frames(len(video), ltx2.TEMPORAL_FACTOR, "LTX-2")
-        except ValueError as exc:
-            raise ValueError(
-                f"the video {params.video} has {len(video)} frames, which {exc}; set num_frames to take its first ones"
-            ) from None
+    check = partial(check_packed_frames, factor=ltx2.TEMPORAL_FACTOR, model="LTX-2")
+    video, fps = read_input_video(params.video, params.num_frames, check)
     if params.width is not None:
         return video, fps, params.width, params.height
     width, height = video[0].size

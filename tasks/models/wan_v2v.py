@@ -31,6 +31,7 @@ Refused here, where the pipeline would go on silently:
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -108,16 +109,10 @@ def load(options: LoadOptions, device: str):
 
 def input_frames(params: Params) -> list:
     """The video's frames the VAE encodes, as PIL images: its first ``num_frames``, or all of them if 4k+1."""
-    from ..video import read_video
+    from ..video import read_input_video
 
-    video, _ = read_video(params.video, params.num_frames)
-    if params.num_frames is None:
-        try:
-            check_packed_frames(len(video), wan.TEMPORAL_FACTOR, "Wan")
-        except ValueError as exc:
-            raise ValueError(
-                f"the video {params.video} has {len(video)} frames, which {exc}; set num_frames to take its first ones"
-            ) from None
+    check = partial(check_packed_frames, factor=wan.TEMPORAL_FACTOR, model="Wan")
+    video, _ = read_input_video(params.video, params.num_frames, check)
     return video
 
 
