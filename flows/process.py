@@ -48,6 +48,11 @@ def log_path() -> Path:
     return _log_path
 
 
+def owned_log_path() -> Path | None:
+    """This process's log file where the console script runs it (:func:`setup_logging`), else None."""
+    return log_path() if _owned else None
+
+
 def setup_logging() -> None:
     """videosweep's own warnings on the terminal, one plain line each; everything logged also in the log file.
 
@@ -55,6 +60,8 @@ def setup_logging() -> None:
     """
     global _owned
     _owned = True
+    # a handler that cannot write (Prefect's, to an API whose database is full) prints no traceback on the terminal
+    logging.raiseExceptions = False
     _prune_logs(log_path().parent)
     log_file = _file_handler()
     ours = logging.getLogger("videosweep")

@@ -33,6 +33,7 @@ from videosweep.tasks.summary import RunSummary
 from videosweep.tasks.text import markdown
 from videosweep.tasks.watchdog import DEFAULT_HANG_TIMEOUT_S
 
+from .api_server import api_failure
 from .cluster import dask_runner, share_prefect_api, worker_count
 from .dispatch import on_dask, render_plan
 
@@ -120,14 +121,19 @@ def artifact_key(name: str) -> str:
 
 
 def _publish(name: str, out_root: Path, outputs: Outputs) -> None:
-    """The summary and the results table as artifacts of this flow run, for the Prefect UI."""
+    """The summary and the results table as artifacts of this flow run, for the Prefect UI (an API that refuses
+    them is a warning: the run's videos and results are on disk already)."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     key = artifact_key(name)
     attempts = read_results(out_root)
     summary = summary_markdown(out_root, attempts, outputs)
-    create_markdown_artifact(summary, key=f"{key}-summary", description=markdown(out_root))
-    create_table_artifact(results_rows(attempts), key=f"{key}-results", description=markdown(f"results of {out_root}"))
+    try:
+        create_markdown_artifact(summary, key=f"{key}-summary", description=markdown(out_root))
+        create_table_artifact(results_rows(attempts), key=f"{key}-results", description=markdown(f"results of {out_root}"))
+    except Exception as exc:  # noqa: BLE001 - the UI's view of a run never ends it
+        said = api_failure(exc) or f"{type(exc).__name__}: {exc}"
+        logging.getLogger("videosweep.flows").warning("the Prefect UI will not show this run's summary: %s", said)
 
 
 def run_manifest(

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -139,6 +140,39 @@ def test_an_unreachable_dask_address_is_one_line(tmp_path):
     assert "--dask-address out" in line  # the other fix: render here
     bad = videosweep("run", TINY_SVD, "--out", tmp_path / "out", "--dask-address", "tcp://127.0.0.1:port")
     assert bad.exit_code == 2 and "give tcp://HOST:PORT" in one_line(bad)
+
+
+# -- 3b. a Prefect API named but not answering, or failing during the run ---------------------------
+
+
+def test_an_unreachable_prefect_api_is_one_line_at_once(tmp_path, monkeypatch):
+    url = f"http://127.0.0.1:{_closed_port()}/api"
+    monkeypatch.setenv("PREFECT_API_URL", url)
+    result, seconds = timed("run", TINY_SVD, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and seconds < 5, (seconds, result.output)  # not after torch's import (was 13 s)
+    assert one_line(result).startswith(f"the Prefect server at PREFECT_API_URL={url} (from the environment) does not answer")
+
+
+def test_a_prefect_api_failing_during_the_run_is_one_line(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    raised = []
+
+    def run_manifest(*args, **kwargs):
+        request = httpx.Request("POST", "http://127.0.0.1:4200/api/flow_runs/1234/set_state")
+        raise raised.pop() if raised else httpx.HTTPStatusError("500", request=request, response=httpx.Response(500))
+
+    monkeypatch.setattr("videosweep.flows.api_server.start_prefect_api", lambda log=None: lambda: None)
+    monkeypatch.setattr("videosweep.tasks.render.cache.warm_up", lambda *args: None)
+    monkeypatch.setattr("videosweep.flows.render.run_manifest", run_manifest)
+    result = videosweep("run", TINY_SVD, "--out", out)
+    assert result.exit_code == 1
+    assert one_line(result) == (
+        "the Prefect API failed (500 Internal Server Error to POST /api/flow_runs/1234/set_state). "
+        f"What finished is kept (videosweep results {out}); the same command renders the rest."
+    )
+    raised.append(ValueError("a bug of ours"))
+    with pytest.raises(ValueError, match="a bug of ours"):  # not the API's: the console script reports it as a bug
+        videosweep("run", TINY_SVD, "--out", out)
 
 
 # -- 4. submit without a server -------------------------------------------------------------------

@@ -13,6 +13,7 @@ from videosweep.tasks.watchdog import DEFAULT_HANG_TIMEOUT_S
 
 from .arguments import (
     CELL_LIMIT,
+    MESSAGE_LIMIT,
     BatchOpt,
     DeviceOpt,
     ForceOpt,
@@ -83,18 +84,47 @@ def run(
             here = dask_address is None and worker_count(workers, table.device) == 1  # the jobs render in this process
             warm_up(table.jobs, table.device if here else None)  # torch and diffusers import, the first pipeline loads
             prefect_api()
-            summary = run_manifest(
-                str(manifest), str(out_root), table.device, force, workers, dask_address,
-                retry_failed=retry_failed, hang_timeout=hang_timeout or None, overlap_export=overlap_export, batch=batch,
-                limits=bounds,
-            )
+            try:
+                summary = run_manifest(
+                    str(manifest), str(out_root), table.device, force, workers, dask_address,
+                    retry_failed=retry_failed, hang_timeout=hang_timeout or None, overlap_export=overlap_export,
+                    batch=batch, limits=bounds,
+                )
+            except Exception as exc:
+                _api_failed(exc, out_root)
+                raise
     typer.echo(summary.format())
     raise typer.Exit(1 if summary.failed else 0)
 
 
+def _api_failed(exc: Exception, out_root: Path) -> None:
+    """Where ``exc`` says the Prefect API failed during the run (not videosweep): one line, and exit 1; the jobs
+    that finished are recorded under ``out_root`` all the same."""
+    import logging
+
+    from videosweep.flows import process
+    from videosweep.flows.api_server import api_failure
+
+    log = process.owned_log_path()
+    failed = api_failure(exc, log)
+    if failed is None:
+        return
+    logging.getLogger("videosweep.flows").info("the Prefect API failed", exc_info=exc)  # the log file only
+    where = f" Details in {log}." if log else ""
+    typer.echo(printable(
+        f"{failed}. What finished is kept (videosweep results {out_root}); the same command renders the rest.{where}",
+        MESSAGE_LIMIT,
+    ), err=True)  # fmt: skip
+    raise typer.Exit(1)
+
+
 def _refuse_at_once(manifest: Path, out_dir: Path | None, dask_address: str | None, bounds: dict[str, int]) -> None:
     """Exit 2 at once, before the manifest's models are resolved (or built) or anything starts, if the output root
-    is busy (as the run's claim would say) or nothing answers at ``--dask-address``."""
+    is busy (as the run's claim would say), or nothing answers at ``--dask-address`` or at the environment's
+    ``PREFECT_API_URL``."""
+    import os
+
+    from videosweep.flows.api_server import check_answers
     from videosweep.flows.cluster import check_scheduler
     from videosweep.tasks.manifest import Limits, run_name
     from videosweep.tasks.outroot import check_free, default_out_root
@@ -102,6 +132,8 @@ def _refuse_at_once(manifest: Path, out_dir: Path | None, dask_address: str | No
     with plain_errors():
         if dask_address:
             check_scheduler(dask_address)
+        if os.environ.get("PREFECT_API_URL"):
+            check_answers(os.environ["PREFECT_API_URL"], "the environment")
         if out_dir is None and (name := run_name(manifest, Limits(**bounds))):  # None: load says what is wrong
             out_dir = default_out_root(name)
         if out_dir is not None:
