@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -99,13 +100,16 @@ def start_prefect_api(log: Path | None = None) -> Callable[[], None]:
 
 def check_answers(url: str, named_in: str) -> None:
     """InputError, saying what to do, if nothing answers at the API ``url`` (any HTTP answer will do: a server
-    that wants a key still answers); ``named_in`` says where the URL came from."""
+    that wants a key still answers, as does one whose certificate only Prefect's settings may accept);
+    ``named_in`` says where the URL came from."""
     try:
         urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=10).close()
     except urllib.error.HTTPError:
         return
     except (urllib.error.URLError, OSError, ValueError) as problem:
         reason = getattr(problem, "reason", problem)
+        if isinstance(reason, ssl.SSLError):  # PREFECT_API_TLS_INSECURE_SKIP_VERIFY, or a CA of Prefect's settings
+            return
         raise InputError(
             f"the Prefect server at PREFECT_API_URL={url} (from {named_in}) does not answer ({reason}); "
             "start it, or unset PREFECT_API_URL: a run then starts a server of its own"

@@ -5,11 +5,13 @@ of tracebacks on the terminal; so is a Prefect API that fails during the run."""
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+import urllib.error
 from collections import namedtuple
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -223,6 +225,14 @@ def test_a_named_server_is_asked_and_any_answer_will_do(answering):
         check_answers(dead, "the environment")
     with pytest.raises(InputError, match="PREFECT_API_URL=127.0.0.1:4200/api .* does not answer"):
         check_answers("127.0.0.1:4200/api", "the environment")  # no scheme
+
+
+def test_a_certificate_only_prefect_may_accept_is_an_answer(monkeypatch):
+    def urlopen(url, timeout):
+        raise urllib.error.URLError(ssl.SSLCertVerificationError("self-signed certificate"))
+
+    monkeypatch.setattr(api_server.urllib.request, "urlopen", urlopen)
+    check_answers("https://prefect.lab.internal/api", "the environment")  # Prefect's own TLS settings decide
 
 
 def test_a_failing_prefect_api_is_one_line(tmp_path):
