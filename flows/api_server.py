@@ -128,7 +128,8 @@ def api_failure(exc: BaseException, log: Path | None = None) -> str | None:
     if cause is None:
         return None
     if isinstance(cause, httpx.HTTPStatusError):
-        said = f"{cause.response.status_code} {cause.response.reason_phrase} to {cause.request.method} {cause.request.url.path}"
+        answer, request = cause.response, cause.request
+        said = f"{answer.status_code} {answer.reason_phrase} to {request.method} {request.url.path}"
     else:
         said = str(cause).splitlines()[0][:300] if str(cause) else type(cause).__name__
     if log is not None and _DISK_FULL.search(_tail(log)):
@@ -147,6 +148,7 @@ def _tail(path: Path, size: int = 1 << 16) -> str:
 
 
 def _check_profile_server() -> None:
+    """InputError if nothing answers at the server that Prefect's active profile names."""
     from prefect.settings import PREFECT_API_URL, PREFECT_PROFILES_PATH
 
     check_answers(PREFECT_API_URL.value(), f"the active profile in {PREFECT_PROFILES_PATH.value()}")
