@@ -120,6 +120,10 @@ def quiet_libraries() -> None:
 #: Dask's loggers: INFO and WARNING lines (a dashboard it cannot start, a worker it kills at shutdown) are for the
 #: log file; ERROR and above (workers that died, a task that could not run) also for the terminal.
 DASK_LOGGERS = ("distributed", "dask", "dask_cuda")
+#: Dask ERROR lines that are no news on the terminal (the log file keeps them): a worker's heartbeat that found the
+#: scheduler's connection closed, as when the scheduler closes first at a run's end; the worker carries on (Dask
+#: logs and goes on), and one whose scheduler is really gone is ended with the run.
+DASK_NOT_NEWS = ("Failed to communicate with scheduler during heartbeat",)
 #: The log file a run's local Dask workers write to (set in their environment by :func:`dask_logging`).
 LOG_FILE_VARIABLE = "VIDEOSWEEP_LOG_FILE"
 
@@ -129,6 +133,7 @@ def _route_library_logs(log_file: logging.Handler) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = [h for h in logger.handlers if not isinstance(h, logging.StreamHandler)] + [log_file]
     terminal = _terminal(logging.ERROR, "%(name)s: %(message)s")
+    terminal.addFilter(lambda record: not str(record.msg).startswith(DASK_NOT_NEWS))
     for name in DASK_LOGGERS:  # and on to the root's log file
         logger = logging.getLogger(name)
         logger.handlers[:] = [terminal]

@@ -125,6 +125,10 @@ else:  # a worker process of the run's local cluster: distributed first, then th
     process.dask_setup(None)
 for level in (logging.INFO, logging.WARNING, logging.ERROR):
     logging.getLogger("distributed.scheduler").log(level, "scheduler line at %s", logging.getLevelName(level))
+try:  # as a worker whose heartbeat meets a scheduler closing first, at a run's end
+    raise OSError("Stream is closed")
+except OSError:
+    logging.getLogger("distributed.worker").exception("Failed to communicate with scheduler during heartbeat.")
 """
 
 
@@ -140,4 +144,5 @@ def test_dask_lines_go_to_the_log_file_and_only_errors_to_the_terminal(tmp_path)
     logged = open(log_file, encoding="utf-8").read()
     for level in ("INFO", "WARNING", "ERROR"):
         assert logged.count(f"scheduler line at {level}") == 2, logged
+    assert logged.count("ERROR distributed.worker") == 2 and logged.count("OSError: Stream is closed") == 2  # not news
     assert re.search(r"INFO distributed.scheduler \[worker \d+\]: scheduler line at INFO", logged)
