@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import errno
+import http.client
 import os
 import re
 import shutil
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import IO
 
 from videosweep.tasks.errors import MIN_FREE_BYTES, InputError
+from videosweep.tasks.text import printable
 
 #: The launched process's exit code where Prefect's settings name a server: none is needed here.
 NOT_NEEDED = 64
@@ -106,12 +108,13 @@ def check_answers(url: str, named_in: str) -> None:
         urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=10).close()
     except urllib.error.HTTPError:
         return
-    except (urllib.error.URLError, OSError, ValueError) as problem:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as problem:  # a URL urllib refuses too
         reason = getattr(problem, "reason", problem)
         if isinstance(reason, ssl.SSLError):  # PREFECT_API_TLS_INSECURE_SKIP_VERIFY, or a CA of Prefect's settings
             return
-        raise InputError(
-            f"the Prefect server at PREFECT_API_URL={url} (from {named_in}) does not answer ({reason}); "
+        raise InputError(  # one line, whatever the variable holds
+            f"the Prefect server at PREFECT_API_URL={printable(url, 300)} (from {named_in}) does not answer "
+            f"({printable(reason, 300)}); "
             "start it, or unset PREFECT_API_URL: a run then starts a server of its own"
         ) from None
 

@@ -225,6 +225,8 @@ def test_a_named_server_is_asked_and_any_answer_will_do(answering):
         check_answers(dead, "the environment")
     with pytest.raises(InputError, match="PREFECT_API_URL=127.0.0.1:4200/api .* does not answer"):
         check_answers("127.0.0.1:4200/api", "the environment")  # no scheme
+    with pytest.raises(InputError, match="does not answer .*control characters"):
+        check_answers("http://127.0.0.1:9/a\x1b[31mpi\nEVIL", "the environment")  # pasted with a terminal escape
 
 
 def test_a_certificate_only_prefect_may_accept_is_an_answer(monkeypatch):
